@@ -1,0 +1,547 @@
+//! The online leak detector: fed observations one at a time, in bounded state, it tells a
+//! growing retained floor (a leak) from a sawtooth, a warm-up that levels off, a one-time step,
+//! a periodic clear and transient spikes. ARCHITECTURE.md explains the design and its limits.
+
+use crate::floor::{CycleTracker, FloorSeries};
+use crate::robust::theil_sen;
+use crate::Observation;
+
+/// Settings of the detector. [`DetectorConfig::recommended`] gives the documented defaults;
+/// tests and short soaks scale the windows with [`DetectorConfig::time_scaled`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorConfig {
+    /// Width of a floor block, seconds: the minimum of each block is what the floor is made of.
+    pub block_s: f64,
+    /// How far back the detector remembers, seconds; bounds its memory.
+    pub horizon_s: f64,
+    /// A ramp this long, still growing at its end, confirms a leak whatever its size, seconds.
+    /// It must out-last the longest healthy warm-up (10 minutes) by a look at its end.
+    pub confirm_window_s: f64,
+    /// The shortest ramp that may confirm early, when it is also large, seconds.
+    pub early_window_s: f64,
+    /// Growth of the floor that confirms early, bytes; the larger of this and
+    /// `early_growth_ratio` times the floor at the start of the ramp.
+    pub early_growth_bytes: f64,
+    /// See `early_growth_bytes`: early confirmation also needs the floor to grow by this
+    /// fraction of itself.
+    pub early_growth_ratio: f64,
+    /// The shortest ramp that raises a suspicion, seconds.
+    pub suspect_window_s: f64,
+    /// Growth below this never counts as a leak, bytes.
+    pub min_growth_bytes: f64,
+    /// Growth slower than this never counts as a leak, bytes per second.
+    pub min_rate_bytes_per_s: f64,
+    /// A fall of at least this much below the last peak ends a GC/allocator cycle, bytes...
+    pub min_drop_bytes: f64,
+    /// ...or of this fraction of the peak, whichever is larger.
+    pub drop_ratio: f64,
+    /// The unsettled tail (the sawtooth tooth still rising) is never longer than this, seconds.
+    pub max_unsettled_s: f64,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl DetectorConfig {
+    /// The documented defaults for 1 Hz sampling (ARCHITECTURE.md, "The leak detector").
+    pub fn recommended() -> Self {
+        DetectorConfig {
+            block_s: 5.0,
+            horizon_s: 1800.0,
+            confirm_window_s: 720.0,
+            early_window_s: 120.0,
+            early_growth_bytes: 256.0 * MIB,
+            early_growth_ratio: 1.0,
+            suspect_window_s: 180.0,
+            min_growth_bytes: 2.0 * MIB,
+            min_rate_bytes_per_s: 0.25 * MIB / 60.0,
+            min_drop_bytes: MIB,
+            drop_ratio: 0.01,
+            max_unsettled_s: 300.0,
+        }
+    }
+
+    /// The same settings with every duration multiplied by `factor` (rates divided by it), for
+    /// workloads that run on a compressed clock such as short CI soaks.
+    pub fn time_scaled(mut self, factor: f64) -> Self {
+        self.block_s *= factor;
+        self.horizon_s *= factor;
+        self.confirm_window_s *= factor;
+        self.early_window_s *= factor;
+        self.suspect_window_s *= factor;
+        self.max_unsettled_s *= factor;
+        self.min_rate_bytes_per_s /= factor;
+        self
+    }
+
+    /// The window lengths tried at each evaluation, shortest first: a geometric ladder from the
+    /// early window to the confirm window.
+    fn windows(&self) -> Vec<f64> {
+        let mut windows = Vec::new();
+        let mut window = self.early_window_s.min(self.suspect_window_s);
+        while window < self.confirm_window_s {
+            windows.push(window);
+            window *= 1.3;
+        }
+        windows.push(self.confirm_window_s);
+        windows
+    }
+}
+
+/// The detector's belief about one series, in increasing strength.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LeakState {
+    /// No sustained growth of the retained floor.
+    Clear,
+    /// The floor has grown steadily for a while, but a warm-up could still level off.
+    Suspected,
+    /// The floor has grown for longer, or by more, than a healthy warm-up does.
+    Confirmed,
+}
+
+/// The answer to "does this leak?" over everything seen so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A leak was confirmed at some point.
+    Leak,
+    /// Observed long enough, and the floor did not grow like a leak.
+    NoLeak,
+    /// Too short to tell, or a ramp is in progress that may still level off.
+    Inconclusive,
+}
+
+/// Which series the detector's figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Resident set size of the process tree.
+    Rss,
+    /// Heap used after the last major garbage collection, as a runtime agent reports it.
+    HeapAfterGc,
+}
+
+/// What changed, for the event stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeakEventKind {
+    /// The floor has started to grow steadily.
+    Suspected,
+    /// The growth is a leak.
+    Confirmed,
+    /// The growth stopped or the floor dropped.
+    Cleared,
+}
+
+/// A change of the detector's state, with the figures at that moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeakEvent {
+    /// What changed.
+    pub kind: LeakEventKind,
+    /// Time of the observation that caused it, seconds (same origin as the observations).
+    pub t_s: f64,
+    /// Growth rate of the retained floor, bytes per second.
+    pub growth_bytes_per_s: f64,
+    /// Confidence in the new state, from 0 to 1.
+    pub confidence: f64,
+    /// The series that showed it.
+    pub signal: Signal,
+}
+
+/// The detector's current view, as `analyze`, `/health` and events report it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeakStatus {
+    /// The current state.
+    pub state: LeakState,
+    /// The verdict over everything seen so far.
+    pub verdict: Verdict,
+    /// The series the figures come from.
+    pub signal: Signal,
+    /// Robust growth rate of the retained floor, bytes per second (Theil–Sen over the floor).
+    pub growth_bytes_per_s: f64,
+    /// Confidence in the verdict, from 0 to 1.
+    pub confidence: f64,
+    /// First leak suspicion, seconds after the first observation.
+    pub suspected_after_s: Option<f64>,
+    /// First confirmed leak, seconds after the first observation.
+    pub detected_after_s: Option<f64>,
+    /// For an inconclusive verdict: how many more seconds of observation would settle it.
+    pub needs_more_s: Option<f64>,
+    /// Seconds from the first to the last observation.
+    pub observed_s: f64,
+    /// Number of observations fed.
+    pub samples: u64,
+}
+
+/// The result of testing the floor over the ladder of windows at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Evaluation {
+    /// The strongest state any window supports.
+    state: LeakState,
+    /// Length of the window that supports it (or of the longest window tested), seconds.
+    window_s: f64,
+    /// Growth rate over that window, bytes per second.
+    rate: f64,
+    /// Evidence from 0 to 1: how far the window went towards confirming.
+    evidence: f64,
+}
+
+/// The detector for one series (RSS, or heap after GC).
+#[derive(Debug, Clone)]
+struct Channel {
+    signal: Signal,
+    floor: FloorSeries,
+    cycles: CycleTracker,
+    state: LeakState,
+    last_eval: Option<Evaluation>,
+    /// When a window last supported at least a suspicion, seconds.
+    last_support_s: f64,
+    /// Growth rate at confirmation, bytes per second.
+    confirmed_rate: f64,
+}
+
+impl Channel {
+    fn new(signal: Signal, config: &DetectorConfig) -> Self {
+        Channel {
+            signal,
+            floor: FloorSeries::new(config.block_s, config.horizon_s),
+            cycles: CycleTracker::new(config.min_drop_bytes, config.drop_ratio),
+            state: LeakState::Clear,
+            last_eval: None,
+            last_support_s: f64::NEG_INFINITY,
+            confirmed_rate: 0.0,
+        }
+    }
+
+    fn push(&mut self, config: &DetectorConfig, windows: &[f64], t_s: f64, value: f64) {
+        if let Some(drop) = self.cycles.push(t_s, value) {
+            let since = self.floor.last_at_or_below(drop.trough + drop.threshold, drop.peak_t_s);
+            self.cycles.record(drop.trough_t_s, drop.trough_t_s - since.unwrap_or(drop.trough_t_s));
+        }
+        if !self.floor.push(t_s, value) {
+            return;
+        }
+        let Some(evaluation) = self.evaluate(config, windows) else {
+            return;
+        };
+        self.last_eval = Some(evaluation);
+        if evaluation.state >= LeakState::Suspected {
+            self.last_support_s = t_s;
+        }
+        self.state = match (self.state, evaluation.state) {
+            (_, LeakState::Confirmed) => {
+                if self.state != LeakState::Confirmed {
+                    self.confirmed_rate = evaluation.rate;
+                }
+                LeakState::Confirmed
+            }
+            (LeakState::Confirmed, _) => {
+                if self.growth_stopped(config) {
+                    LeakState::Clear
+                } else {
+                    LeakState::Confirmed
+                }
+            }
+            (_, LeakState::Suspected) => LeakState::Suspected,
+            (LeakState::Suspected, LeakState::Clear)
+                if t_s - self.last_support_s < config.early_window_s =>
+            {
+                LeakState::Suspected
+            }
+            (_, LeakState::Clear) => LeakState::Clear,
+        };
+    }
+
+    /// The end of the settled floor: now, less the tooth of the sawtooth still rising.
+    fn settled_end(&self, config: &DetectorConfig) -> Option<f64> {
+        let now = self.floor.newest_end_s()?;
+        let tail = self.cycles.unsettled_s(now, 2.0 * config.block_s, config.max_unsettled_s);
+        Some(now - tail)
+    }
+
+    /// Tests the floor over each window of the ladder that fits in the history.
+    fn evaluate(&self, config: &DetectorConfig, windows: &[f64]) -> Option<Evaluation> {
+        let end = self.settled_end(config)?;
+        let oldest = self.floor.oldest_s()?;
+        let mut best: Option<Evaluation> = None;
+        // The ladder, plus all the history there is while it is shorter than the longest rung.
+        let history = end - oldest;
+        let whole = (history < config.confirm_window_s).then_some(history);
+        for window in windows.iter().copied().filter(|&w| w <= history).chain(whole) {
+            let start = end - window;
+            let Some(shape) = Shape::of(&self.floor, start, end) else {
+                continue;
+            };
+            let state = shape.classify(config, window);
+            let evidence = (window / config.confirm_window_s)
+                .max(shape.growth / shape.early_growth(config))
+                .min(1.0);
+            let candidate = Evaluation { state, window_s: window, rate: shape.growth / window, evidence };
+            best = match best {
+                Some(b) if b.state > candidate.state => Some(b),
+                Some(b) if b.state == candidate.state && state == LeakState::Clear => Some(b),
+                _ => Some(candidate),
+            };
+        }
+        let mut best = best?;
+        best.rate = self.robust_rate(end - best.window_s, end).unwrap_or(best.rate);
+        Some(best)
+    }
+
+    /// Theil–Sen slope of the floor over `[start, end]`, bytes per second.
+    fn robust_rate(&self, start: f64, end: f64) -> Option<f64> {
+        const POINTS: usize = 13;
+        let step = (end - start) / (POINTS - 1) as f64;
+        let points: Vec<(f64, f64)> = (0..POINTS)
+            .filter_map(|i| {
+                let t = start + step * i as f64;
+                self.floor.floor_at(t).map(|f| (t, f))
+            })
+            .collect();
+        theil_sen(&points)
+    }
+
+    /// After a confirmation: has the floor stopped growing (or dropped)? True when the growth
+    /// over the last half confirm window is under a quarter of what the confirmed rate predicts.
+    fn growth_stopped(&self, config: &DetectorConfig) -> bool {
+        let Some(end) = self.settled_end(config) else {
+            return false;
+        };
+        let window = config.confirm_window_s / 2.0;
+        let start = (end - window).max(self.floor.oldest_s().unwrap_or(end));
+        let (Some(first), Some(last)) = (self.floor.floor_at(start), self.floor.floor_at(end)) else {
+            return false;
+        };
+        last - first < 0.25 * self.confirmed_rate * (end - start)
+    }
+}
+
+/// The floor over one window, cut into segments.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// Floor at the window's start, bytes.
+    base: f64,
+    /// Floor growth over the window, bytes.
+    growth: f64,
+    /// Growth in each segment, bytes (oldest first).
+    segments: [f64; SEGMENTS],
+}
+
+const SEGMENTS: usize = 6;
+
+impl Shape {
+    fn of(floor: &FloorSeries, start: f64, end: f64) -> Option<Shape> {
+        let step = (end - start) / SEGMENTS as f64;
+        let mut marks = [0.0; SEGMENTS + 1];
+        for (i, mark) in marks.iter_mut().enumerate() {
+            *mark = floor.floor_at(start + step * i as f64)?;
+        }
+        let mut segments = [0.0; SEGMENTS];
+        for (i, segment) in segments.iter_mut().enumerate() {
+            *segment = marks[i + 1] - marks[i];
+        }
+        Some(Shape { base: marks[0], growth: marks[SEGMENTS] - marks[0], segments })
+    }
+
+    fn early_growth(&self, config: &DetectorConfig) -> f64 {
+        config.early_growth_bytes.max(config.early_growth_ratio * self.base)
+    }
+
+    /// Does the floor over this window grow like a leak: enough, steadily (no single segment
+    /// holds half of it: not a step; every segment grows at least a quarter of the average:
+    /// the ramp spans the whole window, not just its newer part), and still at its end (the newest segment grows at least
+    /// half the average rate, the newer half at least half as much as the older: not levelling
+    /// off)?
+    fn is_ramp(&self, config: &DetectorConfig, window: f64) -> bool {
+        let growth = self.growth;
+        if growth < config.min_growth_bytes || growth / window < config.min_rate_bytes_per_s {
+            return false;
+        }
+        let fair = growth / SEGMENTS as f64;
+        let largest = self.segments.iter().copied().fold(0.0, f64::max);
+        let least = self.segments.iter().copied().fold(f64::INFINITY, f64::min);
+        let half = SEGMENTS / 2;
+        let older: f64 = self.segments[..half].iter().sum();
+        let newer: f64 = self.segments[half..].iter().sum();
+        largest <= 0.5 * growth
+            && least >= 0.25 * fair
+            && self.segments[SEGMENTS - 1] >= 0.5 * fair && newer >= 0.5 * older
+    }
+
+    /// Early confirmation also needs the growth to keep its pace: warm-ups decelerate as they
+    /// fill, leaks do not. The newer half grows at least 85 % as much as the older, and the
+    /// newest segment at least 70 % of the average.
+    fn is_linear(&self) -> bool {
+        let half = SEGMENTS / 2;
+        let older: f64 = self.segments[..half].iter().sum();
+        let newer: f64 = self.segments[half..].iter().sum();
+        let fair = self.growth / SEGMENTS as f64;
+        newer >= 0.85 * older && self.segments[SEGMENTS - 1] >= 0.7 * fair
+    }
+
+    fn classify(&self, config: &DetectorConfig, window: f64) -> LeakState {
+        if !self.is_ramp(config, window) {
+            return LeakState::Clear;
+        }
+        let long_enough = window >= config.confirm_window_s * 0.999;
+        let large_enough = window >= config.early_window_s
+            && self.growth >= self.early_growth(config)
+            && self.is_linear();
+        if long_enough || large_enough {
+            LeakState::Confirmed
+        } else if window >= config.suspect_window_s {
+            LeakState::Suspected
+        } else {
+            LeakState::Clear
+        }
+    }
+}
+
+/// The online leak detector over a target's observations. Feed it with [`LeakDetector::push`]
+/// in time order; read it with [`LeakDetector::status`]. Its memory is bounded by
+/// `horizon_s / block_s` blocks per series, whatever the length of the series.
+#[derive(Debug, Clone)]
+pub struct LeakDetector {
+    config: DetectorConfig,
+    windows: Vec<f64>,
+    rss: Channel,
+    heap: Option<Channel>,
+    first_t_s: Option<f64>,
+    last_t_s: f64,
+    samples: u64,
+    state: LeakState,
+    suspected_at: Option<f64>,
+    confirmed_at: Option<f64>,
+}
+
+impl LeakDetector {
+    pub fn new(config: DetectorConfig) -> Self {
+        let windows = config.windows();
+        let rss = Channel::new(Signal::Rss, &config);
+        LeakDetector {
+            config,
+            windows,
+            rss,
+            heap: None,
+            first_t_s: None,
+            last_t_s: f64::NEG_INFINITY,
+            samples: 0,
+            state: LeakState::Clear,
+            suspected_at: None,
+            confirmed_at: None,
+        }
+    }
+
+    /// The settings this detector runs with.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    /// Feeds one observation; returns the event when the detector's state changed. Observations
+    /// out of time order or with a non-finite time are ignored.
+    pub fn push(&mut self, observation: &Observation) -> Option<LeakEvent> {
+        let t_s = observation.t_s;
+        if !t_s.is_finite() || t_s < self.last_t_s {
+            return None;
+        }
+        self.last_t_s = t_s;
+        self.first_t_s.get_or_insert(t_s);
+        self.samples += 1;
+        self.rss.push(&self.config, &self.windows, t_s, observation.rss_bytes as f64);
+        if let Some(heap) = observation.heap_used_after_gc_bytes {
+            let config = &self.config;
+            self.heap
+                .get_or_insert_with(|| Channel::new(Signal::HeapAfterGc, config))
+                .push(&self.config, &self.windows, t_s, heap as f64);
+        }
+        let lead = self.lead();
+        let (state, evaluation, signal) = (lead.state, lead.last_eval, lead.signal);
+        if state == self.state {
+            return None;
+        }
+        let previous = std::mem::replace(&mut self.state, state);
+        let since_start = t_s - self.first_t_s.unwrap_or(t_s);
+        let kind = match state {
+            LeakState::Confirmed => {
+                self.confirmed_at.get_or_insert(since_start);
+                self.suspected_at.get_or_insert(since_start);
+                LeakEventKind::Confirmed
+            }
+            LeakState::Suspected if previous == LeakState::Clear => {
+                self.suspected_at.get_or_insert(since_start);
+                LeakEventKind::Suspected
+            }
+            LeakState::Suspected => return None,
+            LeakState::Clear => LeakEventKind::Cleared,
+        };
+        Some(LeakEvent {
+            kind,
+            t_s,
+            growth_bytes_per_s: evaluation.map_or(0.0, |e| e.rate),
+            confidence: evaluation.map_or(0.0, |e| 0.5 + 0.5 * e.evidence),
+            signal,
+        })
+    }
+
+    /// The channel whose state is strongest (heap after GC wins ties: it is the cleaner signal).
+    fn lead(&self) -> &Channel {
+        match &self.heap {
+            Some(heap) if heap.state >= self.rss.state => heap,
+            _ => &self.rss,
+        }
+    }
+
+    /// The current state, verdict and figures.
+    pub fn status(&self) -> LeakStatus {
+        let lead = self.lead();
+        let observed_s = self.first_t_s.map_or(0.0, |first| self.last_t_s - first);
+        let evaluation = lead.last_eval;
+        let growth_bytes_per_s = evaluation.map_or(0.0, |e| e.rate);
+        let needed = self.config.confirm_window_s + self.config.early_window_s;
+        let (verdict, needs_more_s) = if self.confirmed_at.is_some() {
+            (Verdict::Leak, None)
+        } else if self.state == LeakState::Suspected {
+            let window = evaluation.map_or(0.0, |e| e.window_s);
+            (Verdict::Inconclusive, Some((self.config.confirm_window_s - window).max(self.config.block_s)))
+        } else if observed_s < needed {
+            (Verdict::Inconclusive, Some(needed - observed_s))
+        } else {
+            (Verdict::NoLeak, None)
+        };
+        let confidence = match verdict {
+            Verdict::Leak | Verdict::Inconclusive => evaluation.map_or(0.0, |e| {
+                if e.state == LeakState::Clear && verdict == Verdict::Inconclusive {
+                    0.0
+                } else {
+                    0.5 + 0.5 * e.evidence
+                }
+            }),
+            Verdict::NoLeak => (observed_s / (2.0 * needed)).clamp(0.5, 1.0),
+        };
+        LeakStatus {
+            state: self.state,
+            verdict,
+            signal: lead.signal,
+            growth_bytes_per_s,
+            confidence,
+            suspected_after_s: self.suspected_at,
+            detected_after_s: self.confirmed_at,
+            needs_more_s,
+            observed_s,
+            samples: self.samples,
+        }
+    }
+
+    /// Seconds until the RSS reaches `budget_bytes` at the current growth rate, projected from
+    /// the highest RSS of the last minute; `None` while no leak is suspected or when nothing
+    /// grows. Zero once the budget is reached.
+    pub fn time_to_budget_s(&self, budget_bytes: u64) -> Option<f64> {
+        let status = self.status();
+        if status.state == LeakState::Clear && status.verdict != Verdict::Leak {
+            return None;
+        }
+        let rate = status.growth_bytes_per_s;
+        let level = self.rss.floor.recent_max(60.0)?;
+        let headroom = budget_bytes as f64 - level;
+        if headroom <= 0.0 {
+            return Some(0.0);
+        }
+        (rate > 0.0).then(|| headroom / rate)
+    }
+}

@@ -1,0 +1,323 @@
+//! The retained floor of a memory series in bounded state: block minima, their suffix minimum
+//! (the least memory held from each moment up to now), and a tracker of GC/allocator cycles
+//! that says how much of the recent past is still an unfinished sawtooth tooth.
+
+use std::collections::VecDeque;
+
+/// One closed block of samples.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    /// Start of the block, seconds.
+    t_s: f64,
+    /// Least value seen in the block, bytes.
+    min: f64,
+    /// Largest value seen in the block, bytes.
+    max: f64,
+    /// Least value held from this block up to the newest closed block, bytes (suffix minimum).
+    floor: f64,
+}
+
+/// The open block that samples are folded into until its time is up.
+#[derive(Debug, Clone, Copy)]
+struct OpenBlock {
+    t_s: f64,
+    min: f64,
+    max: f64,
+}
+
+/// Block minima over a bounded horizon with their suffix minimum, maintained in amortised O(1)
+/// per block: a new block lowers only the trailing floors that lie above it, and floors are
+/// non-decreasing in time, so the scan stops at the first one that does not.
+#[derive(Debug, Clone)]
+pub(crate) struct FloorSeries {
+    block_s: f64,
+    capacity: usize,
+    blocks: VecDeque<Block>,
+    open: Option<OpenBlock>,
+}
+
+impl FloorSeries {
+    pub(crate) fn new(block_s: f64, horizon_s: f64) -> Self {
+        let capacity = ((horizon_s / block_s).ceil() as usize).max(8);
+        FloorSeries { block_s, capacity, blocks: VecDeque::with_capacity(capacity), open: None }
+    }
+
+    /// Folds one value in; returns true when a block closed (time to re-evaluate).
+    pub(crate) fn push(&mut self, t_s: f64, value: f64) -> bool {
+        let mut closed = false;
+        if let Some(open) = self.open {
+            if t_s < open.t_s + self.block_s {
+                self.open = Some(OpenBlock {
+                    t_s: open.t_s,
+                    min: open.min.min(value),
+                    max: open.max.max(value),
+                });
+                return false;
+            }
+            self.close(open);
+            closed = true;
+        }
+        // Blocks are aligned to the first block's start so that their times stay regular.
+        let start = match self.blocks.back() {
+            Some(last) => {
+                let steps = ((t_s - last.t_s) / self.block_s).floor().max(1.0);
+                last.t_s + steps * self.block_s
+            }
+            None => t_s,
+        };
+        self.open = Some(OpenBlock { t_s: start, min: value, max: value });
+        closed
+    }
+
+    fn close(&mut self, open: OpenBlock) {
+        for block in self.blocks.iter_mut().rev() {
+            if block.floor <= open.min {
+                break;
+            }
+            block.floor = open.min;
+        }
+        if self.blocks.len() == self.capacity {
+            self.blocks.pop_front();
+        }
+        self.blocks.push_back(Block { t_s: open.t_s, min: open.min, max: open.max, floor: open.min });
+    }
+
+    /// Start of the oldest block still held, seconds.
+    pub(crate) fn oldest_s(&self) -> Option<f64> {
+        self.blocks.front().map(|b| b.t_s)
+    }
+
+    /// End of the newest closed block, seconds.
+    pub(crate) fn newest_end_s(&self) -> Option<f64> {
+        self.blocks.back().map(|b| b.t_s + self.block_s)
+    }
+
+    /// The floor at time `t_s`: the least value held from the block containing `t_s` up to now.
+    pub(crate) fn floor_at(&self, t_s: f64) -> Option<f64> {
+        let index = self.blocks.partition_point(|b| b.t_s + self.block_s <= t_s);
+        self.blocks.get(index).map(|b| b.floor)
+    }
+
+    /// The start of the newest block before `before_s` whose least value was at or below
+    /// `level`; the oldest block's start when none was. Scans back from the newest block, so
+    /// it costs as many blocks as it goes back.
+    pub(crate) fn last_at_or_below(&self, level: f64, before_s: f64) -> Option<f64> {
+        let mut found = self.oldest_s()?;
+        for block in self.blocks.iter().rev() {
+            if block.t_s < before_s && block.min <= level {
+                found = block.t_s;
+                break;
+            }
+        }
+        Some(found)
+    }
+
+    /// Largest value over the newest `span_s` seconds of closed blocks.
+    pub(crate) fn recent_max(&self, span_s: f64) -> Option<f64> {
+        let end = self.newest_end_s()?;
+        self.blocks
+            .iter()
+            .rev()
+            .take_while(|b| b.t_s + self.block_s > end - span_s)
+            .map(|b| b.max)
+            .reduce(f64::max)
+    }
+}
+
+/// How many recent cycles the tracker remembers.
+const CYCLES_KEPT: usize = 64;
+
+/// A drop that has just ended: the series rose to a peak, fell, and is rising again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Drop {
+    /// When the peak was reached, seconds.
+    pub(crate) peak_t_s: f64,
+    /// When the trough was reached, seconds.
+    pub(crate) trough_t_s: f64,
+    /// The trough, bytes.
+    pub(crate) trough: f64,
+    /// How far a value must move to count, bytes.
+    pub(crate) threshold: f64,
+}
+
+/// One completed cycle.
+#[derive(Debug, Clone, Copy)]
+struct Cycle {
+    /// When the trough that ended the cycle was reached, seconds.
+    trough_t_s: f64,
+    /// Seconds since the series was last as low as this trough: how long memory took to be
+    /// handed back. A GC cycle on a slow leak returns to a level it left a cycle ago; a
+    /// periodic clear returns to the level it left when the last clear happened.
+    period_s: f64,
+}
+
+/// Peak/trough detection with hysteresis, to learn the length of GC, allocator or clear cycles
+/// online. A drop is a fall of more than `max(min_drop, drop_ratio × peak)` below the highest
+/// value since the last trough; it ends when the series rises that much above its trough.
+#[derive(Debug, Clone)]
+pub(crate) struct CycleTracker {
+    min_drop: f64,
+    drop_ratio: f64,
+    falling: bool,
+    peak: f64,
+    peak_t_s: f64,
+    trough: f64,
+    trough_t_s: f64,
+    cycles: VecDeque<Cycle>,
+}
+
+impl CycleTracker {
+    pub(crate) fn new(min_drop: f64, drop_ratio: f64) -> Self {
+        CycleTracker {
+            min_drop,
+            drop_ratio,
+            falling: false,
+            peak: f64::NEG_INFINITY,
+            peak_t_s: 0.0,
+            trough: f64::INFINITY,
+            trough_t_s: 0.0,
+            cycles: VecDeque::with_capacity(CYCLES_KEPT),
+        }
+    }
+
+    /// Folds one value in; returns the drop that just ended, if one did. The caller measures
+    /// its period against the floor and hands it back through [`CycleTracker::record`].
+    pub(crate) fn push(&mut self, t_s: f64, value: f64) -> Option<Drop> {
+        let threshold = self.min_drop.max(self.drop_ratio * self.peak.abs());
+        if self.falling {
+            if value < self.trough {
+                self.trough = value;
+                self.trough_t_s = t_s;
+            } else if value > self.trough + threshold {
+                self.falling = false;
+                let drop = Drop {
+                    peak_t_s: self.peak_t_s,
+                    trough_t_s: self.trough_t_s,
+                    trough: self.trough,
+                    threshold,
+                };
+                self.peak = value;
+                self.peak_t_s = t_s;
+                return Some(drop);
+            }
+        } else if value > self.peak {
+            self.peak = value;
+            self.peak_t_s = t_s;
+        } else if value < self.peak - threshold {
+            self.falling = true;
+            self.trough = value;
+            self.trough_t_s = t_s;
+        }
+        None
+    }
+
+    /// Remembers a completed cycle.
+    pub(crate) fn record(&mut self, trough_t_s: f64, period_s: f64) {
+        if self.cycles.len() == CYCLES_KEPT {
+            self.cycles.pop_front();
+        }
+        self.cycles.push_back(Cycle { trough_t_s, period_s: period_s.max(0.0) });
+    }
+
+    /// How much of the recent past is still an unfinished tooth, seconds: one and a half of the
+    /// longest cycle among those that ended within the last `2 × max_s`, clamped to
+    /// `[min_s, max_s]`. When the process has not cycled for three of its cycle lengths, only
+    /// `min_s`.
+    pub(crate) fn unsettled_s(&self, now_s: f64, min_s: f64, max_s: f64) -> f64 {
+        let recent = self.cycles.iter().rev().take_while(|c| now_s - c.trough_t_s <= 2.0 * max_s);
+        let Some(longest) = recent.map(|c| c.period_s).reduce(f64::max) else {
+            return min_s;
+        };
+        let last = self.cycles.back().map_or(now_s, |c| c.trough_t_s);
+        if now_s - last > 3.0 * longest.max(min_s) {
+            return min_s;
+        }
+        (1.5 * longest).clamp(min_s, max_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(floor: &mut FloorSeries, values: impl IntoIterator<Item = (f64, f64)>) {
+        for (t, v) in values {
+            floor.push(t, v);
+        }
+    }
+
+    #[test]
+    fn floor_is_the_least_value_held_from_then_on() {
+        let mut floor = FloorSeries::new(1.0, 100.0);
+        series(&mut floor, [(0.0, 5.0), (1.0, 9.0), (2.0, 7.0), (3.0, 8.0), (4.0, 10.0), (5.0, 0.0)]);
+        assert_eq!(floor.floor_at(0.0), Some(5.0));
+        assert_eq!(floor.floor_at(1.5), Some(7.0));
+        assert_eq!(floor.floor_at(3.0), Some(8.0));
+        assert_eq!(floor.floor_at(4.0), Some(10.0));
+        assert_eq!(floor.newest_end_s(), Some(5.0));
+    }
+
+    #[test]
+    fn a_drop_lowers_every_earlier_floor() {
+        let mut floor = FloorSeries::new(1.0, 100.0);
+        series(&mut floor, (0..10).map(|i| (i as f64, 100.0 + i as f64)));
+        assert_eq!(floor.floor_at(8.0), Some(108.0));
+        series(&mut floor, [(10.0, 50.0), (11.0, 60.0)]);
+        assert_eq!(floor.floor_at(0.0), Some(50.0));
+        assert_eq!(floor.floor_at(9.0), Some(50.0));
+    }
+
+    #[test]
+    fn state_is_bounded_by_the_horizon() {
+        let mut floor = FloorSeries::new(5.0, 60.0);
+        series(&mut floor, (0..100_000).map(|i| (i as f64, i as f64)));
+        assert!(floor.blocks.len() <= 12);
+        assert!(floor.oldest_s().expect("blocks") > 99_000.0);
+    }
+
+    #[test]
+    fn gaps_keep_blocks_aligned() {
+        let mut floor = FloorSeries::new(5.0, 600.0);
+        series(&mut floor, [(0.0, 1.0), (1.0, 1.0), (23.0, 2.0), (24.0, 2.0), (31.0, 3.0)]);
+        let starts: Vec<f64> = floor.blocks.iter().map(|b| b.t_s).collect();
+        assert_eq!(starts, vec![0.0, 20.0]);
+    }
+
+    /// Feeds `values` (one a second) to a floor and a tracker wired as the detector wires them.
+    fn cycles(values: impl IntoIterator<Item = f64>, min_drop: f64) -> (FloorSeries, CycleTracker) {
+        let mut floor = FloorSeries::new(1.0, 10_000.0);
+        let mut tracker = CycleTracker::new(min_drop, 0.0);
+        for (i, v) in values.into_iter().enumerate() {
+            let t = i as f64;
+            floor.push(t, v);
+            if let Some(drop) = tracker.push(t, v) {
+                let since = floor.last_at_or_below(drop.trough + drop.threshold, drop.peak_t_s);
+                tracker.record(drop.trough_t_s, drop.trough_t_s - since.unwrap_or(drop.trough_t_s));
+            }
+        }
+        (floor, tracker)
+    }
+
+    #[test]
+    fn tracker_learns_the_sawtooth_period() {
+        let (_, tracker) = cycles((0..600).map(|i| (i % 30) as f64), 1.0);
+        // Cycles of 30 s: the unsettled tail is one and a half of them.
+        assert_eq!(tracker.unsettled_s(600.0, 5.0, 300.0), 45.0);
+        // Once the process stops cycling, the tail shrinks back.
+        assert_eq!(tracker.unsettled_s(1000.0, 5.0, 300.0), 5.0);
+    }
+
+    #[test]
+    fn a_periodic_clear_is_one_long_cycle_under_a_fast_sawtooth() {
+        // Rises 1 a second with a 10-second sawtooth of height 5, cleared every 200 s.
+        let (_, tracker) = cycles((0..1000).map(|i| (i % 200) as f64 + (i % 10) as f64 * 0.5), 2.0);
+        assert_eq!(tracker.unsettled_s(1000.0, 5.0, 1000.0), 1.5 * 191.0);
+    }
+
+    #[test]
+    fn noise_below_the_threshold_is_not_a_cycle() {
+        let (_, tracker) = cycles((0..600).map(|i| 100.0 + (i % 3) as f64), 10.0);
+        assert_eq!(tracker.unsettled_s(600.0, 5.0, 300.0), 5.0);
+        assert!(tracker.cycles.is_empty());
+    }
+}

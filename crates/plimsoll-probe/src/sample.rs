@@ -1,0 +1,150 @@
+//! What one reading of a process tree holds: the data type the probe produces and the rest of
+//! Plimsoll consumes. Plain data, no I/O, the same on every platform.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use crate::units::{Bytes, Pid};
+
+/// How much to read for a sample. `smaps_rollup` (the source of pss and uss) makes the kernel
+/// walk every page table of a process, so it costs several times what `status` costs, and
+/// grows with the process's size; a 1 Hz sampling loop reads it less often than `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleDepth {
+    /// `/proc/PID/status` only: rss, anon, file, shmem and swap; pss and uss are `None`.
+    Fast,
+    /// Also `/proc/PID/smaps_rollup`: pss and uss as well, where it may be read.
+    Full,
+}
+
+/// Where pss and uss came from, or why they are missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// `smaps_rollup` was read for every process of the tree: `pss` and `uss` are set.
+    SmapsRollup,
+    /// Only `status` was read, as [`SampleDepth::Fast`] asks: `pss` and `uss` are `None`.
+    StatusOnly,
+    /// [`SampleDepth::Full`] was asked, but `smaps_rollup` could not be read for `unreadable`
+    /// processes of the tree (another user's process, or a kernel older than 4.14). The tree's
+    /// `pss` and `uss` are `None`; processes that could be read still carry their own.
+    SmapsRollupUnreadable {
+        /// How many processes of the tree had an unreadable `smaps_rollup`.
+        unreadable: usize,
+    },
+}
+
+/// One process tree at one instant. Sums are over every process of the tree; `rss` counts a
+/// page shared by two processes twice, `pss` splits it between them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The root of the tree (the process the probe was made for).
+    pub root: Pid,
+    /// Wall-clock time at which the sample was taken.
+    pub taken_at: SystemTime,
+    /// Every process of the tree that still existed when it was read, in depth-first pre-order:
+    /// the root first, each process followed by its descendants, siblings by ascending pid.
+    /// Printed in order with `depth` as indentation, they draw the tree.
+    pub processes: Vec<ProcessMemory>,
+    /// Resident set size summed over the tree, in bytes.
+    pub rss: Bytes,
+    /// Proportional set size summed over the tree, in bytes; `None` unless `detail` is
+    /// [`Detail::SmapsRollup`].
+    pub pss: Option<Bytes>,
+    /// Unique set size (private clean + private dirty pages) summed over the tree, in bytes;
+    /// `None` unless `detail` is [`Detail::SmapsRollup`].
+    pub uss: Option<Bytes>,
+    /// Swapped-out memory summed over the tree, in bytes.
+    pub swap: Bytes,
+    /// Resident anonymous memory (heap, stacks) summed over the tree, in bytes.
+    pub anon: Bytes,
+    /// Resident file-backed memory (code, mapped files) summed over the tree, in bytes.
+    pub file: Bytes,
+    /// Resident shared memory (shmem, tmpfs, shared anonymous) summed over the tree, in bytes.
+    pub shmem: Bytes,
+    /// Where `pss` and `uss` came from, or why they are missing.
+    pub detail: Detail,
+    /// The memory cgroup of the root process; `None` when it has none that can be read.
+    pub cgroup: Option<CgroupMemory>,
+    /// Memory pressure stall information; `None` where the kernel does not report it.
+    pub psi: Option<Psi>,
+}
+
+/// The memory of one process of the tree (its own, not its children's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessMemory {
+    /// The process.
+    pub pid: Pid,
+    /// Its parent.
+    pub ppid: Pid,
+    /// Distance from the root: 0 for the root, 1 for its children, and so on.
+    pub depth: u32,
+    /// The command name the kernel keeps (`comm`, at most 15 bytes).
+    pub name: String,
+    /// Resident set size, in bytes.
+    pub rss: Bytes,
+    /// Proportional set size, in bytes; `None` when `smaps_rollup` was not read.
+    pub pss: Option<Bytes>,
+    /// Unique set size (private clean + private dirty), in bytes; `None` when `smaps_rollup`
+    /// was not read.
+    pub uss: Option<Bytes>,
+    /// Swapped-out memory, in bytes.
+    pub swap: Bytes,
+    /// Resident anonymous memory, in bytes.
+    pub anon: Bytes,
+    /// Resident file-backed memory, in bytes.
+    pub file: Bytes,
+    /// Resident shared memory, in bytes.
+    pub shmem: Bytes,
+}
+
+/// Which cgroup interface a [`CgroupMemory`] was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    /// The legacy memory controller (`memory.usage_in_bytes`, `memory.limit_in_bytes`).
+    V1,
+    /// The unified hierarchy (`memory.current`, `memory.max`, `memory.events`).
+    V2,
+}
+
+/// The memory cgroup a process lives in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupMemory {
+    /// The interface the figures come from.
+    pub version: CgroupVersion,
+    /// The cgroup's path inside its hierarchy, as `/proc/PID/cgroup` names it
+    /// (e.g. `/system.slice/app.service`).
+    pub path: String,
+    /// The directory its files were read from (e.g. `/sys/fs/cgroup/system.slice/app.service`).
+    pub dir: PathBuf,
+    /// Memory charged to the cgroup and its descendants, in bytes (page cache included).
+    pub usage: Bytes,
+    /// The smallest memory limit of the cgroup and its ancestors, in bytes; `None` when there
+    /// is none (`max` in v2, the "unlimited" value in v1).
+    pub limit: Option<Bytes>,
+    /// How many times the cgroup hit its limit and the OOM killer was invoked (v2
+    /// `memory.events` `oom`); `None` in v1, which does not count it.
+    pub oom: Option<u64>,
+    /// How many processes of the cgroup the OOM killer killed (`oom_kill` in v2
+    /// `memory.events`, or v1 `memory.oom_control`); `None` on kernels that do not count it.
+    pub oom_kill: Option<u64>,
+}
+
+/// Which scope a [`Psi`] reading covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PsiScope {
+    /// The process's own cgroup (v2 `memory.pressure`).
+    Cgroup,
+    /// The whole system (`/proc/pressure/memory`).
+    System,
+}
+
+/// Memory pressure stall information: the share of recent time tasks spent waiting for memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Psi {
+    /// Whose tasks the figures cover.
+    pub scope: PsiScope,
+    /// Percent (0–100) of the last 10 s during which at least one task was stalled on memory.
+    pub some_avg10: f64,
+    /// Percent (0–100) of the last 10 s during which all non-idle tasks were stalled on memory.
+    pub full_avg10: f64,
+}

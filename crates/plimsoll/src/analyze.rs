@@ -1,0 +1,116 @@
+//! `plimsoll analyze FILE.csv`: feeds a recorded series through the same online detector that
+//! `run` uses, sample by sample, and prints the verdict (DESIGN.md, "Verdict JSON").
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+
+use anyhow::{bail, Context, Result};
+use plimsoll_analysis::{DetectorConfig, LeakDetector, LeakStatus, Signal, Verdict};
+use serde_json::json;
+
+use crate::cli::AnalyzeArgs;
+use crate::exit;
+use crate::series::SeriesReader;
+use crate::units::{human_bytes, human_seconds};
+
+pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
+    let name = args.file.display().to_string();
+    let input: Box<dyn Read> = if name == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(&args.file).with_context(|| format!("cannot open series file '{name}'"))?)
+    };
+    let mut reader = SeriesReader::new(BufReader::with_capacity(1 << 16, input))
+        .with_context(|| format!("bad series file '{name}'"))?;
+    let mut detector = LeakDetector::new(DetectorConfig::recommended());
+    while let Some(observation) = reader.next_observation().with_context(|| format!("bad series file '{name}'"))? {
+        detector.push(&observation);
+    }
+    let status = detector.status();
+    if status.samples == 0 {
+        bail!("bad series file '{name}': no samples (the file has a header only)");
+    }
+    let budget = args.budget.map(|b| b.0);
+    let time_to_budget_s = budget.and_then(|b| detector.time_to_budget_s(b));
+    if args.json {
+        println!("{}", verdict_json(&status, budget, time_to_budget_s));
+    } else {
+        print_human(&name, &status, budget, time_to_budget_s);
+    }
+    Ok(match status.verdict {
+        Verdict::Leak => exit::LEAK,
+        Verdict::NoLeak => exit::OK,
+        Verdict::Inconclusive => exit::INCONCLUSIVE,
+    })
+}
+
+pub(crate) fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Leak => "leak",
+        Verdict::NoLeak => "no-leak",
+        Verdict::Inconclusive => "inconclusive",
+    }
+}
+
+pub(crate) fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Rss => "rss",
+        Signal::HeapAfterGc => "heap_used_after_gc",
+    }
+}
+
+/// The verdict object of DESIGN.md, with a few more fields after the named ones.
+pub(crate) fn verdict_json(status: &LeakStatus, budget: Option<u64>, time_to_budget_s: Option<f64>) -> serde_json::Value {
+    json!({
+        "verdict": verdict_name(status.verdict),
+        "detected_after_s": status.detected_after_s,
+        "suspected_after_s": status.suspected_after_s,
+        "growth_bytes_per_s": round2(status.growth_bytes_per_s),
+        "time_to_budget_s": time_to_budget_s.map(round2),
+        "samples": status.samples,
+        "duration_s": round2(status.observed_s),
+        "confidence": round2(status.confidence),
+        "signal": signal_name(status.signal),
+        "needs_more_s": status.needs_more_s.map(round2),
+        "budget_bytes": budget,
+    })
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+fn print_human(name: &str, status: &LeakStatus, budget: Option<u64>, time_to_budget_s: Option<f64>) {
+    let headline = match status.verdict {
+        Verdict::Leak => "LEAK",
+        Verdict::NoLeak => "no leak",
+        Verdict::Inconclusive => "inconclusive",
+    };
+    println!("{name}: {headline}");
+    println!(
+        "  samples        {} over {}",
+        status.samples,
+        human_seconds(status.observed_s)
+    );
+    println!(
+        "  growth         {}/min of the retained floor ({})",
+        human_bytes(status.growth_bytes_per_s * 60.0),
+        signal_name(status.signal)
+    );
+    if let Some(t) = status.suspected_after_s {
+        println!("  suspected      after {}", human_seconds(t));
+    }
+    if let Some(t) = status.detected_after_s {
+        println!("  confirmed      after {}", human_seconds(t));
+    }
+    println!("  confidence     {:.0} %", status.confidence * 100.0);
+    if let Some(budget) = budget {
+        match time_to_budget_s {
+            Some(t) => println!("  budget         {} reached in about {}", human_bytes(budget as f64), human_seconds(t)),
+            None => println!("  budget         {} (not on course to reach it)", human_bytes(budget as f64)),
+        }
+    }
+    if let Some(more) = status.needs_more_s {
+        println!("  needs          about {} more of observation to tell", human_seconds(more));
+    }
+}

@@ -1,0 +1,45 @@
+//! The `plimsoll` binary: a thin `main` that maps the outcome of a command to an exit code.
+
+mod analyze;
+mod check;
+mod cli;
+mod series;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit codes are a contract (DESIGN.md): 0 no leak, 1 leak or budget failed, 2 bad usage or
+/// bad input, 3 inconclusive.
+pub(crate) mod exit {
+    pub(crate) const OK: u8 = 0;
+    pub(crate) const LEAK: u8 = 1;
+    pub(crate) const USAGE: u8 = 2;
+    pub(crate) const INCONCLUSIVE: u8 = 3;
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("plimsoll: {error:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        cli::Command::Analyze(args) => analyze::run(&args),
+        cli::Command::Check(args) => check::run(&args),
+    }
+}
