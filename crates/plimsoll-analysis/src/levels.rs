@@ -46,7 +46,13 @@ impl LevelConfig {
     /// The documented defaults: warn at 75 % held 2 minutes, critical at 85 % held 5 minutes,
     /// breach at 100 %, and 5 % of the budget of hysteresis.
     pub fn recommended() -> Self {
-        LevelConfig { warn: 0.75, warn_hold_s: 120.0, critical: 0.85, critical_hold_s: 300.0, hysteresis: 0.05 }
+        LevelConfig {
+            warn: 0.75,
+            warn_hold_s: 120.0,
+            critical: 0.85,
+            critical_hold_s: 300.0,
+            hysteresis: 0.05,
+        }
     }
 }
 
@@ -74,7 +80,12 @@ pub struct LevelTracker {
 
 impl LevelTracker {
     pub fn new(config: LevelConfig) -> Self {
-        LevelTracker { config, level: Level::Ok, above_warn_since: None, above_critical_since: None }
+        LevelTracker {
+            config,
+            level: Level::Ok,
+            above_warn_since: None,
+            above_critical_since: None,
+        }
     }
 
     /// The current level.
@@ -103,7 +114,11 @@ impl LevelTracker {
     /// Takes one reading of `used_bytes` against `budget_bytes` at time `t_s`; returns the
     /// change when the level moved. A zero budget means no budget: always `Ok`.
     pub fn update(&mut self, t_s: f64, used_bytes: u64, budget_bytes: u64) -> Option<LevelChange> {
-        let ratio = if budget_bytes == 0 { 0.0 } else { used_bytes as f64 / budget_bytes as f64 };
+        let ratio = if budget_bytes == 0 {
+            0.0
+        } else {
+            used_bytes as f64 / budget_bytes as f64
+        };
         let c = self.config;
         self.above_warn_since = held_since(self.above_warn_since, ratio >= c.warn, t_s);
         self.above_critical_since = held_since(self.above_critical_since, ratio >= c.critical, t_s);
@@ -133,7 +148,12 @@ impl LevelTracker {
             return None;
         }
         let from = std::mem::replace(&mut self.level, level);
-        Some(LevelChange { from, to: level, t_s, ratio })
+        Some(LevelChange {
+            from,
+            to: level,
+            t_s,
+            ratio,
+        })
     }
 }
 
@@ -169,22 +189,55 @@ mod tests {
     #[test]
     fn warn_needs_the_hold() {
         let mut t = tracker();
-        let levels = run(&mut t, &[(0.0, 800), (60.0, 800), (119.0, 800), (120.0, 800)]);
+        let levels = run(
+            &mut t,
+            &[(0.0, 800), (60.0, 800), (119.0, 800), (120.0, 800)],
+        );
         assert_eq!(levels, [Level::Ok, Level::Ok, Level::Ok, Level::Warn]);
     }
 
     #[test]
     fn a_dip_below_the_mark_restarts_the_hold() {
         let mut t = tracker();
-        let levels = run(&mut t, &[(0.0, 800), (100.0, 700), (110.0, 800), (200.0, 800), (230.0, 800)]);
-        assert_eq!(levels, [Level::Ok, Level::Ok, Level::Ok, Level::Ok, Level::Warn]);
+        let levels = run(
+            &mut t,
+            &[
+                (0.0, 800),
+                (100.0, 700),
+                (110.0, 800),
+                (200.0, 800),
+                (230.0, 800),
+            ],
+        );
+        assert_eq!(
+            levels,
+            [Level::Ok, Level::Ok, Level::Ok, Level::Ok, Level::Warn]
+        );
     }
 
     #[test]
     fn critical_after_its_own_hold_and_breach_at_once() {
         let mut t = tracker();
-        let levels = run(&mut t, &[(0.0, 900), (120.0, 900), (299.0, 900), (300.0, 900), (301.0, 1000)]);
-        assert_eq!(levels, [Level::Ok, Level::Warn, Level::Warn, Level::Critical, Level::Breach]);
+        let levels = run(
+            &mut t,
+            &[
+                (0.0, 900),
+                (120.0, 900),
+                (299.0, 900),
+                (300.0, 900),
+                (301.0, 1000),
+            ],
+        );
+        assert_eq!(
+            levels,
+            [
+                Level::Ok,
+                Level::Warn,
+                Level::Warn,
+                Level::Critical,
+                Level::Breach
+            ]
+        );
     }
 
     #[test]

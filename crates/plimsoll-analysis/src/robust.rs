@@ -28,7 +28,10 @@ pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
     if values.len() % 2 == 1 {
         return Some(upper);
     }
-    let lower = values[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let lower = values[..mid]
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
     Some((lower + upper) / 2.0)
 }
 

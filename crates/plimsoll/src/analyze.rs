@@ -18,12 +18,17 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
     let input: Box<dyn Read> = if name == "-" {
         Box::new(io::stdin().lock())
     } else {
-        Box::new(File::open(&args.file).with_context(|| format!("cannot open series file '{name}'"))?)
+        Box::new(
+            File::open(&args.file).with_context(|| format!("cannot open series file '{name}'"))?,
+        )
     };
     let mut reader = SeriesReader::new(BufReader::with_capacity(1 << 16, input))
         .with_context(|| format!("bad series file '{name}'"))?;
     let mut detector = LeakDetector::new(DetectorConfig::recommended());
-    while let Some(observation) = reader.next_observation().with_context(|| format!("bad series file '{name}'"))? {
+    while let Some(observation) = reader
+        .next_observation()
+        .with_context(|| format!("bad series file '{name}'"))?
+    {
         detector.push(&observation);
     }
     let status = detector.status();
@@ -60,7 +65,11 @@ pub(crate) fn signal_name(signal: Signal) -> &'static str {
 }
 
 /// The verdict object of DESIGN.md, with a few more fields after the named ones.
-pub(crate) fn verdict_json(status: &LeakStatus, budget: Option<u64>, time_to_budget_s: Option<f64>) -> serde_json::Value {
+pub(crate) fn verdict_json(
+    status: &LeakStatus,
+    budget: Option<u64>,
+    time_to_budget_s: Option<f64>,
+) -> serde_json::Value {
     json!({
         "verdict": verdict_name(status.verdict),
         "detected_after_s": status.detected_after_s,
@@ -80,7 +89,12 @@ fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-fn print_human(name: &str, status: &LeakStatus, budget: Option<u64>, time_to_budget_s: Option<f64>) {
+fn print_human(
+    name: &str,
+    status: &LeakStatus,
+    budget: Option<u64>,
+    time_to_budget_s: Option<f64>,
+) {
     let headline = match status.verdict {
         Verdict::Leak => "LEAK",
         Verdict::NoLeak => "no leak",
@@ -106,11 +120,21 @@ fn print_human(name: &str, status: &LeakStatus, budget: Option<u64>, time_to_bud
     println!("  confidence     {:.0} %", status.confidence * 100.0);
     if let Some(budget) = budget {
         match time_to_budget_s {
-            Some(t) => println!("  budget         {} reached in about {}", human_bytes(budget as f64), human_seconds(t)),
-            None => println!("  budget         {} (not on course to reach it)", human_bytes(budget as f64)),
+            Some(t) => println!(
+                "  budget         {} reached in about {}",
+                human_bytes(budget as f64),
+                human_seconds(t)
+            ),
+            None => println!(
+                "  budget         {} (not on course to reach it)",
+                human_bytes(budget as f64)
+            ),
         }
     }
     if let Some(more) = status.needs_more_s {
-        println!("  needs          about {} more of observation to tell", human_seconds(more));
+        println!(
+            "  needs          about {} more of observation to tell",
+            human_seconds(more)
+        );
     }
 }

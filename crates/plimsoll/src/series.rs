@@ -17,8 +17,13 @@ struct Columns {
 }
 
 /// Optional columns that must hold byte counts when present.
-const OPTIONAL_BYTES: [&str; 5] =
-    ["heap_used_bytes", "heap_total_bytes", "pss_bytes", "uss_bytes", "external_bytes"];
+const OPTIONAL_BYTES: [&str; 5] = [
+    "heap_used_bytes",
+    "heap_total_bytes",
+    "pss_bytes",
+    "uss_bytes",
+    "external_bytes",
+];
 
 /// Reads observations one by one from CSV text, checking each line.
 #[derive(Debug)]
@@ -37,7 +42,10 @@ impl<R: Read> SeriesReader<R> {
             .trim(csv::Trim::All)
             .flexible(false)
             .from_reader(input);
-        let header = reader.byte_headers().map_err(|e| anyhow!("line 1: {}", csv_reason(&e)))?.clone();
+        let header = reader
+            .byte_headers()
+            .map_err(|e| anyhow!("line 1: {}", csv_reason(&e)))?
+            .clone();
         if header.is_empty() || header.iter().all(|h| h.is_empty()) {
             bail!("empty file (expected a header line with t_s and rss_bytes)");
         }
@@ -45,24 +53,38 @@ impl<R: Read> SeriesReader<R> {
         let required = |name: &str| {
             find(name).ok_or_else(|| {
                 let seen: Vec<_> = header.iter().map(String::from_utf8_lossy).collect();
-                anyhow!("line 1: missing column '{name}' (header has: {})", seen.join(","))
+                anyhow!(
+                    "line 1: missing column '{name}' (header has: {})",
+                    seen.join(",")
+                )
             })
         };
         let columns = Columns {
             t_s: required("t_s")?,
             rss_bytes: required("rss_bytes")?,
             heap_used_after_gc_bytes: find("heap_used_after_gc_bytes"),
-            checked: OPTIONAL_BYTES.iter().filter_map(|&name| find(name).map(|i| (i, name))).collect(),
+            checked: OPTIONAL_BYTES
+                .iter()
+                .filter_map(|&name| find(name).map(|i| (i, name)))
+                .collect(),
         };
-        Ok(SeriesReader { reader, record: csv::ByteRecord::new(), columns, last_t_s: f64::NEG_INFINITY })
+        Ok(SeriesReader {
+            reader,
+            record: csv::ByteRecord::new(),
+            columns,
+            last_t_s: f64::NEG_INFINITY,
+        })
     }
 
     /// The next observation, `None` at the end, or an error naming the line and the value.
     pub(crate) fn next_observation(&mut self) -> Result<Option<Observation>> {
-        let more = self.reader.read_byte_record(&mut self.record).map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            anyhow!("line {line}: {}", csv_reason(&e))
-        })?;
+        let more = self
+            .reader
+            .read_byte_record(&mut self.record)
+            .map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line());
+                anyhow!("line {line}: {}", csv_reason(&e))
+            })?;
         if !more {
             return Ok(None);
         }
@@ -70,12 +92,18 @@ impl<R: Read> SeriesReader<R> {
         let record = &self.record;
         let cell = |index: usize| record.get(index).unwrap_or_default();
         let columns = &self.columns;
-        let t_s = parse_seconds(cell(columns.t_s)).map_err(|v| anyhow!("line {line}: invalid t_s '{v}' (expected seconds, e.g. 12.5)"))?;
+        let t_s = parse_seconds(cell(columns.t_s))
+            .map_err(|v| anyhow!("line {line}: invalid t_s '{v}' (expected seconds, e.g. 12.5)"))?;
         if t_s < self.last_t_s {
-            bail!("line {line}: t_s '{t_s}' goes back in time (previous line had {})", self.last_t_s);
+            bail!(
+                "line {line}: t_s '{t_s}' goes back in time (previous line had {})",
+                self.last_t_s
+            );
         }
         let rss_bytes = parse_bytes(cell(columns.rss_bytes))
-            .map_err(|v| anyhow!("line {line}: invalid rss_bytes '{v}' (expected a whole number of bytes)"))?
+            .map_err(|v| {
+                anyhow!("line {line}: invalid rss_bytes '{v}' (expected a whole number of bytes)")
+            })?
             .ok_or_else(|| anyhow!("line {line}: rss_bytes is empty"))?;
         let heap_used_after_gc_bytes = match columns.heap_used_after_gc_bytes {
             Some(index) => parse_bytes(cell(index)).map_err(|v| {
@@ -84,17 +112,24 @@ impl<R: Read> SeriesReader<R> {
             None => None,
         };
         for &(index, name) in &columns.checked {
-            parse_bytes(cell(index))
-                .map_err(|v| anyhow!("line {line}: invalid {name} '{v}' (expected a whole number of bytes)"))?;
+            parse_bytes(cell(index)).map_err(|v| {
+                anyhow!("line {line}: invalid {name} '{v}' (expected a whole number of bytes)")
+            })?;
         }
         self.last_t_s = t_s;
-        Ok(Some(Observation { t_s, rss_bytes, heap_used_after_gc_bytes }))
+        Ok(Some(Observation {
+            t_s,
+            rss_bytes,
+            heap_used_after_gc_bytes,
+        }))
     }
 }
 
 fn csv_reason(error: &csv::Error) -> String {
     match error.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("expected {expected_len} fields, found {len}")
         }
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_owned(),
@@ -143,21 +178,50 @@ mod tests {
         let text = "rss_bytes,extra,t_s,heap_used_after_gc_bytes\n100,x,0,\n200,y,1.5,50\n";
         let series = read_all(text).expect("valid");
         assert_eq!(series.len(), 2);
-        assert_eq!(series[0], Observation { t_s: 0.0, rss_bytes: 100, heap_used_after_gc_bytes: None });
-        assert_eq!(series[1], Observation { t_s: 1.5, rss_bytes: 200, heap_used_after_gc_bytes: Some(50) });
+        assert_eq!(
+            series[0],
+            Observation {
+                t_s: 0.0,
+                rss_bytes: 100,
+                heap_used_after_gc_bytes: None
+            }
+        );
+        assert_eq!(
+            series[1],
+            Observation {
+                t_s: 1.5,
+                rss_bytes: 200,
+                heap_used_after_gc_bytes: Some(50)
+            }
+        );
     }
 
     #[test]
     fn bad_lines_name_the_line_and_the_value() {
         let cases = [
-            ("t_s,rss_bytes\n0,100\n1,12QB\n", "line 3: invalid rss_bytes '12QB'"),
-            ("t_s,rss_bytes\n0,100\nsoon,100\n", "line 3: invalid t_s 'soon'"),
-            ("t_s,rss_bytes\n5,100\n4,100\n", "line 3: t_s '4' goes back in time"),
-            ("t_s,rss_bytes\n0,100\n1\n", "line 3: expected 2 fields, found 1"),
+            (
+                "t_s,rss_bytes\n0,100\n1,12QB\n",
+                "line 3: invalid rss_bytes '12QB'",
+            ),
+            (
+                "t_s,rss_bytes\n0,100\nsoon,100\n",
+                "line 3: invalid t_s 'soon'",
+            ),
+            (
+                "t_s,rss_bytes\n5,100\n4,100\n",
+                "line 3: t_s '4' goes back in time",
+            ),
+            (
+                "t_s,rss_bytes\n0,100\n1\n",
+                "line 3: expected 2 fields, found 1",
+            ),
             ("t_s,rss_bytes\n0,-5\n", "line 2: invalid rss_bytes '-5'"),
             ("t_s,rss_bytes\n0,\n", "line 2: rss_bytes is empty"),
             ("t_s,rss_bytes\nNaN,1\n", "line 2: invalid t_s 'NaN'"),
-            ("t_s,rss_bytes,pss_bytes\n0,1,lots\n", "line 2: invalid pss_bytes 'lots'"),
+            (
+                "t_s,rss_bytes,pss_bytes\n0,1,lots\n",
+                "line 2: invalid pss_bytes 'lots'",
+            ),
             ("t_s,rss\n0,1\n", "line 1: missing column 'rss_bytes'"),
             ("", "empty file"),
         ];

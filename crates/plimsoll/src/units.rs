@@ -134,7 +134,17 @@ mod tests {
 
     #[test]
     fn bad_sizes_name_the_value() {
-        for text in ["", "12QB", "M", "1.2.3M", "-5M", ".5G", "5.G", "1e9", "12 parsecs"] {
+        for text in [
+            "",
+            "12QB",
+            "M",
+            "1.2.3M",
+            "-5M",
+            ".5G",
+            "5.G",
+            "1e9",
+            "12 parsecs",
+        ] {
             let error = parse_size(text).expect_err(text);
             assert!(error.contains(&format!("'{text}'")), "{error}");
         }
