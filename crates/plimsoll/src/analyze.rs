@@ -25,15 +25,23 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
     let mut reader = SeriesReader::new(BufReader::with_capacity(1 << 16, input))
         .with_context(|| format!("bad series file '{name}'"))?;
     let mut detector = LeakDetector::new(DetectorConfig::recommended());
+    let warmup_s = args.warmup.map_or(0.0, |d| d.as_secs_f64());
+    let mut first_t_s = None;
     while let Some(observation) = reader
         .next_observation()
         .with_context(|| format!("bad series file '{name}'"))?
     {
-        detector.push(&observation);
+        let first = *first_t_s.get_or_insert(observation.t_s);
+        if observation.t_s - first >= warmup_s {
+            detector.push(&observation);
+        }
     }
     let status = detector.status();
-    if status.samples == 0 {
+    if first_t_s.is_none() {
         bail!("bad series file '{name}': no samples (the file has a header only)");
+    }
+    if status.samples == 0 {
+        bail!("series file '{name}': every sample falls within the warm-up");
     }
     let budget = args.budget.map(|b| b.0);
     let time_to_budget_s = budget.and_then(|b| detector.time_to_budget_s(b));

@@ -5,15 +5,19 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::units::ByteSize;
+use std::time::Duration;
+
+use crate::units::{parse_duration, ByteSize};
 
 /// Keeps a service under its memory budget: tells a real leak from a GC sawtooth, restarts
 /// before the OOM killer does, and proves in CI that a change does not leak.
 #[derive(Debug, Parser)]
 #[command(name = "plimsoll", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 no leak / success, 1 leak found or budget failed, \
+#[command(
+    after_help = "Exit codes: 0 no leak / success, 1 leak found or budget failed, \
 2 bad usage or bad input, 3 inconclusive.\nSizes: 512M, 512MiB, 1.5G, 1073741824 (K/M/G and \
-KiB/MiB/GiB are powers of 1024; KB/MB/GB powers of 1000). Durations: 500ms, 30s, 5m, 1h.")]
+KiB/MiB/GiB are powers of 1024; KB/MB/GB powers of 1000). Durations: 500ms, 30s, 5m, 1h."
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -38,6 +42,9 @@ pub(crate) struct AnalyzeArgs {
     /// Memory budget, for the projected time until it is reached (e.g. 512MiB, 2G)
     #[arg(long, value_name = "SIZE")]
     pub(crate) budget: Option<ByteSize>,
+    /// Leave out samples from the first DURATION of the series (start-up), e.g. 2m
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) warmup: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,127 @@
+//! `plimsoll analyze`: verdicts, the verdict JSON, exit codes and bad input.
+
+use crate::harness::{series_csv, write_file, Cmd};
+
+const MB: f64 = 1024.0 * 1024.0;
+
+#[test]
+fn a_leak_exits_1_with_the_verdict_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leak = series_csv(1500, |t| {
+        100.0 * MB + 3.0 * MB * t / 60.0 + 20.0 * MB * (t % 30.0) / 30.0
+    });
+    let file = write_file(dir.path(), "leak.csv", &leak);
+    let out = Cmd::new("analyze")
+        .arg("--json")
+        .arg("--budget")
+        .arg("1GiB")
+        .arg(&file)
+        .expect_exit(1);
+    let json = out.json();
+    assert_eq!(json["verdict"], "leak");
+    let detected = json["detected_after_s"].as_f64().expect("detected_after_s");
+    assert!(detected > 0.0 && detected <= 900.0, "{detected}");
+    let rate = json["growth_bytes_per_s"].as_f64().expect("growth") * 60.0 / MB;
+    assert!((2.0..4.0).contains(&rate), "{rate} MB/min");
+    assert!(json["time_to_budget_s"].as_f64().expect("time to budget") > 0.0);
+    assert_eq!(json["samples"], 1500);
+    assert_eq!(json["duration_s"], 1499.0);
+    assert_eq!(json["budget_bytes"], 1u64 << 30);
+}
+
+#[test]
+fn a_sawtooth_exits_0_and_a_short_series_exits_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saw = series_csv(1500, |t| 100.0 * MB + 80.0 * MB * (t % 45.0) / 45.0);
+    let file = write_file(dir.path(), "saw.csv", &saw);
+    let json = Cmd::new("analyze")
+        .arg("--json")
+        .arg(&file)
+        .expect_exit(0)
+        .json();
+    assert_eq!(json["verdict"], "no-leak");
+    assert!(json["detected_after_s"].is_null());
+
+    let short = write_file(dir.path(), "short.csv", &series_csv(120, |_| 100.0 * MB));
+    let json = Cmd::new("analyze")
+        .arg("--json")
+        .arg(&short)
+        .expect_exit(3)
+        .json();
+    assert_eq!(json["verdict"], "inconclusive");
+    assert!(json["needs_more_s"].as_f64().expect("needs_more_s") > 0.0);
+}
+
+#[test]
+fn human_output_reads_like_a_sentence() {
+    let out = Cmd::new("analyze")
+        .arg("-")
+        .stdin(series_csv(1500, |t| 100.0 * MB + 3.0 * MB * t / 60.0))
+        .expect_exit(1);
+    assert!(out.stdout.contains("-: LEAK"), "{}", out.stdout);
+    assert!(out.stdout.contains("confirmed"), "{}", out.stdout);
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_line_and_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "bad_number.csv",
+            "t_s,rss_bytes\n0,100\n1,lots\n",
+            "line 3: invalid rss_bytes 'lots'",
+        ),
+        (
+            "backwards.csv",
+            "t_s,rss_bytes\n0,100\n5,100\n2,100\n",
+            "line 4: t_s '2' goes back in time",
+        ),
+        (
+            "no_column.csv",
+            "t_s,heap\n0,100\n",
+            "missing column 'rss_bytes'",
+        ),
+        ("empty.csv", "", "empty file"),
+        ("header_only.csv", "t_s,rss_bytes\n", "no samples"),
+    ];
+    for (name, text, expected) in cases {
+        let file = write_file(dir.path(), name, text);
+        let out = Cmd::new("analyze").arg(&file).expect_exit(2);
+        assert!(out.stderr.contains(expected), "{name}: {}", out.stderr);
+        assert!(out.stderr.contains(name), "{name}: {}", out.stderr);
+        assert!(
+            out.stdout.is_empty(),
+            "nothing printed half-way: {}",
+            out.stdout
+        );
+    }
+    let out = Cmd::new("analyze")
+        .arg(dir.path().join("missing.csv"))
+        .expect_exit(2);
+    assert!(out.stderr.contains("missing.csv"), "{}", out.stderr);
+    let out = Cmd::new("analyze")
+        .arg("--budget")
+        .arg("12QB")
+        .arg("x.csv")
+        .expect_exit(2);
+    assert!(out.stderr.contains("'12QB'"), "{}", out.stderr);
+}
+
+#[test]
+fn warmup_leaves_the_start_up_out() {
+    // A 300 MB load over the first five minutes, then flat: with the first six minutes left
+    // out there is nothing left that grows.
+    let text = series_csv(1800, |t| 80.0 * MB + 300.0 * MB * (t / 300.0).min(1.0));
+    let json = Cmd::new("analyze")
+        .arg("--json")
+        .arg("--warmup")
+        .arg("6m")
+        .arg("-")
+        .stdin(text)
+        .expect_exit(0)
+        .json();
+    assert_eq!(json["verdict"], "no-leak");
+    assert_eq!(json["samples"], 1440);
+    let out = Cmd::new("analyze").arg("--warmup").arg("soon").arg("x.csv").expect_exit(2);
+    assert!(out.stderr.contains("'soon'"), "{}", out.stderr);
+}

@@ -1,0 +1,117 @@
+//! A small fluent harness: `Cmd::new("analyze").arg(..).expect_exit(1)` runs the real binary
+//! with a deadline and returns its output for further checks.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one command may run before the test fails.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// One run of the binary being set up.
+pub(crate) struct Cmd {
+    command: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+/// What a finished run printed.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Output {
+    /// Standard output parsed as one JSON value.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Cmd {
+    pub(crate) fn new(subcommand: &str) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plimsoll"));
+        command.arg(subcommand);
+        Cmd {
+            command,
+            stdin: None,
+        }
+    }
+
+    pub(crate) fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.arg(arg);
+        self
+    }
+
+    pub(crate) fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Runs to completion (or the deadline) and checks the exit code.
+    pub(crate) fn expect_exit(mut self, code: i32) -> Output {
+        self.command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::piped());
+        let mut child = self.command.spawn().expect("spawn plimsoll");
+        if let Some(bytes) = self.stdin.take() {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(&bytes)
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        let started = Instant::now();
+        let watchdog_pid = child.id();
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = finished.clone();
+        let watchdog = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                if started.elapsed() > DEADLINE {
+                    let _ = Command::new("kill")
+                        .arg("-9")
+                        .arg(watchdog_pid.to_string())
+                        .status();
+                    return;
+                }
+                std::thread::park_timeout(Duration::from_millis(50));
+            }
+        });
+        let output = child.wait_with_output().expect("wait for plimsoll");
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        watchdog.thread().unpark();
+        let _ = watchdog.join();
+        let result = Output {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "unexpected exit: {result:?}"
+        );
+        result
+    }
+}
+
+/// Writes `text` to `name` in `dir` and returns the path.
+pub(crate) fn write_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write test file");
+    path
+}
+
+/// A 1 Hz series as CSV, `seconds` long, from `f(t)` in bytes.
+pub(crate) fn series_csv(seconds: u32, f: impl Fn(f64) -> f64) -> String {
+    let mut text = String::from("t_s,rss_bytes\n");
+    for i in 0..seconds {
+        let t = f64::from(i);
+        text.push_str(&format!("{t},{}\n", f(t).max(0.0) as u64));
+    }
+    text
+}

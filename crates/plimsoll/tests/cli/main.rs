@@ -1,0 +1,4 @@
+//! Integration tests of the `plimsoll` binary: one test binary, one module per command.
+
+mod analyze;
+mod harness;
