@@ -22,11 +22,12 @@ def node(flags, name, *args):
 
 # ---------------- healthy ----------------
 w("node-gc-sawtooth", "no-leak",
-  node(["--max-semi-space-size=32"], "node-gc-sawtooth", "base_mb=30", "garbage_mb_s=4",
-       "churn_mb_s=5", "churn_life_s=12"),
-  1500, 600, None,
-  "Steady garbage: short-lived (4 MB/s) plus medium-lived records kept 12 s (5 MB/s) that get "
-  "promoted and die in old space, so heap and RSS saw by tens of MB. Retained set constant (30 MB base).")
+  node([], "node-gc-sawtooth", "base_mb=30", "garbage_mb_s=3",
+       "churn_mb_s=3", "churn_life_s=6", "replace_mb=60", "replace_every_s=15"),
+  1380, 600, None,
+  "Steady garbage: short-lived (3 MB/s), medium-lived records kept 6 s (3 MB/s), and a 60 MB "
+  "table rebuilt every 15 s whose old copy dies in old space, so heap and RSS saw by tens of MB. "
+  "Retained set constant (30 MB base + one 60 MB table).")
 w("node-lru-warmup", "no-leak",
   node([], "node-lru-warmup", "lru_cap=10000", "lru_entry_kb=12", "lru_new_per_s=35",
        "lru_hit_per_s=20", "garbage_mb_s=0.5"),
@@ -78,10 +79,11 @@ w("node-fast-leak", "leak",
   "Retains ~2 MB/s of records (string + number array) in a global array; exits at 1.4 GB "
   "leaked (not reached in 10 min).")
 w("node-slow-leak-sawtooth", "leak",
-  node(["--max-semi-space-size=32"], "node-slow-leak-sawtooth", "base_mb=40", "garbage_mb_s=3",
-       "churn_mb_s=5", "churn_life_s=8", "leak_mb_min=1.5"),
-  1500, 400, 0,
-  "1.5 MB/min retained leak hidden under a 50+ MB GC sawtooth (medium-lived records kept 8 s).")
+  node([], "node-slow-leak-sawtooth", "base_mb=40", "garbage_mb_s=3",
+       "churn_mb_s=3", "churn_life_s=6", "replace_mb=60", "replace_every_s=15", "leak_mb_min=1.5"),
+  1380, 400, 0,
+  "1.5 MB/min retained leak hidden under a 50+ MB GC sawtooth (same garbage mix as "
+  "node-gc-sawtooth: a 60 MB table rebuilt every 15 s plus churn).")
 w("node-offheap-leak", "leak",
   node([], "node-offheap-leak", "base_mb=30", "garbage_mb_s=1", "leak_kind=buffer",
        "leak_mb_min=2", "leak_start_s=120"),

@@ -6,7 +6,7 @@
 Prints, per trace in the manifest: label, duration, samples, start/end/min/max RSS (MB) and the
 least-squares RSS slope in MB/min over the whole trace and over the last --window-s seconds,
 plus the slope of heap_used_after_gc over the same window where present.
-Partial traces (<name>.csv.partial, still being recorded) are used when no final CSV exists.
+A partial trace (<name>.csv.partial, still being recorded) is used in preference to <name>.csv.
 """
 import argparse
 import csv
@@ -56,7 +56,7 @@ def main():
         print("%-24s %-7s %6s %5s %9s %9s %9s %9s %9s %10s %11s" % tuple(hdr))
     for s in specs:
         p = os.path.join(a.traces_dir, s["name"] + ".csv")
-        if not os.path.exists(p):
+        if os.path.exists(p + ".partial"):  # a recording in progress supersedes the old trace
             p += ".partial"
         if not os.path.exists(p):
             print("%-24s missing" % s["name"])

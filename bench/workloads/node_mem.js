@@ -14,6 +14,8 @@
 //   periodic_mb=M periodic_s=P   Map grows to M MB over P s, then is cleared (repeats)
 //   spike_min_mb, spike_max_mb, spike_every_min_s, spike_every_max_s, spike_hold_min_s,
 //   spike_hold_max_s          transient big allocations (heap arrays or Buffers), then dropped
+//   replace_mb=M replace_every_s=S   keep one M MB table, rebuilt from scratch every S s
+//                             (the previous copy becomes garbage in old space)
 //   seed=N                    RNG seed
 // Stats: if PLIMSOLL_BENCH_STATS is set, appends one JSON line per second with V8 heap used
 // and heap used right after the last major GC.
@@ -200,6 +202,23 @@ if (periodicMb > 0) {
     debt += perTick;
     while (debt >= 1) { const sz = Math.min(debt, 32 * KB); m.set('p' + (k++), record(Math.floor(sz))); debt -= sz; }
   }, 1000);
+}
+
+// ---- live-but-replaced table (old copy becomes old-space garbage -> big heap/RSS sawtooth) ----
+const replaceMb = num('replace_mb', 0);
+if (replaceMb > 0) {
+  const every = num('replace_every_s', 15) * 1000;
+  let building = null;
+  keep.current = null;
+  setInterval(() => {
+    if (building) return;
+    building = [];
+    let left = replaceMb * 4; // 256 KB rows
+    const fill = setInterval(() => { // ~10 MB per 100 ms burst
+      for (let i = 0; i < 40 && left > 0; i++, left--) building.push(record(256 * KB));
+      if (left <= 0) { clearInterval(fill); keep.current = building; building = null; }
+    }, 100);
+  }, every);
 }
 
 // ---- transient spikes ----

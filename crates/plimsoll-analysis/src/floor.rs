@@ -156,6 +156,8 @@ pub(crate) struct Drop {
     pub(crate) trough_t_s: f64,
     /// The trough, bytes.
     pub(crate) trough: f64,
+    /// The value of the sample after the trough, bytes.
+    pub(crate) after_trough: f64,
     /// How far a value must move to count, bytes.
     pub(crate) threshold: f64,
 }
@@ -169,7 +171,26 @@ struct Cycle {
     /// handed back. A GC cycle on a slow leak returns to a level it left a cycle ago; a
     /// periodic clear returns to the level it left when the last clear happened.
     period_s: f64,
+    /// The trough, bytes.
+    trough: f64,
+    /// How much the series rose in the one sample after the trough, bytes: the sampled trough of
+    /// a steep tooth can sit anywhere up to this far above the true one, and drift slowly
+    /// across that range when the tooth's period beats against the sampling interval.
+    rise: f64,
 }
+
+/// How uncertain the troughs of the recent cycles are, bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct TroughNoise {
+    /// Median rise in the sample after a trough (the aliasing range of the sampled trough).
+    pub(crate) alias: f64,
+    /// Median deviation of the change from one trough to the next from its median (their
+    /// jitter, with the trend taken out).
+    pub(crate) jitter: f64,
+}
+
+/// How many of the newest cycles the noise estimate looks at.
+const NOISE_CYCLES: usize = 16;
 
 /// Peak/trough detection with hysteresis, to learn the length of GC, allocator or clear cycles
 /// online. A drop is a fall of more than `max(min_drop, drop_ratio × peak)` below the highest
@@ -183,6 +204,7 @@ pub(crate) struct CycleTracker {
     peak_t_s: f64,
     trough: f64,
     trough_t_s: f64,
+    after_trough: Option<f64>,
     cycles: VecDeque<Cycle>,
 }
 
@@ -196,6 +218,7 @@ impl CycleTracker {
             peak_t_s: 0.0,
             trough: f64::INFINITY,
             trough_t_s: 0.0,
+            after_trough: None,
             cycles: VecDeque::with_capacity(CYCLES_KEPT),
         }
     }
@@ -208,12 +231,17 @@ impl CycleTracker {
             if value < self.trough {
                 self.trough = value;
                 self.trough_t_s = t_s;
-            } else if value > self.trough + threshold {
+                self.after_trough = None;
+                return None;
+            }
+            let after_trough = *self.after_trough.get_or_insert(value);
+            if value > self.trough + threshold {
                 self.falling = false;
                 let drop = Drop {
                     peak_t_s: self.peak_t_s,
                     trough_t_s: self.trough_t_s,
                     trough: self.trough,
+                    after_trough,
                     threshold,
                 };
                 self.peak = value;
@@ -227,19 +255,43 @@ impl CycleTracker {
             self.falling = true;
             self.trough = value;
             self.trough_t_s = t_s;
+            self.after_trough = None;
         }
         None
     }
 
     /// Remembers a completed cycle.
-    pub(crate) fn record(&mut self, trough_t_s: f64, period_s: f64) {
+    pub(crate) fn record(&mut self, drop: &Drop, period_s: f64) {
         if self.cycles.len() == CYCLES_KEPT {
             self.cycles.pop_front();
         }
         self.cycles.push_back(Cycle {
-            trough_t_s,
+            trough_t_s: drop.trough_t_s,
             period_s: period_s.max(0.0),
+            trough: drop.trough,
+            rise: (drop.after_trough - drop.trough).max(0.0),
         });
+    }
+
+    /// The uncertainty of the newest troughs; zero before two cycles were seen.
+    pub(crate) fn noise(&self) -> TroughNoise {
+        let newest = self.cycles.len().saturating_sub(NOISE_CYCLES);
+        let recent: Vec<&Cycle> = self.cycles.range(newest..).collect();
+        let mut rises: Vec<f64> = recent.iter().map(|c| c.rise).collect();
+        let mut changes: Vec<f64> = recent
+            .windows(2)
+            .map(|w| w[1].trough - w[0].trough)
+            .collect();
+        // The trend of the troughs (a leak moves them all the same way) is not jitter.
+        let trend = crate::robust::median(&mut changes).unwrap_or(0.0);
+        let mut deviations: Vec<f64> = changes.iter().map(|c| (c - trend).abs()).collect();
+        // Twice the lower quartile rather than the median: a transient spike that ends half-way
+        // up a tooth leaves a trough that is no floor at all, and such pseudo-troughs can spoil
+        // more than half of the changes.
+        TroughNoise {
+            alias: crate::robust::median(&mut rises).unwrap_or(0.0),
+            jitter: 2.0 * crate::robust::quantile(&mut deviations, 0.25).unwrap_or(0.0),
+        }
     }
 
     /// How much of the recent past is still an unfinished tooth, seconds: one and a half of the
@@ -338,10 +390,7 @@ mod tests {
             floor.push(t, v);
             if let Some(drop) = tracker.push(t, v) {
                 let since = floor.last_at_or_below(drop.trough + drop.threshold, drop.peak_t_s);
-                tracker.record(
-                    drop.trough_t_s,
-                    drop.trough_t_s - since.unwrap_or(drop.trough_t_s),
-                );
+                tracker.record(&drop, drop.trough_t_s - since.unwrap_or(drop.trough_t_s));
             }
         }
         (floor, tracker)
@@ -366,6 +415,19 @@ mod tests {
         );
         // The clear returns to a level last seen 199 s earlier; the 10-second teeth are shorter.
         assert_eq!(tracker.unsettled_s(1000.0, 5.0, 1000.0), 1.5 * 199.0);
+    }
+
+    #[test]
+    fn a_steep_tooth_makes_its_sampled_trough_uncertain() {
+        // Teeth of 80 rising over 8 samples: a sampled trough is only known to within 10.
+        let (_, tracker) = cycles((0..400).map(|i| (i % 8) as f64 * 10.0), 5.0);
+        assert_eq!(
+            tracker.noise(),
+            TroughNoise {
+                alias: 10.0,
+                jitter: 0.0
+            }
+        );
     }
 
     #[test]

@@ -35,6 +35,17 @@ pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
     Some((lower + upper) / 2.0)
 }
 
+/// The `q`-quantile of `values` (0 ≤ q ≤ 1, nearest rank; reorders them); `None` when empty
+/// or when a value is NaN.
+pub(crate) fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() || values.iter().any(|v| v.is_nan()) {
+        return None;
+    }
+    let rank = ((values.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    let (_, value, _) = values.select_nth_unstable_by(rank, f64::total_cmp);
+    Some(*value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +70,15 @@ mod tests {
         assert_eq!(theil_sen(&[]), None);
         assert_eq!(theil_sen(&[(1.0, 1.0)]), None);
         assert_eq!(theil_sen(&[(1.0, 1.0), (1.0, 5.0)]), None);
+    }
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let mut values = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(quantile(&mut values, 0.0), Some(1.0));
+        assert_eq!(quantile(&mut values, 0.25), Some(2.0));
+        assert_eq!(quantile(&mut values, 1.0), Some(5.0));
+        assert_eq!(quantile(&mut [], 0.5), None);
     }
 
     #[test]

@@ -98,11 +98,20 @@ mod tests {
     fn bad_numbers_are_quoted() {
         assert_eq!(parse_number(""), Err(ParseError::Empty));
         assert_eq!(parse_number(" \n"), Err(ParseError::Empty));
-        assert_eq!(parse_number("12k\n"), Err(ParseError::NotANumber("12k".into())));
+        assert_eq!(
+            parse_number("12k\n"),
+            Err(ParseError::NotANumber("12k".into()))
+        );
         assert_eq!(parse_number("-1"), Err(ParseError::NotANumber("-1".into())));
-        assert_eq!(parse_number("1 2"), Err(ParseError::NotANumber("1 2".into())));
+        assert_eq!(
+            parse_number("1 2"),
+            Err(ParseError::NotANumber("1 2".into()))
+        );
         let too_big = "18446744073709551616";
-        assert_eq!(parse_number(too_big), Err(ParseError::NotANumber(too_big.into())));
+        assert_eq!(
+            parse_number(too_big),
+            Err(ParseError::NotANumber(too_big.into()))
+        );
         assert_eq!(
             ParseError::NotANumber("12k".into()).to_string(),
             "'12k' is not a number"
@@ -113,8 +122,14 @@ mod tests {
     fn v2_max_means_no_limit() {
         assert_eq!(parse_v2_limit("max\n"), Ok(None));
         assert_eq!(parse_v2_limit("536870912\n"), Ok(Some(536_870_912)));
-        assert_eq!(parse_v2_limit("Max\n"), Err(ParseError::NotANumber("Max".into())));
-        assert_eq!(parse_v2_limit("maximum"), Err(ParseError::NotANumber("maximum".into())));
+        assert_eq!(
+            parse_v2_limit("Max\n"),
+            Err(ParseError::NotANumber("Max".into()))
+        );
+        assert_eq!(
+            parse_v2_limit("maximum"),
+            Err(ParseError::NotANumber("maximum".into()))
+        );
         assert_eq!(parse_v2_limit(""), Err(ParseError::Empty));
     }
 
@@ -123,7 +138,10 @@ mod tests {
         assert_eq!(parse_v1_limit("9223372036854771712\n"), Ok(None));
         assert_eq!(parse_v1_limit("18446744073709551615\n"), Ok(None));
         assert_eq!(parse_v1_limit("1073741824\n"), Ok(Some(1 << 30)));
-        assert_eq!(parse_v1_limit("max"), Err(ParseError::NotANumber("max".into())));
+        assert_eq!(
+            parse_v1_limit("max"),
+            Err(ParseError::NotANumber("max".into()))
+        );
         assert_eq!(parse_v1_limit(""), Err(ParseError::Empty));
     }
 
@@ -132,7 +150,10 @@ mod tests {
         let text = "low 0\nhigh 12\nmax 40\noom 3\noom_kill 2\noom_group_kill 0\n";
         assert_eq!(
             parse_memory_events(text),
-            Ok(MemoryEvents { oom: Some(3), oom_kill: Some(2) })
+            Ok(MemoryEvents {
+                oom: Some(3),
+                oom_kill: Some(2)
+            })
         );
     }
 
@@ -140,11 +161,17 @@ mod tests {
     fn memory_events_of_old_kernels_lack_keys() {
         assert_eq!(
             parse_memory_events("low 0\nhigh 0\nmax 0\n"),
-            Ok(MemoryEvents { oom: None, oom_kill: None })
+            Ok(MemoryEvents {
+                oom: None,
+                oom_kill: None
+            })
         );
         assert_eq!(
             parse_memory_events(""),
-            Ok(MemoryEvents { oom: None, oom_kill: None })
+            Ok(MemoryEvents {
+                oom: None,
+                oom_kill: None
+            })
         );
     }
 
@@ -176,12 +203,18 @@ mod tests {
     fn oom_control_gives_oom_kill() {
         let text = "oom_kill_disable 0\nunder_oom 0\noom_kill 7\n";
         assert_eq!(parse_oom_control(text), Ok(Some(7)));
-        assert_eq!(parse_oom_control("oom_kill_disable 0\nunder_oom 1\n"), Ok(None));
+        assert_eq!(
+            parse_oom_control("oom_kill_disable 0\nunder_oom 1\n"),
+            Ok(None)
+        );
     }
 
     #[test]
     fn oom_control_rejects_bad_input() {
-        assert_eq!(parse_oom_control(""), Err(ParseError::MissingKey("under_oom")));
+        assert_eq!(
+            parse_oom_control(""),
+            Err(ParseError::MissingKey("under_oom"))
+        );
         assert_eq!(
             parse_oom_control("oom_kill 3\n"),
             Err(ParseError::MissingKey("under_oom"))

@@ -22,12 +22,13 @@ pub enum ProbeError {
         path: PathBuf,
     },
     /// Reading a file failed for another reason than its process exiting.
-    #[error("cannot read '{}': {detail}", path.display())]
-    Read {
+    #[error("cannot read '{}'", path.display())]
+    Io {
         /// The file that could not be read.
         path: PathBuf,
-        /// What the operating system or the `/proc` parser said.
-        detail: String,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
     },
     /// A file held something other than what the kernel documents.
     #[error("unexpected content in '{}'", path.display())]
@@ -50,6 +51,9 @@ pub enum ParseError {
     /// A value that should be a non-negative integer is not one.
     #[error("'{0}' is not a number")]
     NotANumber(String),
+    /// A value that should be a percentage (0 to 100) is not one.
+    #[error("'{0}' is not a percentage")]
+    NotAPercentage(String),
     /// A key the file must have is missing.
     #[error("missing key '{0}'")]
     MissingKey(&'static str),

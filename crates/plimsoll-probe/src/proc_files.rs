@@ -49,7 +49,10 @@ mod tests {
 
     #[test]
     fn bad_stat_lines_are_errors() {
-        assert_eq!(parse_stat_ppid(""), Err(ParseError::MalformedLine(String::new())));
+        assert_eq!(
+            parse_stat_ppid(""),
+            Err(ParseError::MalformedLine(String::new()))
+        );
         assert_eq!(
             parse_stat_ppid("12 cat R 1"),
             Err(ParseError::MalformedLine("12 cat R 1".into()))
@@ -72,12 +75,21 @@ mod tests {
     fn children_lists_are_space_separated() {
         assert_eq!(parse_children(""), Ok(vec![]));
         assert_eq!(parse_children("4021 "), Ok(vec![4021]));
-        assert_eq!(parse_children("4021 4022 4100\n"), Ok(vec![4021, 4022, 4100]));
+        assert_eq!(
+            parse_children("4021 4022 4100\n"),
+            Ok(vec![4021, 4022, 4100])
+        );
     }
 
     #[test]
     fn bad_children_lists_are_errors() {
-        assert_eq!(parse_children("12 x3 "), Err(ParseError::NotANumber("x3".into())));
-        assert_eq!(parse_children("-4"), Err(ParseError::NotANumber("-4".into())));
+        assert_eq!(
+            parse_children("12 x3 "),
+            Err(ParseError::NotANumber("x3".into()))
+        );
+        assert_eq!(
+            parse_children("-4"),
+            Err(ParseError::NotANumber("-4".into()))
+        );
     }
 }

@@ -6,6 +6,18 @@ use std::time::SystemTime;
 
 use crate::units::{Bytes, Pid};
 
+/// How a probe finds the descendants of its root process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildrenSource {
+    /// `/proc/PID/task/TID/children` (kernels built with `CONFIG_PROC_CHILDREN`): only the
+    /// tree's own processes and threads are read.
+    TaskChildren,
+    /// `/proc` is listed and each process's parent read from `/proc/PID/stat`. Parents are
+    /// remembered between samples (keyed by pid and the inode of `/proc/PID`, and checked
+    /// against the parent's inode), so after the first sample only new processes are read.
+    ProcScan,
+}
+
 /// How much to read for a sample. `smaps_rollup` (the source of pss and uss) makes the kernel
 /// walk every page table of a process, so it costs several times what `status` costs, and
 /// grows with the process's size; a 1 Hz sampling loop reads it less often than `status`.

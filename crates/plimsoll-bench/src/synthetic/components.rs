@@ -6,7 +6,9 @@ use rand_pcg::Pcg64Mcg;
 
 /// A value drawn log-uniformly from `[low, high]`: every decade equally likely.
 pub(crate) fn log_uniform(rng: &mut Pcg64Mcg, low: f64, high: f64) -> f64 {
-    rng.random_range(low.ln()..=high.ln()).exp().clamp(low, high)
+    rng.random_range(low.ln()..=high.ln())
+        .exp()
+        .clamp(low, high)
 }
 
 /// A GC sawtooth: rises linearly from 0 to `amplitude` within each period, then drops back.
@@ -36,7 +38,11 @@ impl Sawtooth {
     }
 
     pub(crate) fn describe(&self) -> String {
-        format!("saw={:.0}MB/{:.0}s", self.amplitude / super::MB, self.period_s)
+        format!(
+            "saw={:.0}MB/{:.0}s",
+            self.amplitude / super::MB,
+            self.period_s
+        )
     }
 }
 
@@ -55,7 +61,12 @@ pub(crate) struct Spikes {
 
 impl Spikes {
     pub(crate) fn new(probability_per_s: f64, height: (f64, f64), duration_s: (u32, u32)) -> Self {
-        Spikes { probability_per_s, height, duration_s, active: Vec::new() }
+        Spikes {
+            probability_per_s,
+            height,
+            duration_s,
+            active: Vec::new(),
+        }
     }
 
     /// The sum of the spikes held at second `t`, bytes; may start a new one.
@@ -96,7 +107,11 @@ mod tests {
 
     #[test]
     fn sawtooth_rises_then_drops_to_zero() {
-        let saw = Sawtooth { amplitude: 100.0, period_s: 10.0, phase_s: 0.0 };
+        let saw = Sawtooth {
+            amplitude: 100.0,
+            period_s: 10.0,
+            phase_s: 0.0,
+        };
         assert_eq!(saw.at(0.0), 0.0);
         assert_eq!(saw.at(5.0), 50.0);
         assert_eq!(saw.at(10.0), 0.0);

@@ -122,6 +122,10 @@ fn warmup_leaves_the_start_up_out() {
         .json();
     assert_eq!(json["verdict"], "no-leak");
     assert_eq!(json["samples"], 1440);
-    let out = Cmd::new("analyze").arg("--warmup").arg("soon").arg("x.csv").expect_exit(2);
+    let out = Cmd::new("analyze")
+        .arg("--warmup")
+        .arg("soon")
+        .arg("x.csv")
+        .expect_exit(2);
     assert!(out.stderr.contains("'soon'"), "{}", out.stderr);
 }

@@ -1,4 +1,5 @@
 //! Integration tests of the `plimsoll` binary: one test binary, one module per command.
 
 mod analyze;
+mod check;
 mod harness;

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Scores the leak detector and the baseline rules: on the recorded corpus (bench/corpus.json,
+# bench/traces/) and on the synthetic suite. Extra arguments go to score_synthetic
+# (e.g. --seeds 20). Exits non-zero when either scorer does (score_synthetic: 1 = bar missed).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release -p plimsoll-bench --bin score_corpus --bin score_synthetic || exit 2
+
+status=0
+echo "== recorded corpus =="
+./target/release/score_corpus || status=$?
+echo
+echo "== synthetic suite =="
+./target/release/score_synthetic "$@" || { code=$?; [ "$status" -eq 0 ] && status=$code; }
+exit "$status"

@@ -1,0 +1,241 @@
+//! `score_corpus`: scores Plimsoll's detector and the baselines on the recorded corpus
+//! (`bench/corpus.json` and `bench/traces/<name>.csv`) and prints one table with totals.
+//! Exit codes: 0 scored, 2 bad usage or unreadable input.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use plimsoll_analysis::{Observation, Verdict};
+use plimsoll_bench::corpus::{read_manifest, read_trace, Entry};
+use plimsoll_bench::score::{
+    evaluate, judge, ratio, seconds, BaselineInput, Detector, Outcome, Totals,
+};
+use plimsoll_bench::table::{Align, Table};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SignalArg {
+    /// RSS only, for every detector.
+    Rss,
+    /// Plimsoll gets RSS plus heap used after GC (as with a runtime agent); the baselines watch
+    /// heap used after GC where a sample has it, RSS otherwise.
+    Heap,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Score the leak detector and the baselines on the recorded corpus")]
+struct Args {
+    /// The corpus manifest.
+    #[arg(long, default_value = "bench/corpus.json")]
+    manifest: PathBuf,
+    /// Folder of the traces, `<name>.csv`.
+    #[arg(long, default_value = "bench/traces")]
+    traces: PathBuf,
+    /// Which series the detectors watch.
+    #[arg(long, value_enum, default_value_t = SignalArg::Rss)]
+    signal: SignalArg,
+    /// Also score `<name>.csv.partial` (a recording in progress) when `<name>.csv` is absent.
+    #[arg(long)]
+    partial: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("score_corpus: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A scored trace, or why it was skipped.
+#[derive(Debug)]
+struct Scored {
+    entry: Entry,
+    trace: Result<Trace, String>,
+}
+
+#[derive(Debug)]
+struct Trace {
+    outcome: Outcome,
+    duration_s: f64,
+    has_heap: bool,
+    partial: bool,
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    if !args.manifest.exists() {
+        anyhow::bail!(
+            "no corpus manifest at '{}' (the recorded corpus is not there yet; run from the repository root or pass --manifest)",
+            args.manifest.display()
+        );
+    }
+    let entries = read_manifest(&args.manifest)?;
+    let scored: Vec<Scored> = entries
+        .into_iter()
+        .map(|entry| {
+            let trace = score_trace(args, &entry);
+            Scored { entry, trace }
+        })
+        .collect();
+    println!(
+        "corpus: {} ({} entries), signal {}; times in seconds after the first sample\n",
+        args.manifest.display(),
+        scored.len(),
+        match args.signal {
+            SignalArg::Rss => "rss",
+            SignalArg::Heap =>
+                "heap (Plimsoll: rss + heap after GC; baselines: heap after GC, else rss)",
+        }
+    );
+    println!("{}", per_trace(&scored));
+    println!("{}", totals(&scored));
+    for item in &scored {
+        if let Err(why) = &item.trace {
+            println!("skipped {}: {why}", item.entry.name);
+        }
+    }
+    Ok(())
+}
+
+fn trace_path(args: &Args, name: &str) -> Option<(PathBuf, bool)> {
+    let done = args.traces.join(format!("{name}.csv"));
+    if done.exists() {
+        return Some((done, false));
+    }
+    let partial = args.traces.join(format!("{name}.csv.partial"));
+    (args.partial && partial.exists()).then_some((partial, true))
+}
+
+fn score_trace(args: &Args, entry: &Entry) -> Result<Trace, String> {
+    let Some((path, partial)) = trace_path(args, &entry.name) else {
+        let hint = if args.partial {
+            ""
+        } else {
+            " (try --partial for recordings in progress)"
+        };
+        return Err(format!(
+            "no trace '{}'{hint}",
+            args.traces.join(format!("{}.csv", entry.name)).display()
+        ));
+    };
+    let observations = read(&path).map_err(|error| format!("{error:#}"))?;
+    let has_heap = observations
+        .iter()
+        .any(|o| o.heap_used_after_gc_bytes.is_some());
+    let duration_s = match (observations.first(), observations.last()) {
+        (Some(first), Some(last)) => last.t_s - first.t_s,
+        _ => 0.0,
+    };
+    let (input, observations): (BaselineInput, Vec<Observation>) = match args.signal {
+        SignalArg::Heap => (BaselineInput::HeapAfterGc, observations),
+        SignalArg::Rss => (
+            BaselineInput::Rss,
+            observations
+                .into_iter()
+                .map(|o| Observation {
+                    heap_used_after_gc_bytes: None,
+                    ..o
+                })
+                .collect(),
+        ),
+    };
+    let outcome = evaluate(observations, entry.budget_bytes, input);
+    Ok(Trace {
+        outcome,
+        duration_s,
+        has_heap,
+        partial,
+    })
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<Observation>> {
+    read_trace(path).with_context(|| format!("reading trace '{}'", path.display()))
+}
+
+fn per_trace(scored: &[Scored]) -> Table {
+    let mut table = Table::new(&[
+        ("trace", Align::Left),
+        ("label", Align::Left),
+        ("start", Align::Right),
+        ("dur", Align::Right),
+        ("heap", Align::Left),
+        ("verdict", Align::Left),
+        ("confirmed", Align::Right),
+        ("suspected", Align::Right),
+        (Detector::Growth.name(), Align::Right),
+        (Detector::RisingMinima.name(), Align::Right),
+        (Detector::Slope.name(), Align::Right),
+    ]);
+    for item in scored {
+        let entry = &item.entry;
+        let mut cells = vec![
+            entry.name.clone(),
+            entry.label.name().to_owned(),
+            seconds(entry.leak_start_s),
+        ];
+        match &item.trace {
+            Ok(trace) => {
+                let outcome = &trace.outcome;
+                let partial = if trace.partial { "*" } else { "" };
+                cells.extend([
+                    format!("{:.0}{partial}", trace.duration_s),
+                    if trace.has_heap { "yes" } else { "no" }.to_owned(),
+                    verdict_name(outcome.verdict).to_owned(),
+                    seconds(outcome.confirmed_s),
+                    seconds(outcome.suspected_s),
+                    seconds(outcome.growth_s),
+                    seconds(outcome.rising_minima_s),
+                    seconds(outcome.slope_s),
+                ]);
+            }
+            Err(_) => cells.push("(skipped)".to_owned()),
+        }
+        table.row(cells);
+    }
+    table
+}
+
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Leak => "leak",
+        Verdict::NoLeak => "no-leak",
+        Verdict::Inconclusive => "inconclusive",
+    }
+}
+
+fn totals(scored: &[Scored]) -> Table {
+    let mut table = Table::new(&[
+        ("detector", Align::Left),
+        ("leaks caught", Align::Right),
+        ("early", Align::Right),
+        ("false alarms", Align::Right),
+        ("median delay s", Align::Right),
+        ("p90 delay s", Align::Right),
+    ]);
+    for detector in Detector::ALL {
+        let mut totals = Totals::default();
+        for item in scored {
+            if let Ok(trace) = &item.trace {
+                let entry = &item.entry;
+                totals.add(judge(
+                    entry.label,
+                    entry.leak_start_s,
+                    trace.outcome.alarm_s(detector),
+                ));
+            }
+        }
+        table.row(vec![
+            detector.name().to_owned(),
+            ratio(totals.caught, totals.leaks),
+            totals.early.to_string(),
+            ratio(totals.false_alarms, totals.healthy),
+            seconds(totals.median_delay_s()),
+            seconds(totals.p90_delay_s()),
+        ]);
+    }
+    table
+}

@@ -1,0 +1,300 @@
+//! `score_synthetic`: scores Plimsoll's detector and the baselines on the synthetic suite and
+//! checks the bar; `--dump` writes one series as CSV for `plimsoll analyze`.
+//! Exit codes: 0 bar met (or dump written), 1 bar missed, 2 bad usage or I/O error.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use plimsoll_bench::score::{ratio, seconds, Detector, Judgement, Totals};
+use plimsoll_bench::suite::{
+    run_suite, BarFigures, SuiteCase, BAR_MIN_RATE_MB_PER_MIN, BAR_RECALL, BAR_WITHIN_S, RATE_BANDS,
+};
+use plimsoll_bench::synthetic::{Generator, Label, Pattern, DEFAULT_SAMPLES};
+use plimsoll_bench::table::{Align, Table};
+
+#[derive(Debug, Parser)]
+#[command(about = "Score the leak detector and the baselines on labeled synthetic series")]
+struct Args {
+    /// Seeds per pattern (seeds 0..N).
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// Samples per series (1 Hz).
+    #[arg(long, default_value_t = DEFAULT_SAMPLES)]
+    samples: u64,
+    /// Only these patterns (repeatable).
+    #[arg(long = "pattern", value_name = "PATTERN")]
+    patterns: Vec<String>,
+    /// Write the series PATTERN SEED to FILE.csv (t_s,rss_bytes) and exit.
+    #[arg(long, num_args = 3, value_names = ["PATTERN", "SEED", "FILE.csv"])]
+    dump: Option<Vec<String>>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("score_synthetic: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(dump) = &args.dump {
+        return write_dump(dump, args.samples).map(|()| ExitCode::SUCCESS);
+    }
+    let patterns = if args.patterns.is_empty() {
+        Pattern::ALL.to_vec()
+    } else {
+        args.patterns
+            .iter()
+            .map(|name| parse_pattern(name))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let cases = run_suite(&patterns, 0..args.seeds, args.samples);
+    println!(
+        "synthetic suite: seeds 0..{} for each of {} patterns, {} samples at 1 Hz; ls-slope budget = 2 x healthy peak",
+        args.seeds,
+        patterns.len(),
+        args.samples
+    );
+    println!("alarm = Plimsoll's first confirmed leak / a baseline's first alarm; delay = median/p90 of alarm - leak start, s;");
+    println!("susp = Plimsoll suspected at some point; caught = alarm at or after the leak start (earlier: 'early')\n");
+    println!("{}", per_pattern(&patterns, &cases));
+    println!("{}", per_band(&cases));
+    println!("{}", totals(&cases));
+    let met = print_bar(&cases);
+    print_failures(&cases, args.samples);
+    Ok(if met {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn parse_pattern(name: &str) -> anyhow::Result<Pattern> {
+    Pattern::from_name(name).with_context(|| {
+        let names: Vec<&str> = Pattern::ALL.iter().map(|p| p.name()).collect();
+        format!(
+            "unknown pattern '{name}' (expected one of {})",
+            names.join(", ")
+        )
+    })
+}
+
+fn write_dump(dump: &[String], samples: u64) -> anyhow::Result<()> {
+    let [pattern, seed, file] = dump else {
+        anyhow::bail!("--dump needs PATTERN SEED FILE.csv");
+    };
+    let pattern = parse_pattern(pattern)?;
+    let seed: u64 = seed
+        .parse()
+        .with_context(|| format!("invalid seed '{seed}'"))?;
+    let path = PathBuf::from(file);
+    let generator = Generator::new(pattern, seed, samples);
+    let truth = generator.truth().clone();
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&path)
+            .with_context(|| format!("cannot create '{}'", path.display()))?,
+    );
+    writeln!(out, "t_s,rss_bytes")?;
+    for observation in generator {
+        writeln!(out, "{},{}", observation.t_s, observation.rss_bytes)?;
+    }
+    out.flush()
+        .with_context(|| format!("cannot write '{}'", path.display()))?;
+    println!(
+        "{} seed {seed} ({}): {} -> {}",
+        pattern.name(),
+        truth.label.name(),
+        truth.description,
+        path.display()
+    );
+    Ok(())
+}
+
+/// One row per pattern: per detector, alarms over n (recall for leaks, false-alarm rate for
+/// healthy patterns) and median/p90 delay for leaks.
+fn per_pattern(patterns: &[Pattern], cases: &[SuiteCase]) -> Table {
+    let mut columns = vec![
+        ("pattern", Align::Left),
+        ("label", Align::Left),
+        ("n", Align::Right),
+    ];
+    for detector in Detector::ALL {
+        columns.push((detector.name(), Align::Right));
+        columns.push(("delay", Align::Right));
+    }
+    columns.insert(5, ("susp", Align::Right));
+    let mut table = Table::new(&columns);
+    for &pattern in patterns {
+        let rows: Vec<&SuiteCase> = cases
+            .iter()
+            .filter(|case| case.pattern == pattern)
+            .collect();
+        let mut cells = vec![
+            pattern.name().to_owned(),
+            pattern.label().name().to_owned(),
+            rows.len().to_string(),
+        ];
+        for detector in Detector::ALL {
+            let mut totals = Totals::default();
+            rows.iter()
+                .for_each(|case| totals.add(case.judgement(detector)));
+            // Recall for leaks (alarms before the leak start do not count), false alarms else.
+            let alarms = totals.caught + totals.false_alarms;
+            cells.push(ratio(alarms, rows.len()));
+            cells.push(delay_cell(&totals));
+            if detector == Detector::Plimsoll {
+                let suspected = rows
+                    .iter()
+                    .filter(|case| case.outcome.suspected_s.is_some())
+                    .count();
+                cells.push(suspected.to_string());
+            }
+        }
+        table.row(cells);
+    }
+    table
+}
+
+fn delay_cell(totals: &Totals) -> String {
+    if totals.delays_s.is_empty() {
+        return "-".to_owned();
+    }
+    format!(
+        "{}/{}",
+        seconds(totals.median_delay_s()),
+        seconds(totals.p90_delay_s())
+    )
+}
+
+/// Recall by leak-rate band: caught at all, and caught within 15 minutes.
+fn per_band(cases: &[SuiteCase]) -> Table {
+    let mut columns = vec![("leak MB/min", Align::Left), ("n", Align::Right)];
+    for detector in Detector::ALL {
+        columns.push((detector.name(), Align::Right));
+        columns.push(("<=15min", Align::Right));
+    }
+    let mut table = Table::new(&columns);
+    // (name, low, high): leak rates in [low, high) MB/min.
+    let mut bands: Vec<(String, f64, f64)> = RATE_BANDS
+        .iter()
+        .map(|&(low, high)| (format!("{low}-{high}"), low, high))
+        .collect();
+    bands.push((
+        format!(">={BAR_MIN_RATE_MB_PER_MIN} (bar)"),
+        BAR_MIN_RATE_MB_PER_MIN,
+        f64::INFINITY,
+    ));
+    bands.push(("all".to_owned(), 0.0, f64::INFINITY));
+    for (i, (name, low, high)) in bands.iter().enumerate() {
+        let rows: Vec<&SuiteCase> = cases
+            .iter()
+            .filter(|case| {
+                case.rate_mb_per_min()
+                    .is_some_and(|rate| rate >= *low && rate < *high)
+            })
+            .collect();
+        let mut cells = vec![name.clone(), rows.len().to_string()];
+        for detector in Detector::ALL {
+            let caught = rows
+                .iter()
+                .filter(|case| matches!(case.judgement(detector), Judgement::Caught { .. }))
+                .count();
+            let within = rows
+                .iter()
+                .filter(|case| case.caught_within(detector, BAR_WITHIN_S))
+                .count();
+            cells.push(ratio(caught, rows.len()));
+            cells.push(ratio(within, rows.len()));
+        }
+        if i == RATE_BANDS.len() {
+            table.rule();
+        }
+        table.row(cells);
+    }
+    table
+}
+
+/// Totals per detector.
+fn totals(cases: &[SuiteCase]) -> Table {
+    let mut table = Table::new(&[
+        ("detector", Align::Left),
+        ("leaks caught", Align::Right),
+        ("early", Align::Right),
+        ("<=15min (>=1MB/min)", Align::Right),
+        ("false alarms", Align::Right),
+        ("median delay s", Align::Right),
+        ("p90 delay s", Align::Right),
+    ]);
+    for detector in Detector::ALL {
+        let mut totals = Totals::default();
+        cases
+            .iter()
+            .for_each(|case| totals.add(case.judgement(detector)));
+        let bar = BarFigures::of(cases, detector);
+        table.row(vec![
+            detector.name().to_owned(),
+            ratio(totals.caught, totals.leaks),
+            totals.early.to_string(),
+            ratio(bar.caught_in_time, bar.bar_leaks),
+            ratio(totals.false_alarms, totals.healthy),
+            seconds(totals.median_delay_s()),
+            seconds(totals.p90_delay_s()),
+        ]);
+    }
+    table
+}
+
+/// Prints the bar's two checks for Plimsoll; true when both hold.
+fn print_bar(cases: &[SuiteCase]) -> bool {
+    let bar = BarFigures::of(cases, Detector::Plimsoll);
+    let recall_ok = bar.recall() >= BAR_RECALL;
+    let quiet_ok = bar.false_alarms == 0;
+    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    println!(
+        "bar: recall within {:.0} min for leaks >= {BAR_MIN_RATE_MB_PER_MIN} MB/min: {}/{} = {:.1}% (need >= {:.0}%) {}",
+        BAR_WITHIN_S / 60.0,
+        bar.caught_in_time,
+        bar.bar_leaks,
+        100.0 * bar.recall(),
+        100.0 * BAR_RECALL,
+        verdict(recall_ok)
+    );
+    println!(
+        "bar: confirmed alarms on healthy series: {}/{} (need 0) {}",
+        bar.false_alarms,
+        bar.healthy,
+        verdict(quiet_ok)
+    );
+    recall_ok && quiet_ok
+}
+
+/// Every series where Plimsoll misses the bar, with the command that reproduces it.
+fn print_failures(cases: &[SuiteCase], samples: u64) {
+    let failures: Vec<(&SuiteCase, String)> = cases
+        .iter()
+        .filter_map(|case| case.bar_failure().map(|what| (case, what)))
+        .collect();
+    let slow_missed = cases
+        .iter()
+        .filter(|case| case.truth.label == Label::Leak && !case.in_bar())
+        .filter(|case| case.outcome.confirmed_s.is_none())
+        .count();
+    println!("\nfailing seeds ({}):", failures.len());
+    for (case, what) in &failures {
+        println!("  {} {}: {what}", case.pattern.name(), case.seed);
+        println!("      {}", case.truth.description);
+    }
+    if !failures.is_empty() {
+        println!(
+            "reproduce: cargo run --release -p plimsoll-bench --bin score_synthetic -- --samples {samples} --dump PATTERN SEED /tmp/series.csv && cargo run --release -p plimsoll -- analyze /tmp/series.csv"
+        );
+    }
+    println!("(not in the bar: {slow_missed} leaks below {BAR_MIN_RATE_MB_PER_MIN} MB/min never confirmed)");
+}
