@@ -6,7 +6,7 @@ use plimsoll_bench::score::Detector;
 use plimsoll_bench::suite::{run_suite, BarFigures, SuiteCase, BAR_WITHIN_S};
 use plimsoll_bench::synthetic::{Label, Pattern, DEFAULT_SAMPLES};
 
-const SEEDS: u64 = 20;
+const SEEDS: u64 = 30;
 
 fn suite() -> Vec<SuiteCase> {
     run_suite(&Pattern::ALL, 0..SEEDS, DEFAULT_SAMPLES)
