@@ -2,4 +2,5 @@
 # Runs every test of the workspace (unit, integration, the small synthetic suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo nextest run --workspace --locked --no-fail-fast "$@"
+cargo nextest run --workspace --locked --no-fail-fast "$@"
+cargo test --workspace --locked --doc

@@ -27,6 +27,9 @@ pub struct DetectorConfig {
     pub early_growth_ratio: f64,
     /// The shortest ramp that raises a suspicion, seconds.
     pub suspect_window_s: f64,
+    /// A ramp that grew this much raises a suspicion from the early window on, bytes: fast
+    /// growth is worth a warning before it is worth a verdict.
+    pub suspect_growth_bytes: f64,
     /// Growth below this never counts as a leak, bytes.
     pub min_growth_bytes: f64,
     /// Growth slower than this never counts as a leak, bytes per second.
@@ -52,6 +55,7 @@ impl DetectorConfig {
             early_growth_bytes: 1024.0 * MIB,
             early_growth_ratio: 1.0,
             suspect_window_s: 180.0,
+            suspect_growth_bytes: 128.0 * MIB,
             min_growth_bytes: 2.0 * MIB,
             min_rate_bytes_per_s: 0.25 * MIB / 60.0,
             min_drop_bytes: MIB,
@@ -437,7 +441,9 @@ impl Shape {
             && self.is_linear();
         if long_enough || large_enough {
             LeakState::Confirmed
-        } else if window >= config.suspect_window_s {
+        } else if window >= config.suspect_window_s
+            || (window >= config.early_window_s && self.growth >= config.suspect_growth_bytes)
+        {
             LeakState::Suspected
         } else {
             LeakState::Clear
