@@ -1,0 +1,196 @@
+//! Events: what happened to a target, as every sink (store, event stream, log, hooks,
+//! webhook, metrics) receives it. One closed enum; its JSON is the wire format of all sinks.
+
+use serde_json::{json, Value};
+
+/// Something that happened to one target.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Event {
+    /// Milliseconds since the Unix epoch.
+    pub(crate) t_unix_ms: i64,
+    /// The target's name.
+    pub(crate) target: String,
+    /// What happened.
+    pub(crate) kind: EventKind,
+}
+
+/// The kinds of events (DESIGN.md, "Event").
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum EventKind {
+    /// The target's process was started.
+    Started { pid: u32, command: Vec<String> },
+    /// The target's process exited; `code` or `signal` says how.
+    Exited {
+        pid: u32,
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// The target is being restarted, after `attempt` restarts within the crash-loop window.
+    Restarted {
+        reason: RestartReason,
+        attempt: u32,
+        delay_ms: u64,
+    },
+    /// The crash-loop limit was reached: no more restarts.
+    GaveUp { restarts: u32, window_s: f64 },
+    /// The budget level moved.
+    LevelChanged {
+        from: &'static str,
+        to: &'static str,
+        rss_bytes: u64,
+        budget_bytes: u64,
+    },
+    /// The budget was crossed: a graceful restart follows when the target is owned.
+    BudgetBreach { rss_bytes: u64, budget_bytes: u64 },
+    /// The leak detector changed its mind.
+    Leak(LeakChange),
+    /// A heap snapshot was written.
+    SnapshotWritten { path: String, bytes: u64 },
+}
+
+/// Why a target is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RestartReason {
+    /// It crossed its budget.
+    Budget,
+    /// It exited on its own (a crash).
+    Crash,
+    /// An admin asked for it.
+    Admin,
+}
+
+/// A leak state change with the detector's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LeakChange {
+    /// `suspected`, `confirmed` or `cleared`.
+    pub(crate) state: &'static str,
+    /// Growth rate of the retained floor, bytes per second.
+    pub(crate) growth_bytes_per_s: f64,
+    /// Confidence, 0 to 1.
+    pub(crate) confidence: f64,
+    /// Projected seconds until the budget is reached, when there is a budget and growth.
+    pub(crate) time_to_budget_s: Option<f64>,
+    /// The series that showed it: `rss` or `heap_used_after_gc`.
+    pub(crate) signal: &'static str,
+}
+
+impl EventKind {
+    /// The event's name in JSON, metrics and hooks.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            EventKind::Started { .. } => "started",
+            EventKind::Exited { .. } => "exited",
+            EventKind::Restarted { .. } => "restarted",
+            EventKind::GaveUp { .. } => "gave-up",
+            EventKind::LevelChanged { .. } => "level-changed",
+            EventKind::BudgetBreach { .. } => "budget-breach",
+            EventKind::Leak(change) => match change.state {
+                "suspected" => "leak-suspected",
+                "confirmed" => "leak-confirmed",
+                _ => "leak-cleared",
+            },
+            EventKind::SnapshotWritten { .. } => "snapshot-written",
+        }
+    }
+}
+
+impl RestartReason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RestartReason::Budget => "budget",
+            RestartReason::Crash => "crash",
+            RestartReason::Admin => "admin",
+        }
+    }
+}
+
+impl Event {
+    /// The event as one JSON object: `t_unix_ms`, `target`, `event` (the kind's name) and the
+    /// kind's own fields, flat.
+    pub(crate) fn to_json(&self) -> Value {
+        let mut object = json!({
+            "t_unix_ms": self.t_unix_ms,
+            "target": self.target,
+            "event": self.kind.name(),
+        });
+        let fields = match &self.kind {
+            EventKind::Started { pid, command } => json!({ "pid": pid, "command": command }),
+            EventKind::Exited { pid, code, signal } => {
+                json!({ "pid": pid, "code": code, "signal": signal })
+            }
+            EventKind::Restarted {
+                reason,
+                attempt,
+                delay_ms,
+            } => {
+                json!({ "reason": reason.as_str(), "attempt": attempt, "delay_ms": delay_ms })
+            }
+            EventKind::GaveUp { restarts, window_s } => {
+                json!({ "restarts": restarts, "window_s": window_s })
+            }
+            EventKind::LevelChanged {
+                from,
+                to,
+                rss_bytes,
+                budget_bytes,
+            } => {
+                json!({ "from": from, "to": to, "rss_bytes": rss_bytes, "budget_bytes": budget_bytes })
+            }
+            EventKind::BudgetBreach {
+                rss_bytes,
+                budget_bytes,
+            } => {
+                json!({ "rss_bytes": rss_bytes, "budget_bytes": budget_bytes })
+            }
+            EventKind::Leak(change) => json!({
+                "growth_bytes_per_s": change.growth_bytes_per_s,
+                "confidence": change.confidence,
+                "time_to_budget_s": change.time_to_budget_s,
+                "signal": change.signal,
+            }),
+            EventKind::SnapshotWritten { path, bytes } => json!({ "path": path, "bytes": bytes }),
+        };
+        if let (Some(object), Value::Object(fields)) = (object.as_object_mut(), fields) {
+            object.extend(fields);
+        }
+        object
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_flat_with_the_kind_name() {
+        let event = Event {
+            t_unix_ms: 1_700_000_000_000,
+            target: "api".to_owned(),
+            kind: EventKind::BudgetBreach {
+                rss_bytes: 600,
+                budget_bytes: 512,
+            },
+        };
+        assert_eq!(
+            event.to_json(),
+            json!({"t_unix_ms": 1_700_000_000_000i64, "target": "api", "event": "budget-breach",
+                   "rss_bytes": 600, "budget_bytes": 512})
+        );
+    }
+
+    #[test]
+    fn leak_changes_are_named_by_state() {
+        let change = |state| {
+            EventKind::Leak(LeakChange {
+                state,
+                growth_bytes_per_s: 1.0,
+                confidence: 0.9,
+                time_to_budget_s: None,
+                signal: "rss",
+            })
+        };
+        assert_eq!(change("suspected").name(), "leak-suspected");
+        assert_eq!(change("confirmed").name(), "leak-confirmed");
+        assert_eq!(change("cleared").name(), "leak-cleared");
+    }
+}
