@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p plimsoll-bench --bin bench_analyze
+cargo build --release -p plimsoll -p plimsoll-bench --bin bench_analyze --bin bench_cli --bin plimsoll
 echo "== detector throughput and memory (bench_analyze) =="
 ./target/release/bench_analyze "$@"
+echo
+echo "== the binary end to end (bench_cli) =="
+./target/release/bench_cli
