@@ -29,6 +29,9 @@ pub(crate) enum Command {
     Analyze(AnalyzeArgs),
     /// One-shot breakdown of a process tree's memory, its cgroup and PSI
     Check(CheckArgs),
+    /// Run a command under supervision: one memory budget for its whole process tree, leak
+    /// detection, graceful restarts on breach and crash
+    Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,4 +57,64 @@ pub(crate) struct CheckArgs {
     /// Print the breakdown as one JSON object
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example: plimsoll run --budget 512MiB --events - -- node server.js")]
+pub(crate) struct RunArgs {
+    /// Memory budget for the whole process tree (e.g. 512MiB, 2G); default: the cgroup limit
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) budget: Option<ByteSize>,
+    /// Warn above this share of the budget held for 2 minutes
+    #[arg(long, value_name = "PERCENT", default_value = "75", value_parser = parse_percent)]
+    pub(crate) warn: f64,
+    /// Critical above this share of the budget held for 5 minutes
+    #[arg(long, value_name = "PERCENT", default_value = "85", value_parser = parse_percent)]
+    pub(crate) critical: f64,
+    /// Time between two samples of the process tree
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub(crate) interval: Duration,
+    /// After each start, samples this long are recorded but count neither as breaches nor leaks
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub(crate) warmup: Duration,
+    /// Between SIGTERM and SIGKILL when stopping or restarting
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub(crate) grace: Duration,
+    /// Name of the target in events and metrics; default: the command's file name
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Where samples, events and incidents are kept; default: $XDG_STATE_HOME/plimsoll or
+    /// ~/.local/state/plimsoll
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Write every event as a JSON line to FILE, or to standard output with `-`
+    #[arg(long, value_name = "FILE|-")]
+    pub(crate) events: Option<String>,
+    /// Run CMD (through sh -c) for every event, with the event as JSON on its stdin and in
+    /// PLIMSOLL_* variables
+    #[arg(long, value_name = "CMD")]
+    pub(crate) on_event: Option<String>,
+    /// POST every event as JSON to URL
+    #[arg(long, value_name = "URL")]
+    pub(crate) webhook: Option<String>,
+    /// Give up after this many restarts within --restart-window
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub(crate) max_restarts: u32,
+    /// The window restarts are counted over
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub(crate) restart_window: Duration,
+    /// The command to supervise, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub(crate) command: Vec<String>,
+}
+
+/// A share of the budget: `75` or `75%`, above 0 and at most 100.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%');
+    match number.parse::<f64>() {
+        Ok(value) if value > 0.0 && value <= 100.0 => Ok(value / 100.0),
+        _ => Err(format!(
+            "invalid percentage '{text}' (expected e.g. 75 or 75%, above 0 and at most 100)"
+        )),
+    }
 }

@@ -44,8 +44,6 @@ pub(crate) enum EventKind {
     BudgetBreach { rss_bytes: u64, budget_bytes: u64 },
     /// The leak detector changed its mind.
     Leak(LeakChange),
-    /// A heap snapshot was written.
-    SnapshotWritten { path: String, bytes: u64 },
 }
 
 /// Why a target is restarted.
@@ -55,8 +53,6 @@ pub(crate) enum RestartReason {
     Budget,
     /// It exited on its own (a crash).
     Crash,
-    /// An admin asked for it.
-    Admin,
 }
 
 /// A leak state change with the detector's figures.
@@ -89,7 +85,6 @@ impl EventKind {
                 "confirmed" => "leak-confirmed",
                 _ => "leak-cleared",
             },
-            EventKind::SnapshotWritten { .. } => "snapshot-written",
         }
     }
 }
@@ -99,7 +94,6 @@ impl RestartReason {
         match self {
             RestartReason::Budget => "budget",
             RestartReason::Crash => "crash",
-            RestartReason::Admin => "admin",
         }
     }
 }
@@ -148,7 +142,6 @@ impl Event {
                 "time_to_budget_s": change.time_to_budget_s,
                 "signal": change.signal,
             }),
-            EventKind::SnapshotWritten { path, bytes } => json!({ "path": path, "bytes": bytes }),
         };
         if let (Some(object), Value::Object(fields)) = (object.as_object_mut(), fields) {
             object.extend(fields);

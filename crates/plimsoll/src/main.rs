@@ -3,12 +3,12 @@
 mod analyze;
 mod check;
 mod cli;
-// Wired into the supervisor as it lands; until then only their tests use them.
-#[allow(dead_code)]
 mod event;
+mod logging;
+mod run;
 mod series;
-#[allow(dead_code)]
 mod sinks;
+mod supervise;
 mod units;
 
 use std::process::ExitCode;
@@ -25,6 +25,13 @@ pub(crate) mod exit {
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if args
+        .nth(1)
+        .is_some_and(|a| a == supervise::keeper::SUBCOMMAND)
+    {
+        return supervise::keeper::main(args.collect());
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -50,5 +57,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     match cli.command {
         cli::Command::Analyze(args) => analyze::run(&args),
         cli::Command::Check(args) => check::run(&args),
+        cli::Command::Run(args) => run::run(&args),
     }
 }

@@ -115,3 +115,98 @@ pub(crate) fn series_csv(seconds: u32, f: impl Fn(f64) -> f64) -> String {
     }
     text
 }
+
+/// A plimsoll process running in the background, with a deadline on everything asked of it.
+pub(crate) struct Running {
+    child: std::process::Child,
+}
+
+impl Cmd {
+    /// Starts the command in the background (stdout and stderr go to files in `dir`).
+    pub(crate) fn spawn_in(mut self, dir: &Path) -> Running {
+        let stdout = std::fs::File::create(dir.join("plimsoll.stdout")).expect("stdout file");
+        let stderr = std::fs::File::create(dir.join("plimsoll.stderr")).expect("stderr file");
+        self.command
+            .stdout(stdout)
+            .stderr(stderr)
+            .stdin(Stdio::null());
+        Running {
+            child: self.command.spawn().expect("spawn plimsoll"),
+        }
+    }
+}
+
+impl Running {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the plimsoll process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} failed");
+    }
+
+    /// Waits for the exit, at most `within`; returns the exit code.
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "plimsoll did not exit within {within:?}"
+            );
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, at most `within`; fails the test with `what` otherwise.
+pub(crate) fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
+/// The JSON lines of an events file, as far as written.
+pub(crate) fn read_events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// The names of the events in `events`, in order.
+pub(crate) fn event_names(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}

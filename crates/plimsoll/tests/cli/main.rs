@@ -3,3 +3,4 @@
 mod analyze;
 mod check;
 mod harness;
+mod run;

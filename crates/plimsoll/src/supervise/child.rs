@@ -1,0 +1,144 @@
+//! One run of the target: started through the keeper in its own process group, stopped
+//! gracefully (SIGTERM to the group, the grace, then SIGKILL), always reaped.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::Command;
+use tokio::time::{sleep, timeout, Instant};
+
+use super::keeper::{self, KeeperStatus};
+
+/// How a run of the target ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChildExit {
+    /// The exit code, when it exited.
+    pub(crate) code: Option<i32>,
+    /// The signal that ended it, when one did.
+    pub(crate) signal: Option<i32>,
+}
+
+impl ChildExit {
+    /// The exit status a shell would report: the code, or 128 + the signal.
+    pub(crate) fn shell_status(self) -> u8 {
+        match (self.code, self.signal) {
+            (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(1),
+            (None, Some(signal)) => 128u8.saturating_add(u8::try_from(signal).unwrap_or(0)),
+            (None, None) => 1,
+        }
+    }
+}
+
+/// A running target.
+#[derive(Debug)]
+pub(crate) struct Child {
+    keeper: tokio::process::Child,
+    /// The process group (the keeper's pid).
+    group: Pid,
+    /// The target's own pid: the root of the tree that is sampled.
+    pub(crate) pid: u32,
+    status_path: PathBuf,
+}
+
+impl Child {
+    /// Starts `command` under a keeper, with `env` added to the environment, and waits until the
+    /// keeper reports the target's pid.
+    pub(crate) async fn spawn(
+        command: &[String],
+        env: &[(String, String)],
+        run_dir: &Path,
+        grace: Duration,
+    ) -> Result<Child> {
+        let me = std::env::current_exe()
+            .context("cannot find the plimsoll binary to start the keeper")?;
+        let status_path = run_dir.join(format!("keeper-{}.status", std::process::id()));
+        let _ = std::fs::remove_file(&status_path);
+        let mut keeper = Command::new(me)
+            .arg(keeper::SUBCOMMAND)
+            .arg("--")
+            .args(command)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env(keeper::ENV_SUPERVISOR, std::process::id().to_string())
+            .env(keeper::ENV_STATUS, &status_path)
+            .env(keeper::ENV_GRACE_MS, grace.as_millis().to_string())
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .with_context(|| format!("cannot start '{}'", command.join(" ")))?;
+        let group = Pid::from_raw(keeper.id().context("keeper exited at once")? as i32);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(pid) = KeeperStatus::read(&status_path).pid {
+                return Ok(Child {
+                    keeper,
+                    group,
+                    pid,
+                    status_path,
+                });
+            }
+            if let Some(status) = keeper.try_wait().context("keeper")? {
+                bail!(
+                    "cannot start '{}' (exit status {status})",
+                    command.join(" ")
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = killpg(group, Signal::SIGKILL);
+                let _ = keeper.wait().await;
+                bail!("'{}' did not start within 10 s", command.join(" "));
+            }
+            sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits for the target to exit; reaps the keeper and whatever is left of the group.
+    pub(crate) async fn wait(&mut self) -> ChildExit {
+        let keeper_status = self.keeper.wait().await;
+        // Whatever the target left behind in its group goes with it.
+        let _ = killpg(self.group, Signal::SIGKILL);
+        let reported = KeeperStatus::read(&self.status_path);
+        let _ = std::fs::remove_file(&self.status_path);
+        if reported.code.is_some() || reported.signal.is_some() {
+            return ChildExit {
+                code: reported.code,
+                signal: reported.signal,
+            };
+        }
+        use std::os::unix::process::ExitStatusExt;
+        match keeper_status {
+            Ok(status) => ChildExit {
+                code: status.code(),
+                signal: status.signal(),
+            },
+            Err(_) => ChildExit {
+                code: None,
+                signal: None,
+            },
+        }
+    }
+
+    /// Sends `signal` to the whole process group.
+    pub(crate) fn signal(&self, signal: Signal) {
+        let _ = killpg(self.group, signal);
+    }
+
+    /// Stops the target gracefully: SIGTERM to the group, up to `grace` to exit, then SIGKILL.
+    pub(crate) async fn stop(&mut self, grace: Duration) -> ChildExit {
+        self.signal(Signal::SIGTERM);
+        match timeout(grace, self.keeper.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(
+                    pid = self.pid,
+                    grace_ms = grace.as_millis() as u64,
+                    "target ignored SIGTERM; sending SIGKILL"
+                );
+                self.signal(Signal::SIGKILL);
+            }
+        }
+        self.wait().await
+    }
+}

@@ -1,0 +1,355 @@
+//! The supervisor: one event loop over a closed enum of messages (samples, the target's exit,
+//! signals, the end of a restart delay) that turns samples into levels, leak verdicts and
+//! events, and restarts the target on breach or crash.
+
+mod backoff;
+mod child;
+pub(crate) mod keeper;
+mod sampler;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use plimsoll_analysis::{
+    DetectorConfig, LeakDetector, LeakEventKind, Level, LevelConfig, LevelTracker, Observation,
+};
+use plimsoll_probe::Sample;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub(crate) use backoff::RestartPolicy;
+use backoff::{Decision, RestartHistory};
+use child::{Child, ChildExit};
+
+use crate::analyze::signal_name;
+use crate::event::{Event, EventKind, LeakChange, RestartReason};
+use crate::units::human_bytes;
+
+/// What `run` runs with, resolved from the command line.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The target's name in events and metrics.
+    pub(crate) name: String,
+    /// The command and its arguments.
+    pub(crate) command: Vec<String>,
+    /// The budget; `None` means the cgroup limit, read from the first sample.
+    pub(crate) budget: Option<u64>,
+    /// Marks and holds of the levels.
+    pub(crate) levels: LevelConfig,
+    /// Time between samples.
+    pub(crate) interval: Duration,
+    /// After each start, samples count neither as breaches nor leaks for this long.
+    pub(crate) warmup: Duration,
+    /// Between SIGTERM and SIGKILL.
+    pub(crate) grace: Duration,
+    /// Backoff and crash-loop limit.
+    pub(crate) policy: RestartPolicy,
+    /// Where the keeper's status files go.
+    pub(crate) run_dir: PathBuf,
+}
+
+/// Where events go: the log always, plus whatever the caller plugged in.
+pub(crate) trait EventOutput {
+    /// Delivers one event; must not block.
+    fn emit(&mut self, event: &Event);
+    /// Delivers one sample; must not block.
+    fn sample(
+        &mut self,
+        name: &str,
+        t_unix_ms: i64,
+        sample: &Sample,
+        budget: Option<u64>,
+        level: Level,
+    );
+    /// The target restarts: keep the evidence of the last minutes.
+    fn incident(&mut self, name: &str, t_unix_ms: i64, reason: RestartReason);
+}
+
+/// The messages of the loop: one closed set.
+#[derive(Debug)]
+enum Message {
+    /// A sample of the target's tree, from the run `generation`.
+    Sample { generation: u64, sample: Box<Sample> },
+    /// The sampler of run `generation` could not read the tree.
+    SampleFailed { generation: u64, error: String },
+}
+
+/// State of one run of the target.
+struct Run {
+    generation: u64,
+    child: Child,
+    started: Instant,
+    detector: LeakDetector,
+    levels: LevelTracker,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Supervises the target until it stops for good; returns its exit status.
+pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) -> Result<u8> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let (sender, mut receiver) = mpsc::channel::<Message>(16);
+    let clock = Instant::now();
+    let mut history = RestartHistory::default();
+    let mut budget = settings.budget;
+    let mut generation = 0;
+    let mut run = Some(start(&settings, &sender, &mut generation, output).await?);
+    let mut restart_at: Option<Instant> = None;
+
+    loop {
+        tokio::select! {
+            Some(message) = receiver.recv() => {
+                let Some(current) = run.as_mut() else { continue };
+                let sample = match message {
+                    Message::Sample { generation, sample } if generation == current.generation => sample,
+                    Message::SampleFailed { generation, error } if generation == current.generation => {
+                        tracing::debug!(target_name = %settings.name, %error, "sample failed");
+                        continue;
+                    }
+                    _ => continue,
+                };
+                if budget.is_none() {
+                    budget = sample.cgroup.as_ref().and_then(|c| c.limit).map(|b| b.0);
+                    if let Some(b) = budget {
+                        tracing::info!(target_name = %settings.name, budget_bytes = b, "budget {} from the cgroup limit", human_bytes(b as f64));
+                    }
+                }
+                let breach = observe(&settings, current, &sample, budget, clock, output);
+                if breach {
+                    let run_now = run.take().context("no run")?;
+                    match restart(&settings, run_now, RestartReason::Budget, &mut history, clock, output).await {
+                        Ok(delay) => restart_at = Some(Instant::now() + delay),
+                        Err(exit) => return Ok(exit.shell_status()),
+                    }
+                }
+            }
+            exit = wait(&mut run) => {
+                let ended = run.take().context("no run")?;
+                ended.sampler.abort();
+                emit_exit(&settings, &ended, exit, output);
+                if exit.code == Some(0) {
+                    tracing::info!(target_name = %settings.name, "target exited cleanly; stopping");
+                    return Ok(0);
+                }
+                output.incident(&settings.name, now_unix_ms(), RestartReason::Crash);
+                match decide(&settings, RestartReason::Crash, &mut history, clock, output) {
+                    Some(delay) => restart_at = Some(Instant::now() + delay),
+                    None => return Ok(exit.shell_status()),
+                }
+            }
+            () = sleep_until(restart_at) => {
+                restart_at = None;
+                run = Some(start(&settings, &sender, &mut generation, output).await?);
+            }
+            _ = interrupt.recv() => return Ok(shutdown(&settings, run, output, "SIGINT").await),
+            _ = terminate.recv() => return Ok(shutdown(&settings, run, output, "SIGTERM").await),
+        }
+    }
+}
+
+async fn start(
+    settings: &Settings,
+    sender: &mpsc::Sender<Message>,
+    generation: &mut u64,
+    output: &mut dyn EventOutput,
+) -> Result<Run> {
+    *generation += 1;
+    let child = Child::spawn(&settings.command, &[], &settings.run_dir, settings.grace).await?;
+    tracing::info!(target_name = %settings.name, pid = child.pid, "started {}", settings.command.join(" "));
+    output.emit(&Event {
+        t_unix_ms: now_unix_ms(),
+        target: settings.name.clone(),
+        kind: EventKind::Started {
+            pid: child.pid,
+            command: settings.command.clone(),
+        },
+    });
+    let sampler = sampler::spawn(child.pid, settings.interval, *generation, sender.clone());
+    Ok(Run {
+        generation: *generation,
+        child,
+        started: Instant::now(),
+        detector: LeakDetector::new(DetectorConfig::recommended()),
+        levels: LevelTracker::new(settings.levels),
+        sampler,
+    })
+}
+
+/// Feeds one sample to the levels and the detector; returns true on a budget breach.
+fn observe(
+    settings: &Settings,
+    run: &mut Run,
+    sample: &Sample,
+    budget: Option<u64>,
+    clock: Instant,
+    output: &mut dyn EventOutput,
+) -> bool {
+    let t_unix_ms = now_unix_ms();
+    let rss = sample.rss.0;
+    output.sample(
+        &settings.name,
+        t_unix_ms,
+        sample,
+        budget,
+        run.levels.level(),
+    );
+    if run.started.elapsed() < settings.warmup {
+        return false;
+    }
+    let t_s = clock.elapsed().as_secs_f64();
+    let mut breach = false;
+    if let Some(budget) = budget {
+        if let Some(change) = run.levels.update(t_s, rss, budget) {
+            output.emit(&Event {
+                t_unix_ms,
+                target: settings.name.clone(),
+                kind: EventKind::LevelChanged {
+                    from: change.from.as_str(),
+                    to: change.to.as_str(),
+                    rss_bytes: rss,
+                    budget_bytes: budget,
+                },
+            });
+            if change.to == Level::Breach {
+                output.emit(&Event {
+                    t_unix_ms,
+                    target: settings.name.clone(),
+                    kind: EventKind::BudgetBreach {
+                        rss_bytes: rss,
+                        budget_bytes: budget,
+                    },
+                });
+                breach = true;
+            }
+        }
+    }
+    let observation = Observation {
+        t_s,
+        rss_bytes: rss,
+        heap_used_after_gc_bytes: None,
+    };
+    if let Some(leak) = run.detector.push(&observation) {
+        let state = match leak.kind {
+            LeakEventKind::Suspected => "suspected",
+            LeakEventKind::Confirmed => "confirmed",
+            LeakEventKind::Cleared => "cleared",
+        };
+        output.emit(&Event {
+            t_unix_ms,
+            target: settings.name.clone(),
+            kind: EventKind::Leak(LeakChange {
+                state,
+                growth_bytes_per_s: leak.growth_bytes_per_s,
+                confidence: leak.confidence,
+                time_to_budget_s: budget.and_then(|b| run.detector.time_to_budget_s(b)),
+                signal: signal_name(leak.signal),
+            }),
+        });
+    }
+    breach
+}
+
+/// Stops the run for a restart, records the incident, and decides what comes next: the delay
+/// before the next start, or the exit of the last run when the crash-loop limit is reached.
+async fn restart(
+    settings: &Settings,
+    mut run: Run,
+    reason: RestartReason,
+    history: &mut RestartHistory,
+    clock: Instant,
+    output: &mut dyn EventOutput,
+) -> Result<Duration, ChildExit> {
+    run.sampler.abort();
+    output.incident(&settings.name, now_unix_ms(), reason);
+    let exit = run.child.stop(settings.grace).await;
+    emit_exit(settings, &run, exit, output);
+    decide(settings, reason, history, clock, output).ok_or(exit)
+}
+
+/// Asks the restart policy; emits `restarted` or `gave-up`.
+fn decide(
+    settings: &Settings,
+    reason: RestartReason,
+    history: &mut RestartHistory,
+    clock: Instant,
+    output: &mut dyn EventOutput,
+) -> Option<Duration> {
+    let t_unix_ms = now_unix_ms();
+    match history.decide(&settings.policy, clock.elapsed().as_secs_f64()) {
+        Decision::Restart { attempt, delay } => {
+            output.emit(&Event {
+                t_unix_ms,
+                target: settings.name.clone(),
+                kind: EventKind::Restarted {
+                    reason,
+                    attempt,
+                    delay_ms: delay.as_millis() as u64,
+                },
+            });
+            Some(delay)
+        }
+        Decision::GiveUp { restarts } => {
+            tracing::error!(target_name = %settings.name, restarts, "crash loop: giving up");
+            output.emit(&Event {
+                t_unix_ms,
+                target: settings.name.clone(),
+                kind: EventKind::GaveUp {
+                    restarts,
+                    window_s: settings.policy.window.as_secs_f64(),
+                },
+            });
+            None
+        }
+    }
+}
+
+fn emit_exit(settings: &Settings, run: &Run, exit: ChildExit, output: &mut dyn EventOutput) {
+    tracing::info!(target_name = %settings.name, pid = run.child.pid, code = ?exit.code, signal = ?exit.signal, "target exited");
+    output.emit(&Event {
+        t_unix_ms: now_unix_ms(),
+        target: settings.name.clone(),
+        kind: EventKind::Exited {
+            pid: run.child.pid,
+            code: exit.code,
+            signal: exit.signal,
+        },
+    });
+}
+
+/// Stops the target gracefully on a signal to the supervisor; returns its exit status.
+async fn shutdown(
+    settings: &Settings,
+    run: Option<Run>,
+    output: &mut dyn EventOutput,
+    why: &str,
+) -> u8 {
+    tracing::info!(target_name = %settings.name, "{why}: stopping the target");
+    let Some(mut run) = run else { return 0 };
+    run.sampler.abort();
+    let exit = run.child.stop(settings.grace).await;
+    emit_exit(settings, &run, exit, output);
+    exit.shell_status()
+}
+
+async fn wait(run: &mut Option<Run>) -> ChildExit {
+    match run {
+        Some(run) => run.child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
