@@ -49,7 +49,7 @@ w("node-periodic-clear", "no-leak",
   "A Map accumulates ~60 MB over 3.5 min and is cleared, repeatedly.")
 w("py-periodic-clear", "no-leak",
   P + ["py-periodic-clear", "periodic_mb=50", "periodic_s=120", "churn_kb_s=200"],
-  1500, 300, None,
+  1500, 200, None,
   "A list and a dict grow to ~50 MB over 2 min and are cleared, repeatedly.")
 w("node-spiky-transient", "no-leak",
   node([], "node-spiky-transient", "base_mb=40", "garbage_mb_s=1", "churn_mb_s=2",
@@ -67,7 +67,7 @@ w("c-steady-trim", "no-leak",
   "malloc_trim every 60 s, 50-100 MB transient spike every ~90 s held 5 s.")
 w("c-steady-fragmented", "no-leak",
   C + ["c-steady-fragmented", "live_slots=4000", "max_block_kb=32", "churn_per_tick=200"],
-  1500, 400, None,
+  1500, 200, None,
   "malloc/free churn of random sizes (16 B-32 KB) over a constant ~64 MB live set, never trimmed: "
   "RSS rises while fragmentation settles, then flat.")
 

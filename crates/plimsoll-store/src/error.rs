@@ -113,7 +113,10 @@ mod tests {
         let e = StoreError::NotADatabase {
             path: PathBuf::from("/tmp/x/plimsoll.db"),
         };
-        assert_eq!(e.to_string(), "'/tmp/x/plimsoll.db' is not an SQLite database");
+        assert_eq!(
+            e.to_string(),
+            "'/tmp/x/plimsoll.db' is not an SQLite database"
+        );
         let e = StoreError::SchemaVersion {
             path: PathBuf::from("/d/plimsoll.db"),
             found: 9,

@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use crate::units::{human_bytes, human_seconds};
+
 /// Something that happened to one target.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Event {
@@ -85,6 +87,69 @@ impl EventKind {
                 "confirmed" => "leak-confirmed",
                 _ => "leak-cleared",
             },
+        }
+    }
+}
+
+impl Event {
+    /// One line for people, for the log: `budget-breach: rss 68.4 MiB over budget 64.0 MiB`.
+    pub(crate) fn describe(&self) -> String {
+        let name = self.kind.name();
+        let mib = |b: u64| human_bytes(b as f64);
+        match &self.kind {
+            EventKind::Started { pid, .. } => format!("{name}: pid {pid}"),
+            EventKind::Exited { pid, code, signal } => match (code, signal) {
+                (Some(code), _) => format!("{name}: pid {pid} with code {code}"),
+                (None, Some(signal)) => format!("{name}: pid {pid} killed by signal {signal}"),
+                (None, None) => format!("{name}: pid {pid}"),
+            },
+            EventKind::Restarted {
+                reason,
+                attempt,
+                delay_ms,
+            } => {
+                format!(
+                    "{name}: after {} (restart {attempt} in the window, in {delay_ms} ms)",
+                    reason.as_str()
+                )
+            }
+            EventKind::GaveUp { restarts, window_s } => {
+                format!("{name}: {restarts} restarts within {window_s:.0} s; not restarting again")
+            }
+            EventKind::LevelChanged {
+                from,
+                to,
+                rss_bytes,
+                budget_bytes,
+            } => {
+                format!(
+                    "{name}: {from} -> {to} (rss {} of budget {})",
+                    mib(*rss_bytes),
+                    mib(*budget_bytes)
+                )
+            }
+            EventKind::BudgetBreach {
+                rss_bytes,
+                budget_bytes,
+            } => {
+                format!(
+                    "{name}: rss {} over budget {}",
+                    mib(*rss_bytes),
+                    mib(*budget_bytes)
+                )
+            }
+            EventKind::Leak(change) => {
+                let ttb = change
+                    .time_to_budget_s
+                    .map(|t| format!(", budget reached in about {}", human_seconds(t)))
+                    .unwrap_or_default();
+                format!(
+                    "{name}: {}/min on {} (confidence {:.0} %){ttb}",
+                    human_bytes(change.growth_bytes_per_s * 60.0),
+                    change.signal,
+                    change.confidence * 100.0
+                )
+            }
         }
     }
 }

@@ -144,7 +144,7 @@ impl Outputs {
 
 impl EventOutput for Outputs {
     fn emit(&mut self, event: &Event) {
-        tracing::info!(target_name = %event.target, event = event.kind.name(), "{}", event.to_json());
+        tracing::info!(target_name = %event.target, "{}", event.describe());
         self.sinks.emit(event);
     }
 

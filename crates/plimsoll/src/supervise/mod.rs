@@ -71,7 +71,10 @@ pub(crate) trait EventOutput {
 #[derive(Debug)]
 enum Message {
     /// A sample of the target's tree, from the run `generation`.
-    Sample { generation: u64, sample: Box<Sample> },
+    Sample {
+        generation: u64,
+        sample: Box<Sample>,
+    },
     /// The sampler of run `generation` could not read the tree.
     SampleFailed { generation: u64, error: String },
 }
@@ -164,7 +167,6 @@ async fn start(
 ) -> Result<Run> {
     *generation += 1;
     let child = Child::spawn(&settings.command, &[], &settings.run_dir, settings.grace).await?;
-    tracing::info!(target_name = %settings.name, pid = child.pid, "started {}", settings.command.join(" "));
     output.emit(&Event {
         t_unix_ms: now_unix_ms(),
         target: settings.name.clone(),
@@ -313,7 +315,6 @@ fn decide(
 }
 
 fn emit_exit(settings: &Settings, run: &Run, exit: ChildExit, output: &mut dyn EventOutput) {
-    tracing::info!(target_name = %settings.name, pid = run.child.pid, code = ?exit.code, signal = ?exit.signal, "target exited");
     output.emit(&Event {
         t_unix_ms: now_unix_ms(),
         target: settings.name.clone(),

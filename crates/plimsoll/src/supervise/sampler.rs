@@ -35,7 +35,10 @@ pub(super) fn spawn(
             let message = match joined {
                 Ok(Ok((kept, sample))) => {
                     probe = Some(kept);
-                    Message::Sample { generation, sample: Box::new(sample) }
+                    Message::Sample {
+                        generation,
+                        sample: Box::new(sample),
+                    }
                 }
                 Ok(Err(error)) => Message::SampleFailed {
                     generation,
