@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod event;
 mod logging;
+mod outputs;
 mod run;
 mod series;
 mod sinks;

@@ -5,18 +5,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use plimsoll_analysis::{Level, LevelConfig};
-use plimsoll_probe::Sample;
+use plimsoll_analysis::LevelConfig;
 
 use crate::cli::RunArgs;
-use crate::event::{Event, RestartReason};
-use crate::sinks::{EventsTarget, SinkConfig, Sinks};
-use crate::supervise::{self, EventOutput, RestartPolicy, Settings};
+use crate::outputs::Outputs;
+use crate::sinks::{EventsTarget, SinkConfig};
+use crate::supervise::{self, RestartPolicy, Settings};
 use crate::units::human_bytes;
 
 pub(crate) fn run(args: &RunArgs) -> Result<u8> {
-    let settings = settings(args)?;
-    let sinks = Sinks::new(&sink_config(args)).context("bad event sink")?;
+    let (settings, data_dir) = settings(args)?;
+    let mut output = Outputs::open(&data_dir, &sink_config(args))?;
     crate::logging::init();
     if let Some(budget) = settings.budget {
         tracing::info!(target_name = %settings.name, budget_bytes = budget, "budget {} ({budget} bytes) for the whole process tree", human_bytes(budget as f64));
@@ -25,14 +24,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let mut output = Outputs { sinks };
     let status = runtime.block_on(supervise::supervise(settings, &mut output));
     output.close();
     status
 }
 
 /// The settings the supervisor runs with; checks what clap cannot.
-fn settings(args: &RunArgs) -> Result<Settings> {
+fn settings(args: &RunArgs) -> Result<(Settings, PathBuf)> {
     if args.warn >= args.critical {
         bail!(
             "--warn {:.0}% must be below --critical {:.0}%",
@@ -63,7 +61,7 @@ fn settings(args: &RunArgs) -> Result<Settings> {
     };
     let run_dir = data_dir.join("run");
     create_private_dir(&run_dir)?;
-    Ok(Settings {
+    let settings = Settings {
         name,
         command: args.command.clone(),
         budget: args.budget.map(|b| b.0),
@@ -82,7 +80,8 @@ fn settings(args: &RunArgs) -> Result<Settings> {
             window: args.restart_window,
         },
         run_dir,
-    })
+    };
+    Ok((settings, data_dir))
 }
 
 fn sink_config(args: &RunArgs) -> SinkConfig {
@@ -124,39 +123,4 @@ fn create_private_dir(dir: &std::path::Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create data dir '{}'", dir.display()))
-}
-
-/// The outputs of `run`: the log and the sinks.
-struct Outputs {
-    sinks: Sinks,
-}
-
-impl Outputs {
-    fn close(self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        for stats in self.sinks.close(deadline) {
-            if stats.failed > 0 || stats.dropped > 0 {
-                tracing::warn!(sink = stats.sink, delivered = stats.delivered, failed = stats.failed, dropped = stats.dropped, last_error = ?stats.last_error, "sink had trouble");
-            }
-        }
-    }
-}
-
-impl EventOutput for Outputs {
-    fn emit(&mut self, event: &Event) {
-        tracing::info!(target_name = %event.target, "{}", event.describe());
-        self.sinks.emit(event);
-    }
-
-    fn sample(
-        &mut self,
-        _name: &str,
-        _t_unix_ms: i64,
-        _sample: &Sample,
-        _budget: Option<u64>,
-        _level: Level,
-    ) {
-    }
-
-    fn incident(&mut self, _name: &str, _t_unix_ms: i64, _reason: RestartReason) {}
 }

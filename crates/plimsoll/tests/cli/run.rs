@@ -291,3 +291,70 @@ fn bad_flags_exit_2_naming_the_value() {
     let out = Cmd::new("run").expect_exit(2);
     assert!(out.stderr.contains("CMD"), "{}", out.stderr);
 }
+
+#[test]
+fn the_store_holds_the_same_events_as_the_events_file_and_an_incident_per_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events_path = dir.path().join("events.jsonl");
+    let mut plimsoll = run_in(dir.path())
+        .arg("--max-restarts")
+        .arg("1")
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg("sleep 0.5; exit 4")
+        .spawn_in(dir.path());
+    assert_eq!(plimsoll.wait_exit(WITHIN), Some(4));
+    let from_file = read_events(&events_path);
+    let store = plimsoll_store::StoreReader::open(&dir.path().join("data")).expect("store");
+    assert!(store.integrity_problems().expect("integrity").is_empty());
+    let stored: Vec<serde_json::Value> = store
+        .events(None, 0, 1000)
+        .expect("events")
+        .iter()
+        .map(|row| serde_json::from_str(&row.payload_json).expect("payload JSON"))
+        .collect();
+    assert_eq!(stored, from_file);
+    assert_eq!(
+        event_names(&stored),
+        [
+            "started",
+            "exited",
+            "restarted",
+            "started",
+            "exited",
+            "gave-up"
+        ]
+    );
+    let incidents = store.incidents(None, 10).expect("incidents");
+    assert_eq!(incidents.len(), 2, "{incidents:?}");
+    assert!(incidents.iter().all(|i| i.reason == "crash"));
+    assert!(!store.samples("sh", 0, 100).expect("samples").is_empty());
+}
+
+#[test]
+fn a_store_written_by_a_supervisor_killed_with_sigkill_reopens_intact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events_path = dir.path().join("events.jsonl");
+    let mut plimsoll = run_in(dir.path())
+        .arg("--")
+        .arg("sleep")
+        .arg("300")
+        .spawn_in(dir.path());
+    eventually("started", WITHIN, || {
+        event_names(&read_events(&events_path)).first().cloned()
+    });
+    let data = dir.path().join("data");
+    eventually("samples in the store", WITHIN, || {
+        let store = plimsoll_store::StoreReader::open(&data).ok()?;
+        (store.samples("sleep", 0, 10).ok()?.len() >= 3).then_some(())
+    });
+    plimsoll.signal("KILL");
+    plimsoll.wait_exit(WITHIN);
+    let store = plimsoll_store::Store::open(&data).expect("reopen after kill -9");
+    assert_eq!(
+        store.integrity_problems().expect("integrity_check"),
+        Vec::<String>::new()
+    );
+    assert!(store.samples("sleep", 0, 1000).expect("samples").len() >= 3);
+}

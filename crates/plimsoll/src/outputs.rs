@@ -1,0 +1,129 @@
+//! Where a supervisor's events and samples go: the log, the sinks (events file, on-event
+//! command, webhook) and the embedded store. Every output is non-blocking; a failing one is
+//! logged and counted, never fatal.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use plimsoll_analysis::Level;
+use plimsoll_probe::Sample;
+use plimsoll_store::{Retention, SampleRow, Store, StoreWriter, Write, WriterConfig};
+
+use crate::event::{Event, RestartReason};
+use crate::sinks::{SinkConfig, Sinks};
+use crate::supervise::EventOutput;
+
+/// How far back an incident's evidence reaches.
+const INCIDENT_LOOKBACK: Duration = Duration::from_secs(5 * 60);
+/// How often the store applies its retention.
+const COMPACT_EVERY: Duration = Duration::from_secs(60);
+
+/// The outputs of one supervisor.
+#[derive(Debug)]
+pub(crate) struct Outputs {
+    sinks: Sinks,
+    store: StoreWriter,
+    last_compact: Instant,
+}
+
+impl Outputs {
+    /// Opens the store in `data_dir` and starts the sinks; nothing is started when either is
+    /// misconfigured.
+    pub(crate) fn open(data_dir: &Path, sinks: &SinkConfig) -> Result<Outputs> {
+        let sinks = Sinks::new(sinks).context("bad event sink")?;
+        let store = Store::open(data_dir)
+            .with_context(|| format!("cannot open the store in '{}'", data_dir.display()))?;
+        let store = StoreWriter::spawn(store, &WriterConfig::recommended(), |error| {
+            tracing::warn!(%error, "store write failed");
+        })
+        .context("cannot start the store writer")?;
+        Ok(Outputs {
+            sinks,
+            store,
+            last_compact: Instant::now(),
+        })
+    }
+
+    /// Delivers what is queued (within a few seconds) and stops the workers.
+    pub(crate) fn close(self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for stats in self.sinks.close(deadline) {
+            if stats.failed > 0 || stats.dropped > 0 {
+                tracing::warn!(
+                    sink = stats.sink,
+                    delivered = stats.delivered,
+                    failed = stats.failed,
+                    dropped = stats.dropped,
+                    last_error = ?stats.last_error,
+                    "sink had trouble"
+                );
+            }
+        }
+        match self.store.flush_and_close() {
+            Ok((_, stats)) if stats.dropped > 0 => {
+                tracing::warn!(dropped = stats.dropped, "store dropped writes (queue full)");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "store did not close cleanly"),
+        }
+    }
+
+    fn send(&self, write: Write) {
+        if let Err(dropped) = self.store.try_send(write) {
+            tracing::debug!(?dropped, "store write dropped");
+        }
+    }
+}
+
+impl EventOutput for Outputs {
+    fn emit(&mut self, event: &Event) {
+        tracing::info!(target_name = %event.target, "{}", event.describe());
+        self.sinks.emit(event);
+        self.send(Write::Event {
+            target: event.target.clone(),
+            t_unix_ms: event.t_unix_ms,
+            kind: event.kind.name().to_owned(),
+            payload_json: event.to_json().to_string(),
+        });
+    }
+
+    fn sample(
+        &mut self,
+        name: &str,
+        t_unix_ms: i64,
+        sample: &Sample,
+        budget: Option<u64>,
+        level: Level,
+    ) {
+        let cgroup = sample.cgroup.as_ref();
+        let row = SampleRow {
+            pss_bytes: sample.pss.map(|b| b.0),
+            uss_bytes: sample.uss.map(|b| b.0),
+            swap_bytes: Some(sample.swap.0),
+            cgroup_usage_bytes: cgroup.map(|c| c.usage.0),
+            cgroup_limit_bytes: cgroup.and_then(|c| c.limit).map(|b| b.0),
+            budget_bytes: budget,
+            level: Some(level.as_str().to_owned()),
+            ..SampleRow::new(name, t_unix_ms, sample.rss.0)
+        };
+        self.send(Write::Samples(vec![row]));
+        if self.last_compact.elapsed() >= COMPACT_EVERY {
+            self.last_compact = Instant::now();
+            self.send(Write::Compact {
+                now_unix_ms: t_unix_ms,
+                retention: Retention::recommended(),
+            });
+        }
+    }
+
+    fn incident(&mut self, name: &str, t_unix_ms: i64, reason: RestartReason) {
+        self.send(Write::Incident {
+            target: name.to_owned(),
+            t_unix_ms,
+            reason: reason.as_str().to_owned(),
+            lookback: INCIDENT_LOOKBACK,
+            snapshot_path: None,
+        });
+    }
+}
