@@ -59,7 +59,7 @@ fn crash_child_write_loop() {
         store
             .insert_event("api", t, "tick", &format!(r#"{{"round":{round}}}"#))
             .expect("event");
-        if round % 5 == 0 {
+        if round.is_multiple_of(5) {
             store
                 .record_incident("api", t, "crash", Duration::from_secs(60), None)
                 .expect("incident");
