@@ -5,15 +5,14 @@
 mod backoff;
 mod child;
 pub(crate) mod keeper;
+mod monitor;
 mod sampler;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use plimsoll_analysis::{
-    DetectorConfig, LeakDetector, LeakEventKind, Level, LevelConfig, LevelTracker, Observation,
-};
+use plimsoll_analysis::{Level, LevelConfig};
 use plimsoll_probe::Sample;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -22,10 +21,9 @@ use tokio::time::Instant;
 pub(crate) use backoff::RestartPolicy;
 use backoff::{Decision, RestartHistory};
 use child::{Child, ChildExit};
+use monitor::Monitor;
 
-use crate::analyze::signal_name;
-use crate::event::{Event, EventKind, LeakChange, RestartReason};
-use crate::units::human_bytes;
+use crate::event::{Event, EventKind, RestartReason};
 
 /// What `run` runs with, resolved from the command line.
 #[derive(Debug, Clone)]
@@ -83,9 +81,7 @@ enum Message {
 struct Run {
     generation: u64,
     child: Child,
-    started: Instant,
-    detector: LeakDetector,
-    levels: LevelTracker,
+    monitor: Monitor,
     sampler: tokio::task::JoinHandle<()>,
 }
 
@@ -105,7 +101,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
     let mut history = RestartHistory::default();
     let mut budget = settings.budget;
     let mut generation = 0;
-    let mut run = Some(start(&settings, &sender, &mut generation, output).await?);
+    let mut run = Some(start(&settings, &sender, &mut generation, budget, output).await?);
     let mut restart_at: Option<Instant> = None;
 
     loop {
@@ -120,13 +116,8 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                     }
                     _ => continue,
                 };
-                if budget.is_none() {
-                    budget = sample.cgroup.as_ref().and_then(|c| c.limit).map(|b| b.0);
-                    if let Some(b) = budget {
-                        tracing::info!(target_name = %settings.name, budget_bytes = b, "budget {} from the cgroup limit", human_bytes(b as f64));
-                    }
-                }
-                let breach = observe(&settings, current, &sample, budget, clock, output);
+                let breach = current.monitor.observe(clock.elapsed().as_secs_f64(), &sample, output);
+                budget = current.monitor.budget();
                 if breach {
                     let run_now = run.take().context("no run")?;
                     match restart(&settings, run_now, RestartReason::Budget, &mut history, clock, output).await {
@@ -151,7 +142,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
             }
             () = sleep_until(restart_at) => {
                 restart_at = None;
-                run = Some(start(&settings, &sender, &mut generation, output).await?);
+                run = Some(start(&settings, &sender, &mut generation, budget, output).await?);
             }
             _ = interrupt.recv() => return Ok(shutdown(&settings, run, output, "SIGINT").await),
             _ = terminate.recv() => return Ok(shutdown(&settings, run, output, "SIGTERM").await),
@@ -163,6 +154,7 @@ async fn start(
     settings: &Settings,
     sender: &mpsc::Sender<Message>,
     generation: &mut u64,
+    budget: Option<u64>,
     output: &mut dyn EventOutput,
 ) -> Result<Run> {
     *generation += 1;
@@ -179,85 +171,9 @@ async fn start(
     Ok(Run {
         generation: *generation,
         child,
-        started: Instant::now(),
-        detector: LeakDetector::new(DetectorConfig::recommended()),
-        levels: LevelTracker::new(settings.levels),
+        monitor: Monitor::new(&settings.name, budget, settings.levels, settings.warmup),
         sampler,
     })
-}
-
-/// Feeds one sample to the levels and the detector; returns true on a budget breach.
-fn observe(
-    settings: &Settings,
-    run: &mut Run,
-    sample: &Sample,
-    budget: Option<u64>,
-    clock: Instant,
-    output: &mut dyn EventOutput,
-) -> bool {
-    let t_unix_ms = now_unix_ms();
-    let rss = sample.rss.0;
-    output.sample(
-        &settings.name,
-        t_unix_ms,
-        sample,
-        budget,
-        run.levels.level(),
-    );
-    if run.started.elapsed() < settings.warmup {
-        return false;
-    }
-    let t_s = clock.elapsed().as_secs_f64();
-    let mut breach = false;
-    if let Some(budget) = budget {
-        if let Some(change) = run.levels.update(t_s, rss, budget) {
-            output.emit(&Event {
-                t_unix_ms,
-                target: settings.name.clone(),
-                kind: EventKind::LevelChanged {
-                    from: change.from.as_str(),
-                    to: change.to.as_str(),
-                    rss_bytes: rss,
-                    budget_bytes: budget,
-                },
-            });
-            if change.to == Level::Breach {
-                output.emit(&Event {
-                    t_unix_ms,
-                    target: settings.name.clone(),
-                    kind: EventKind::BudgetBreach {
-                        rss_bytes: rss,
-                        budget_bytes: budget,
-                    },
-                });
-                breach = true;
-            }
-        }
-    }
-    let observation = Observation {
-        t_s,
-        rss_bytes: rss,
-        heap_used_after_gc_bytes: None,
-    };
-    if let Some(leak) = run.detector.push(&observation) {
-        let state = match leak.kind {
-            LeakEventKind::Suspected => "suspected",
-            LeakEventKind::Confirmed => "confirmed",
-            LeakEventKind::Cleared => "cleared",
-        };
-        output.emit(&Event {
-            t_unix_ms,
-            target: settings.name.clone(),
-            kind: EventKind::Leak(LeakChange {
-                state,
-                growth_bytes_per_s: leak.growth_bytes_per_s,
-                confidence: leak.confidence,
-                time_to_budget_s: budget.and_then(|b| run.detector.time_to_budget_s(b)),
-                signal: signal_name(leak.signal),
-            }),
-        });
-    }
-    breach
 }
 
 /// Stops the run for a restart, records the incident, and decides what comes next: the delay
