@@ -32,6 +32,8 @@ pub(crate) enum Command {
     /// Run a command under supervision: one memory budget for its whole process tree, leak
     /// detection, graceful restarts on breach and crash
     Run(RunArgs),
+    /// Monitor processes it does not own: levels, leak detection, events; no restarts
+    Watch(WatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -59,9 +61,10 @@ pub(crate) struct CheckArgs {
     pub(crate) json: bool,
 }
 
+/// What every supervising command (`run`, `watch`) shares: budget, levels, sampling, where
+/// samples and events go.
 #[derive(Debug, Args)]
-#[command(after_help = "Example: plimsoll run --budget 512MiB --events - -- node server.js")]
-pub(crate) struct RunArgs {
+pub(crate) struct MonitorArgs {
     /// Memory budget for the whole process tree (e.g. 512MiB, 2G); default: the cgroup limit
     #[arg(long, value_name = "SIZE")]
     pub(crate) budget: Option<ByteSize>,
@@ -77,12 +80,6 @@ pub(crate) struct RunArgs {
     /// After each start, samples this long are recorded but count neither as breaches nor leaks
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     pub(crate) warmup: Duration,
-    /// Between SIGTERM and SIGKILL when stopping or restarting
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub(crate) grace: Duration,
-    /// Name of the target in events and metrics; default: the command's file name
-    #[arg(long, value_name = "NAME")]
-    pub(crate) name: Option<String>,
     /// Where samples, events and incidents are kept; default: $XDG_STATE_HOME/plimsoll or
     /// ~/.local/state/plimsoll
     #[arg(long, value_name = "DIR")]
@@ -97,6 +94,19 @@ pub(crate) struct RunArgs {
     /// POST every event as JSON to URL
     #[arg(long, value_name = "URL")]
     pub(crate) webhook: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example: plimsoll run --budget 512MiB --events - -- node server.js")]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) monitor: MonitorArgs,
+    /// Between SIGTERM and SIGKILL when stopping or restarting
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub(crate) grace: Duration,
+    /// Name of the target in events and metrics; default: the command's file name
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
     /// Give up after this many restarts within --restart-window
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub(crate) max_restarts: u32,
@@ -106,6 +116,21 @@ pub(crate) struct RunArgs {
     /// The command to supervise, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples: plimsoll watch 4242 4243 --budget 1G\n          plimsoll watch --match 'node .*server.js' --events -"
+)]
+pub(crate) struct WatchArgs {
+    #[command(flatten)]
+    pub(crate) monitor: MonitorArgs,
+    /// Process ids to watch (each with its descendants)
+    #[arg(value_name = "PID", required_unless_present = "pattern")]
+    pub(crate) pids: Vec<u32>,
+    /// Watch every process whose command line matches REGEX, and new ones as they appear
+    #[arg(long = "match", value_name = "REGEX")]
+    pub(crate) pattern: Option<String>,
 }
 
 /// A share of the budget: `75` or `75%`, above 0 and at most 100.

@@ -3,6 +3,7 @@
 mod analyze;
 mod check;
 mod cli;
+mod common;
 mod event;
 mod logging;
 mod outputs;
@@ -11,6 +12,7 @@ mod series;
 mod sinks;
 mod supervise;
 mod units;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -59,5 +61,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Analyze(args) => analyze::run(&args),
         cli::Command::Check(args) => check::run(&args),
         cli::Command::Run(args) => run::run(&args),
+        cli::Command::Watch(args) => watch::run(&args),
     }
 }

@@ -1,0 +1,97 @@
+//! The second stage of configuration for the supervising commands: what `MonitorArgs` says,
+//! checked and resolved (data dir, levels, sinks) into the settings they run with.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use plimsoll_analysis::LevelConfig;
+
+use crate::cli::MonitorArgs;
+use crate::sinks::{EventsTarget, SinkConfig};
+
+/// Resolved common settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Common {
+    /// The budget; `None` means the cgroup limit, read from the first sample.
+    pub(crate) budget: Option<u64>,
+    /// Marks and holds of the levels.
+    pub(crate) levels: LevelConfig,
+    /// Time between samples.
+    pub(crate) interval: Duration,
+    /// Samples that count neither as breaches nor leaks after a start.
+    pub(crate) warmup: Duration,
+    /// Where the store lives.
+    pub(crate) data_dir: PathBuf,
+}
+
+impl Common {
+    /// Checks what clap cannot check alone and resolves the data dir.
+    pub(crate) fn resolve(args: &MonitorArgs) -> Result<Common> {
+        if args.warn >= args.critical {
+            bail!(
+                "--warn {:.0}% must be below --critical {:.0}%",
+                args.warn * 100.0,
+                args.critical * 100.0
+            );
+        }
+        if args.interval < Duration::from_millis(100) {
+            bail!(
+                "--interval {:?} is too short (at least 100ms)",
+                args.interval
+            );
+        }
+        if args.budget.is_some_and(|b| b.0 == 0) {
+            bail!("--budget 0 is no budget (leave it out to use the cgroup limit)");
+        }
+        let data_dir = match &args.data_dir {
+            Some(dir) => dir.clone(),
+            None => default_data_dir()?,
+        };
+        Ok(Common {
+            budget: args.budget.map(|b| b.0),
+            levels: LevelConfig {
+                warn: args.warn,
+                critical: args.critical,
+                ..LevelConfig::recommended()
+            },
+            interval: args.interval,
+            warmup: args.warmup,
+            data_dir,
+        })
+    }
+}
+
+/// The sinks `--events`, `--on-event` and `--webhook` ask for.
+pub(crate) fn sink_config(args: &MonitorArgs) -> SinkConfig {
+    SinkConfig {
+        events: args.events.as_deref().map(|target| match target {
+            "-" => EventsTarget::Stdout,
+            path => EventsTarget::File(PathBuf::from(path)),
+        }),
+        on_event: args.on_event.clone(),
+        webhook: args.webhook.clone(),
+        hook_timeout: Duration::from_secs(10),
+    }
+}
+
+/// `$XDG_STATE_HOME/plimsoll`, else `~/.local/state/plimsoll`.
+fn default_data_dir() -> Result<PathBuf> {
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()) {
+        return Ok(PathBuf::from(state).join("plimsoll"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("neither XDG_STATE_HOME nor HOME is set: give --data-dir")?;
+    Ok(PathBuf::from(home).join(".local/state/plimsoll"))
+}
+
+/// Creates `dir` and its parents; the last one readable by its owner only.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data dir '{}'", dir.display()))
+}
