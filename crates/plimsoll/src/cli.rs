@@ -34,6 +34,8 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Monitor processes it does not own: levels, leak detection, events; no restarts
     Watch(WatchArgs),
+    /// Run several apps from a config file (like PM2's ecosystem file), with rolling restarts
+    Up(UpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +82,13 @@ pub(crate) struct MonitorArgs {
     /// After each start, samples this long are recorded but count neither as breaches nor leaks
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     pub(crate) warmup: Duration,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+/// Where a supervisor's samples and events go.
+#[derive(Debug, Args)]
+pub(crate) struct OutputArgs {
     /// Where samples, events and incidents are kept; default: $XDG_STATE_HOME/plimsoll or
     /// ~/.local/state/plimsoll
     #[arg(long, value_name = "DIR")]
@@ -131,6 +140,19 @@ pub(crate) struct WatchArgs {
     /// Watch every process whose command line matches REGEX, and new ones as they appear
     #[arg(long = "match", value_name = "REGEX")]
     pub(crate) pattern: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "See examples/plimsoll.toml for every key of the config file.")]
+pub(crate) struct UpArgs {
+    /// The config file
+    #[arg(short, long, value_name = "FILE", default_value = "plimsoll.toml")]
+    pub(crate) config: PathBuf,
+    /// Check the config file and print what would run, then exit
+    #[arg(long)]
+    pub(crate) check: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 /// A share of the budget: `75` or `75%`, above 0 and at most 100.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use plimsoll_analysis::LevelConfig;
 
-use crate::cli::MonitorArgs;
+use crate::cli::{MonitorArgs, OutputArgs};
 use crate::sinks::{EventsTarget, SinkConfig};
 
 /// Resolved common settings.
@@ -44,10 +44,7 @@ impl Common {
         if args.budget.is_some_and(|b| b.0 == 0) {
             bail!("--budget 0 is no budget (leave it out to use the cgroup limit)");
         }
-        let data_dir = match &args.data_dir {
-            Some(dir) => dir.clone(),
-            None => default_data_dir()?,
-        };
+        let data_dir = data_dir(&args.output)?;
         Ok(Common {
             budget: args.budget.map(|b| b.0),
             levels: LevelConfig {
@@ -64,6 +61,11 @@ impl Common {
 
 /// The sinks `--events`, `--on-event` and `--webhook` ask for.
 pub(crate) fn sink_config(args: &MonitorArgs) -> SinkConfig {
+    output_sinks(&args.output)
+}
+
+/// The sinks of the output flags (`--events -` is standard output).
+pub(crate) fn output_sinks(args: &OutputArgs) -> SinkConfig {
     SinkConfig {
         events: args.events.as_deref().map(|target| match target {
             "-" => EventsTarget::Stdout,
@@ -72,6 +74,14 @@ pub(crate) fn sink_config(args: &MonitorArgs) -> SinkConfig {
         on_event: args.on_event.clone(),
         webhook: args.webhook.clone(),
         hook_timeout: Duration::from_secs(10),
+    }
+}
+
+/// `--data-dir`, else the default.
+pub(crate) fn data_dir(args: &OutputArgs) -> Result<PathBuf> {
+    match &args.data_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => default_data_dir(),
     }
 }
 

@@ -12,6 +12,7 @@ mod series;
 mod sinks;
 mod supervise;
 mod units;
+mod up;
 mod watch;
 
 use std::process::ExitCode;
@@ -62,5 +63,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Check(args) => check::run(&args),
         cli::Command::Run(args) => run::run(&args),
         cli::Command::Watch(args) => watch::run(&args),
+        cli::Command::Up(args) => up::run(&args),
     }
 }

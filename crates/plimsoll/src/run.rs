@@ -56,6 +56,9 @@ fn settings(args: &RunArgs) -> Result<(Settings, PathBuf)> {
             window: args.restart_window,
         },
         run_dir,
+        env: Vec::new(),
+        cwd: None,
+        rolling: None,
     };
     Ok((settings, common.data_dir))
 }

@@ -11,6 +11,7 @@ use tokio::process::Command;
 use tokio::time::{sleep, timeout, Instant};
 
 use super::keeper::{self, KeeperStatus};
+use super::Settings;
 
 /// How a run of the target ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,24 +47,26 @@ pub(crate) struct Child {
 impl Child {
     /// Starts `command` under a keeper, with `env` added to the environment, and waits until the
     /// keeper reports the target's pid.
-    pub(crate) async fn spawn(
-        command: &[String],
-        env: &[(String, String)],
-        run_dir: &Path,
-        grace: Duration,
-    ) -> Result<Child> {
+    pub(crate) async fn spawn(settings: &Settings, run_dir: &Path) -> Result<Child> {
+        let command = &settings.command;
         let me = std::env::current_exe()
             .context("cannot find the plimsoll binary to start the keeper")?;
-        let status_path = run_dir.join(format!("keeper-{}.status", std::process::id()));
+        // One status file per target and supervisor process.
+        let status_path = run_dir.join(format!(
+            "keeper-{}-{}.status",
+            std::process::id(),
+            settings.name
+        ));
         let _ = std::fs::remove_file(&status_path);
         let mut keeper = Command::new(me)
             .arg(keeper::SUBCOMMAND)
             .arg("--")
             .args(command)
-            .envs(env.iter().map(|(k, v)| (k, v)))
+            .envs(settings.env.iter().map(|(k, v)| (k, v)))
             .env(keeper::ENV_SUPERVISOR, std::process::id().to_string())
             .env(keeper::ENV_STATUS, &status_path)
-            .env(keeper::ENV_GRACE_MS, grace.as_millis().to_string())
+            .env(keeper::ENV_GRACE_MS, settings.grace.as_millis().to_string())
+            .current_dir(settings.cwd.as_deref().unwrap_or(Path::new(".")))
             .process_group(0)
             .kill_on_drop(false)
             .spawn()

@@ -5,7 +5,7 @@
 mod backoff;
 mod child;
 pub(crate) mod keeper;
-mod monitor;
+pub(crate) mod monitor;
 mod sampler;
 
 use std::path::PathBuf;
@@ -14,8 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use plimsoll_analysis::{Level, LevelConfig};
 use plimsoll_probe::Sample;
+use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 pub(crate) use backoff::RestartPolicy;
@@ -46,6 +48,13 @@ pub(crate) struct Settings {
     pub(crate) policy: RestartPolicy,
     /// Where the keeper's status files go.
     pub(crate) run_dir: PathBuf,
+    /// Variables added to the target's environment.
+    pub(crate) env: Vec<(String, String)>,
+    /// The target's working directory; `None` keeps plimsoll's.
+    pub(crate) cwd: Option<PathBuf>,
+    /// Shared by the instances of one app: a memory restart holds it from the stop until the
+    /// new instance has been sampled, so instances restart one at a time (rolling).
+    pub(crate) rolling: Option<Arc<Semaphore>>,
 }
 
 /// Where events go: the log always, plus whatever the caller plugged in.
@@ -103,6 +112,8 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
     let mut generation = 0;
     let mut run = Some(start(&settings, &sender, &mut generation, budget, output).await?);
     let mut restart_at: Option<Instant> = None;
+    // Held (not read) while this instance restarts: dropping it lets the next one go.
+    let mut _rolling: Option<OwnedSemaphorePermit> = None;
 
     loop {
         tokio::select! {
@@ -116,9 +127,14 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                     }
                     _ => continue,
                 };
+                // The new instance is up: the next one of the app may restart.
+                _rolling = None;
                 let breach = current.monitor.observe(clock.elapsed().as_secs_f64(), &sample, output);
                 budget = current.monitor.budget();
                 if breach {
+                    if let Some(group) = &settings.rolling {
+                        _rolling = group.clone().acquire_owned().await.ok();
+                    }
                     let run_now = run.take().context("no run")?;
                     match restart(&settings, run_now, RestartReason::Budget, &mut history, clock, output).await {
                         Ok(delay) => restart_at = Some(Instant::now() + delay),
@@ -142,7 +158,17 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
             }
             () = sleep_until(restart_at) => {
                 restart_at = None;
-                run = Some(start(&settings, &sender, &mut generation, budget, output).await?);
+                match start(&settings, &sender, &mut generation, budget, output).await {
+                    Ok(started) => run = Some(started),
+                    Err(error) => {
+                        // A start that fails is one more crash: back off, or give up.
+                        tracing::error!(target_name = %settings.name, error = %format!("{error:#}"), "cannot restart");
+                        match decide(&settings, RestartReason::Crash, &mut history, clock, output) {
+                            Some(delay) => restart_at = Some(Instant::now() + delay),
+                            None => return Ok(127),
+                        }
+                    }
+                }
             }
             _ = interrupt.recv() => return Ok(shutdown(&settings, run, output, "SIGINT").await),
             _ = terminate.recv() => return Ok(shutdown(&settings, run, output, "SIGTERM").await),
@@ -158,7 +184,7 @@ async fn start(
     output: &mut dyn EventOutput,
 ) -> Result<Run> {
     *generation += 1;
-    let child = Child::spawn(&settings.command, &[], &settings.run_dir, settings.grace).await?;
+    let child = Child::spawn(settings, &settings.run_dir).await?;
     output.emit(&Event {
         t_unix_ms: now_unix_ms(),
         target: settings.name.clone(),

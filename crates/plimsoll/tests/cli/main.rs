@@ -4,3 +4,4 @@ mod analyze;
 mod check;
 mod harness;
 mod run;
+mod up;

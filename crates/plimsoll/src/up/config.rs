@@ -1,0 +1,324 @@
+//! `plimsoll.toml`, the file `plimsoll up` reads (like PM2's ecosystem file): parsed and fully
+//! checked before anything starts, with errors that name the file, the key and the value.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+
+use crate::units::{parse_duration, parse_size};
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    /// Settings every app inherits unless it sets its own.
+    #[serde(default)]
+    defaults: AppFields,
+    /// The apps, in order.
+    #[serde(default, rename = "app")]
+    apps: Vec<AppFields>,
+}
+
+/// One `[[app]]` table (or `[defaults]`), every field optional at this stage.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppFields {
+    name: Option<String>,
+    command: Option<Vec<String>>,
+    cwd: Option<PathBuf>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    budget: Option<String>,
+    budget_scope: Option<String>,
+    instances: Option<u32>,
+    warn: Option<f64>,
+    critical: Option<f64>,
+    interval: Option<String>,
+    warmup: Option<String>,
+    grace: Option<String>,
+    max_restarts: Option<u32>,
+    restart_window: Option<String>,
+}
+
+/// How a budget applies to an app with several instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BudgetScope {
+    /// Each instance has the whole budget.
+    Instance,
+    /// The instances share it: each gets an equal part.
+    Group,
+}
+
+/// One app, checked, with the defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct App {
+    pub(crate) name: String,
+    pub(crate) command: Vec<String>,
+    /// Relative to the config file's directory when not absolute.
+    pub(crate) cwd: PathBuf,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) budget: Option<u64>,
+    pub(crate) budget_scope: BudgetScope,
+    pub(crate) instances: u32,
+    /// Fractions of the budget.
+    pub(crate) warn: f64,
+    pub(crate) critical: f64,
+    pub(crate) interval: Duration,
+    pub(crate) warmup: Duration,
+    pub(crate) grace: Duration,
+    pub(crate) max_restarts: u32,
+    pub(crate) restart_window: Duration,
+}
+
+impl App {
+    /// The budget of one instance.
+    pub(crate) fn instance_budget(&self) -> Option<u64> {
+        match self.budget_scope {
+            BudgetScope::Instance => self.budget,
+            BudgetScope::Group => self.budget.map(|b| b / u64::from(self.instances)),
+        }
+    }
+}
+
+/// Reads and checks `path`.
+pub(crate) fn load(path: &Path) -> Result<Vec<App>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config '{}'", path.display()))?;
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    parse(&text, &base).map_err(|e| anyhow!("{}: {e:#}", path.display()))
+}
+
+/// Parses and checks config text; relative `cwd`s are resolved against `base`.
+pub(crate) fn parse(text: &str, base: &Path) -> Result<Vec<App>> {
+    let file: File = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
+    if file.apps.is_empty() {
+        bail!("no [[app]] tables: nothing to run");
+    }
+    let mut apps = Vec::new();
+    for (index, fields) in file.apps.iter().enumerate() {
+        let app = resolve(index, fields, &file.defaults, base)?;
+        if apps.iter().any(|a: &App| a.name == app.name) {
+            bail!("app '{}': the name is used twice", app.name);
+        }
+        apps.push(app);
+    }
+    Ok(apps)
+}
+
+fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> Result<App> {
+    let command = own
+        .command
+        .clone()
+        .or_else(|| defaults.command.clone())
+        .unwrap_or_default();
+    let name = match (&own.name, command.first()) {
+        (Some(name), _) => name.clone(),
+        (None, Some(program)) => Path::new(program).file_name().map_or_else(
+            || format!("app{index}"),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        (None, None) => format!("app #{}", index + 1),
+    };
+    let context = |key: &str| format!("app '{name}': {key}");
+    if command.is_empty() || command[0].trim().is_empty() {
+        bail!(
+            "{}: missing or empty (e.g. command = [\"node\", \"server.js\"])",
+            context("command")
+        );
+    }
+    if name.trim().is_empty() || name.contains(char::is_whitespace) {
+        bail!(
+            "{} '{name}': must be non-empty, without spaces",
+            context("name")
+        );
+    }
+    let pick = |field: fn(&AppFields) -> Option<String>| field(own).or_else(|| field(defaults));
+    let size = |key: &str, value: Option<String>| -> Result<Option<u64>> {
+        value
+            .map(|v| parse_size(&v).map_err(|e| anyhow!("{}: {e}", context(key))))
+            .transpose()
+    };
+    let duration = |key: &str, value: Option<String>, default: Duration| -> Result<Duration> {
+        value.map_or(Ok(default), |v| {
+            parse_duration(&v).map_err(|e| anyhow!("{}: {e}", context(key)))
+        })
+    };
+    let percent = |key: &str, value: Option<f64>, default: f64| -> Result<f64> {
+        match value {
+            None => Ok(default),
+            Some(v) if v > 0.0 && v <= 100.0 => Ok(v / 100.0),
+            Some(v) => bail!(
+                "{} '{v}': expected a percentage above 0 and at most 100",
+                context(key)
+            ),
+        }
+    };
+    let budget = size("budget", pick(|f| f.budget.clone()))?;
+    if budget == Some(0) {
+        bail!("{} '0': a budget must be above zero", context("budget"));
+    }
+    let budget_scope = match pick(|f| f.budget_scope.clone()).as_deref() {
+        None | Some("instance") => BudgetScope::Instance,
+        Some("group") => BudgetScope::Group,
+        Some(other) => bail!(
+            "{} '{other}': expected \"instance\" or \"group\"",
+            context("budget_scope")
+        ),
+    };
+    let instances = own.instances.or(defaults.instances).unwrap_or(1);
+    if instances == 0 || instances > 256 {
+        bail!("{} '{instances}': expected 1 to 256", context("instances"));
+    }
+    let warn = percent("warn", own.warn.or(defaults.warn), 0.75)?;
+    let critical = percent("critical", own.critical.or(defaults.critical), 0.85)?;
+    if warn >= critical {
+        bail!(
+            "{}: warn {:.0} must be below critical {:.0}",
+            context("warn"),
+            warn * 100.0,
+            critical * 100.0
+        );
+    }
+    let interval = duration(
+        "interval",
+        pick(|f| f.interval.clone()),
+        Duration::from_secs(1),
+    )?;
+    if interval < Duration::from_millis(100) {
+        bail!("{} '{interval:?}': at least 100ms", context("interval"));
+    }
+    let max_restarts = own.max_restarts.or(defaults.max_restarts).unwrap_or(10);
+    if max_restarts == 0 {
+        bail!("{} '0': give at least 1", context("max_restarts"));
+    }
+    let cwd = own
+        .cwd
+        .clone()
+        .or_else(|| defaults.cwd.clone())
+        .map_or_else(|| base.to_path_buf(), |c| base.join(c));
+    let mut env: BTreeMap<String, String> = defaults.env.clone();
+    env.extend(own.env.clone());
+    Ok(App {
+        command,
+        cwd,
+        env: env.into_iter().collect(),
+        budget,
+        budget_scope,
+        instances,
+        warn,
+        critical,
+        interval,
+        warmup: duration("warmup", pick(|f| f.warmup.clone()), Duration::ZERO)?,
+        grace: duration("grace", pick(|f| f.grace.clone()), Duration::from_secs(5))?,
+        max_restarts,
+        restart_window: duration(
+            "restart_window",
+            pick(|f| f.restart_window.clone()),
+            Duration::from_secs(60),
+        )?,
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str) -> String {
+        format!("{:#}", parse(text, Path::new("/srv")).expect_err(text))
+    }
+
+    #[test]
+    fn defaults_apply_and_apps_override_them() {
+        let apps = parse(
+            r#"
+            [defaults]
+            budget = "512MiB"
+            grace = "2s"
+            env = { NODE_ENV = "production" }
+
+            [[app]]
+            name = "api"
+            command = ["node", "server.js"]
+            cwd = "api"
+            instances = 4
+            budget_scope = "group"
+            env = { PORT = "3000" }
+
+            [[app]]
+            command = ["python3", "worker.py"]
+            budget = "1G"
+            warn = 60
+            critical = 90
+            "#,
+            Path::new("/srv"),
+        )
+        .expect("valid");
+        assert_eq!(apps.len(), 2);
+        let api = &apps[0];
+        assert_eq!(api.cwd, PathBuf::from("/srv/api"));
+        assert_eq!(api.instance_budget(), Some(128 << 20));
+        assert_eq!(api.grace, Duration::from_secs(2));
+        assert_eq!(
+            api.env,
+            [
+                ("NODE_ENV".into(), "production".into()),
+                ("PORT".into(), "3000".into())
+            ]
+        );
+        let worker = &apps[1];
+        assert_eq!(worker.name, "python3");
+        assert_eq!(worker.instance_budget(), Some(1 << 30));
+        assert_eq!((worker.warn, worker.critical), (0.6, 0.9));
+        assert_eq!(worker.cwd, PathBuf::from("/srv"));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_value() {
+        let cases = [
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\nbudget = \"12QB\"",
+                "app 'api': budget: invalid size '12QB'",
+            ),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\ninstances = 0",
+                "app 'api': instances '0'",
+            ),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\nbudget_scope = \"world\"",
+                "budget_scope 'world'",
+            ),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\nwarn = 90\ncritical = 80",
+                "warn 90 must be below critical 80",
+            ),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\ngrace = \"soon\"",
+                "app 'api': grace: invalid duration 'soon'",
+            ),
+            ("[[app]]\nname = \"api\"", "app 'api': command: missing"),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\nbudgte = \"1G\"",
+                "budgte",
+            ),
+            (
+                "[[app]]\ncommand = [\"x\"]\n[[app]]\ncommand = [\"x\"]",
+                "app 'x': the name is used twice",
+            ),
+            ("", "no [[app]] tables"),
+            ("[[app]\n", "TOML"),
+        ];
+        for (text, expected) in cases {
+            let error = error_of(text);
+            assert!(
+                error.contains(expected) || (expected == "TOML" && !error.is_empty()),
+                "{text:?}: {error}"
+            );
+        }
+    }
+}

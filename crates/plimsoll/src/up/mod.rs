@@ -1,0 +1,158 @@
+//! `plimsoll up [-c plimsoll.toml]`: several apps from one file, each instance under its own
+//! supervisor loop on one thread, sharing the outputs. With several instances a memory restart
+//! is rolling: one instance at a time, the next only once the restarted one is up again.
+
+mod config;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use plimsoll_analysis::{Level, LevelConfig};
+use plimsoll_probe::Sample;
+use tokio::sync::Semaphore;
+
+use crate::cli::UpArgs;
+use crate::common::{create_private_dir, data_dir, output_sinks};
+use crate::event::{Event, RestartReason};
+use crate::outputs::Outputs;
+use crate::supervise::{self, EventOutput, RestartPolicy, Settings};
+use crate::units::human_bytes;
+
+use config::App;
+
+pub(crate) fn run(args: &UpArgs) -> Result<u8> {
+    let apps = config::load(&args.config)?;
+    if args.check {
+        print_plan(&apps);
+        return Ok(crate::exit::OK);
+    }
+    let data_dir = data_dir(&args.output)?;
+    let run_dir = data_dir.join("run");
+    create_private_dir(&run_dir)?;
+    let outputs = Outputs::open(&data_dir, &output_sinks(&args.output))?;
+    crate::logging::init();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let shared = Rc::new(RefCell::new(outputs));
+    let local = tokio::task::LocalSet::new();
+    let statuses = local.block_on(&runtime, async {
+        let mut tasks = Vec::new();
+        for app in &apps {
+            let group = (app.instances > 1).then(|| Arc::new(Semaphore::new(1)));
+            for instance in 0..app.instances {
+                let settings = instance_settings(app, instance, &run_dir, group.clone());
+                if let Some(budget) = settings.budget {
+                    tracing::info!(target_name = %settings.name, budget_bytes = budget, "budget {}", human_bytes(budget as f64));
+                }
+                let mut output = SharedOutput(shared.clone());
+                tasks.push(tokio::task::spawn_local(async move {
+                    let name = settings.name.clone();
+                    match supervise::supervise(settings, &mut output).await {
+                        Ok(status) => status,
+                        Err(error) => {
+                            tracing::error!(target_name = %name, error = %format!("{error:#}"), "cannot supervise");
+                            crate::exit::USAGE
+                        }
+                    }
+                }));
+            }
+        }
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.unwrap_or(1));
+        }
+        statuses
+    });
+    drop(local);
+    if let Ok(outputs) = Rc::try_unwrap(shared) {
+        outputs.into_inner().close();
+    }
+    Ok(statuses.into_iter().find(|&s| s != 0).unwrap_or(0))
+}
+
+/// The settings of one instance of an app.
+fn instance_settings(
+    app: &App,
+    instance: u32,
+    run_dir: &std::path::Path,
+    group: Option<Arc<Semaphore>>,
+) -> Settings {
+    let name = if app.instances > 1 {
+        format!("{}-{instance}", app.name)
+    } else {
+        app.name.clone()
+    };
+    let mut env = app.env.clone();
+    // PM2's name for it too, so apps written for PM2 clusters find their instance number.
+    env.push(("PLIMSOLL_INSTANCE".to_owned(), instance.to_string()));
+    env.push(("NODE_APP_INSTANCE".to_owned(), instance.to_string()));
+    Settings {
+        name,
+        command: app.command.clone(),
+        budget: app.instance_budget(),
+        levels: LevelConfig {
+            warn: app.warn,
+            critical: app.critical,
+            ..LevelConfig::recommended()
+        },
+        interval: app.interval,
+        warmup: app.warmup,
+        grace: app.grace,
+        policy: RestartPolicy {
+            base_delay: std::time::Duration::from_millis(100),
+            max_delay: std::time::Duration::from_secs(30),
+            max_restarts: app.max_restarts,
+            window: app.restart_window,
+        },
+        run_dir: run_dir.to_path_buf(),
+        env,
+        cwd: Some(app.cwd.clone()),
+        rolling: group,
+    }
+}
+
+/// `up --check`: what would run.
+fn print_plan(apps: &[App]) {
+    for app in apps {
+        let budget = app
+            .instance_budget()
+            .map_or_else(|| "the cgroup limit".to_owned(), |b| human_bytes(b as f64));
+        println!(
+            "{}: {} x `{}` in {}, budget {budget} per instance",
+            app.name,
+            app.instances,
+            app.command.join(" "),
+            app.cwd.display()
+        );
+    }
+}
+
+/// The outputs shared by every instance's loop (all on one thread).
+struct SharedOutput(Rc<RefCell<Outputs>>);
+
+impl EventOutput for SharedOutput {
+    fn emit(&mut self, event: &Event) {
+        self.0.borrow_mut().emit(event);
+    }
+
+    fn sample(
+        &mut self,
+        name: &str,
+        t_unix_ms: i64,
+        sample: &Sample,
+        budget: Option<u64>,
+        level: Level,
+    ) {
+        self.0
+            .borrow_mut()
+            .sample(name, t_unix_ms, sample, budget, level);
+    }
+
+    fn incident(&mut self, name: &str, t_unix_ms: i64, reason: RestartReason) {
+        self.0.borrow_mut().incident(name, t_unix_ms, reason);
+    }
+}

@@ -1,0 +1,143 @@
+//! `plimsoll up`: the config file, instances, rolling restarts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{event_names, eventually, read_events, Cmd};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("plimsoll.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn up_in(dir: &Path, config: &Path) -> Cmd {
+    Cmd::new("up")
+        .arg("-c")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--events")
+        .arg(dir.join("events.jsonl"))
+}
+
+#[test]
+fn apps_run_in_their_directory_with_their_environment_and_instance_numbers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("work")).expect("mkdir");
+    let config = write_config(
+        dir.path(),
+        r#"
+        [[app]]
+        name = "job"
+        command = ["sh", "-c", "echo $(pwd) $GREETING $NODE_APP_INSTANCE > out-$PLIMSOLL_INSTANCE.txt"]
+        cwd = "work"
+        instances = 2
+        env = { GREETING = "hello" }
+        "#,
+    );
+    up_in(dir.path(), &config).expect_exit(0);
+    for instance in 0..2 {
+        let out = std::fs::read_to_string(dir.path().join(format!("work/out-{instance}.txt")))
+            .expect("output");
+        let work = dir.path().join("work").canonicalize().expect("canonical");
+        assert_eq!(out.trim(), format!("{} hello {instance}", work.display()));
+    }
+    let mut names: Vec<String> = read_events(&dir.path().join("events.jsonl"))
+        .iter()
+        .filter(|e| e["event"] == "started")
+        .map(|e| e["target"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["job-0", "job-1"]);
+}
+
+#[test]
+fn memory_restarts_of_instances_are_rolling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("grow.py");
+    std::fs::write(
+        &script,
+        "import time\nhold = []\nwhile True:\n    hold.append(bytearray(4 * 1024 * 1024))\n    time.sleep(0.1)\n",
+    )
+    .expect("script");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+            [[app]]
+            name = "grow"
+            command = ["python3", "{}"]
+            instances = 2
+            budget = "64MiB"
+            interval = "200ms"
+            grace = "1s"
+            "#,
+            script.display()
+        ),
+    );
+    let events_path = dir.path().join("events.jsonl");
+    let mut up = up_in(dir.path(), &config).spawn_in(dir.path());
+    let events = eventually("three budget restarts", WITHIN, || {
+        let events = read_events(&events_path);
+        (events.iter().filter(|e| e["event"] == "restarted").count() >= 3).then_some(events)
+    });
+    up.signal("TERM");
+    up.wait_exit(WITHIN);
+    // Rolling: after an instance is stopped for its budget, no other instance is stopped
+    // before it has started again.
+    let mut stopped: Option<String> = None;
+    for event in &events {
+        let target = event["target"].as_str().unwrap_or_default().to_owned();
+        match event["event"].as_str() {
+            Some("budget-breach") => {}
+            Some("exited") => {
+                assert!(
+                    stopped.is_none(),
+                    "{target} stopped while {stopped:?} was down: {:?}",
+                    event_names(&events)
+                );
+                stopped = Some(target);
+            }
+            Some("started") if stopped.as_ref() == Some(&target) => stopped = None,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_bad_config_names_the_file_the_key_and_the_value_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        "[[app]]\nname = \"api\"\ncommand = [\"sh\", \"-c\", \"touch started\"]\nbudget = \"12QB\"\n",
+    );
+    let out = up_in(dir.path(), &config).expect_exit(2);
+    assert!(out.stderr.contains("plimsoll.toml"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("app 'api': budget: invalid size '12QB'"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.path().join("started").exists());
+    let out = Cmd::new("up")
+        .arg("-c")
+        .arg(dir.path().join("missing.toml"))
+        .expect_exit(2);
+    assert!(out.stderr.contains("missing.toml"), "{}", out.stderr);
+}
+
+#[test]
+fn check_prints_the_plan_of_the_shipped_example() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plimsoll.toml");
+    let out = Cmd::new("up")
+        .arg("--check")
+        .arg("-c")
+        .arg(&example)
+        .expect_exit(0);
+    assert!(out.stdout.contains("leaky-api: 2 x"), "{}", out.stdout);
+    assert!(out.stdout.contains("worker: 1 x"), "{}", out.stdout);
+}
