@@ -41,6 +41,8 @@ struct AppFields {
     grace: Option<String>,
     max_restarts: Option<u32>,
     restart_window: Option<String>,
+    on_event: Option<String>,
+    webhook: Option<String>,
 }
 
 /// How a budget applies to an app with several instances.
@@ -71,6 +73,10 @@ pub(crate) struct App {
     pub(crate) grace: Duration,
     pub(crate) max_restarts: u32,
     pub(crate) restart_window: Duration,
+    /// This app's own hook, besides `--on-event`.
+    pub(crate) on_event: Option<String>,
+    /// This app's own webhook, besides `--webhook`.
+    pub(crate) webhook: Option<String>,
 }
 
 impl App {
@@ -221,6 +227,8 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
             pick(|f| f.restart_window.clone()),
             Duration::from_secs(60),
         )?,
+        on_event: pick(|f| f.on_event.clone()),
+        webhook: pick(|f| f.webhook.clone()),
         name,
     })
 }

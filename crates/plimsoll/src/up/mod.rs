@@ -7,6 +7,7 @@ mod config;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use plimsoll_analysis::{Level, LevelConfig};
@@ -17,6 +18,7 @@ use crate::cli::UpArgs;
 use crate::common::{create_private_dir, data_dir, output_sinks};
 use crate::event::{Event, RestartReason};
 use crate::outputs::Outputs;
+use crate::sinks::{SinkConfig, Sinks};
 use crate::supervise::{self, EventOutput, RestartPolicy, Settings};
 use crate::units::human_bytes;
 
@@ -32,6 +34,23 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
     let run_dir = data_dir.join("run");
     create_private_dir(&run_dir)?;
     let outputs = Outputs::open(&data_dir, &output_sinks(&args.output))?;
+    // The apps' own hooks and webhooks, besides the global ones.
+    let mut app_sinks = Vec::new();
+    for app in &apps {
+        let config = SinkConfig {
+            events: None,
+            on_event: app.on_event.clone(),
+            webhook: app.webhook.clone(),
+            hook_timeout: Duration::from_secs(10),
+        };
+        let sinks = match (&config.on_event, &config.webhook) {
+            (None, None) => None,
+            _ => Some(Rc::new(Sinks::new(&config).with_context(|| {
+                format!("app '{}': bad hook or webhook", app.name)
+            })?)),
+        };
+        app_sinks.push(sinks);
+    }
     crate::logging::init();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -41,14 +60,14 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
     let local = tokio::task::LocalSet::new();
     let statuses = local.block_on(&runtime, async {
         let mut tasks = Vec::new();
-        for app in &apps {
+        for (app, hooks) in apps.iter().zip(&app_sinks) {
             let group = (app.instances > 1).then(|| Arc::new(Semaphore::new(1)));
             for instance in 0..app.instances {
                 let settings = instance_settings(app, instance, &run_dir, group.clone());
                 if let Some(budget) = settings.budget {
                     tracing::info!(target_name = %settings.name, budget_bytes = budget, "budget {}", human_bytes(budget as f64));
                 }
-                let mut output = SharedOutput(shared.clone());
+                let mut output = SharedOutput { shared: shared.clone(), app: hooks.clone() };
                 tasks.push(tokio::task::spawn_local(async move {
                     let name = settings.name.clone();
                     match supervise::supervise(settings, &mut output).await {
@@ -70,6 +89,12 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
     drop(local);
     if let Ok(outputs) = Rc::try_unwrap(shared) {
         outputs.into_inner().close();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    for sinks in app_sinks.into_iter().flatten() {
+        if let Ok(sinks) = Rc::try_unwrap(sinks) {
+            sinks.close(deadline);
+        }
     }
     Ok(statuses.into_iter().find(|&s| s != 0).unwrap_or(0))
 }
@@ -103,8 +128,8 @@ fn instance_settings(
         warmup: app.warmup,
         grace: app.grace,
         policy: RestartPolicy {
-            base_delay: std::time::Duration::from_millis(100),
-            max_delay: std::time::Duration::from_secs(30),
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
             max_restarts: app.max_restarts,
             window: app.restart_window,
         },
@@ -131,12 +156,18 @@ fn print_plan(apps: &[App]) {
     }
 }
 
-/// The outputs shared by every instance's loop (all on one thread).
-struct SharedOutput(Rc<RefCell<Outputs>>);
+/// The outputs shared by every instance's loop (all on one thread), plus the app's own sinks.
+struct SharedOutput {
+    shared: Rc<RefCell<Outputs>>,
+    app: Option<Rc<Sinks>>,
+}
 
 impl EventOutput for SharedOutput {
     fn emit(&mut self, event: &Event) {
-        self.0.borrow_mut().emit(event);
+        self.shared.borrow_mut().emit(event);
+        if let Some(app) = &self.app {
+            app.emit(event);
+        }
     }
 
     fn sample(
@@ -147,12 +178,12 @@ impl EventOutput for SharedOutput {
         budget: Option<u64>,
         level: Level,
     ) {
-        self.0
+        self.shared
             .borrow_mut()
             .sample(name, t_unix_ms, sample, budget, level);
     }
 
     fn incident(&mut self, name: &str, t_unix_ms: i64, reason: RestartReason) {
-        self.0.borrow_mut().incident(name, t_unix_ms, reason);
+        self.shared.borrow_mut().incident(name, t_unix_ms, reason);
     }
 }

@@ -27,16 +27,21 @@ fn up_in(dir: &Path, config: &Path) -> Cmd {
 fn apps_run_in_their_directory_with_their_environment_and_instance_numbers() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("work")).expect("mkdir");
+    let hooked = dir.path().join("hooked.jsonl");
     let config = write_config(
         dir.path(),
-        r#"
-        [[app]]
-        name = "job"
-        command = ["sh", "-c", "echo $(pwd) $GREETING $NODE_APP_INSTANCE > out-$PLIMSOLL_INSTANCE.txt"]
-        cwd = "work"
-        instances = 2
-        env = { GREETING = "hello" }
-        "#,
+        &format!(
+            r#"
+            [[app]]
+            name = "job"
+            command = ["sh", "-c", "echo $(pwd) $GREETING $NODE_APP_INSTANCE > out-$PLIMSOLL_INSTANCE.txt"]
+            cwd = "work"
+            instances = 2
+            env = {{ GREETING = "hello" }}
+            on_event = "cat >> '{hooked}'; echo >> '{hooked}'"
+            "#,
+            hooked = hooked.display()
+        ),
     );
     up_in(dir.path(), &config).expect_exit(0);
     for instance in 0..2 {
@@ -52,6 +57,18 @@ fn apps_run_in_their_directory_with_their_environment_and_instance_numbers() {
         .collect();
     names.sort();
     assert_eq!(names, ["job-0", "job-1"]);
+    // The app's own hook saw its four events (two starts, two exits).
+    let hooked = eventually("the app's hook", WITHIN, || {
+        let events = read_events(&hooked);
+        (events.len() >= 4).then_some(events)
+    });
+    assert_eq!(
+        event_names(&hooked)
+            .iter()
+            .filter(|n| *n == "started")
+            .count(),
+        2
+    );
 }
 
 #[test]
