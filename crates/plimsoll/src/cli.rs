@@ -36,6 +36,44 @@ pub(crate) enum Command {
     Watch(WatchArgs),
     /// Run several apps from a config file (like PM2's ecosystem file), with rolling restarts
     Up(UpArgs),
+    /// Analyse V8 heap snapshots (.heapsnapshot): what is big, what grows, what holds it
+    #[command(subcommand)]
+    Heap(HeapCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HeapCommand {
+    /// Totals, the top constructors by retained size and count, the largest objects with a
+    /// retainer path each
+    Summary(HeapSummaryArgs),
+    /// What grew between two snapshots; with three (baseline, target, final), the objects
+    /// allocated between the first two that are still alive in the third: the leak suspects
+    Diff(HeapDiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HeapSummaryArgs {
+    /// The .heapsnapshot file
+    pub(crate) file: PathBuf,
+    /// Print the summary as one JSON object
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// How many rows in each top list
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub(crate) top: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HeapDiffArgs {
+    /// Two or three .heapsnapshot files, oldest first
+    #[arg(value_name = "SNAPSHOT", num_args = 2..=3, required = true)]
+    pub(crate) files: Vec<PathBuf>,
+    /// Print the diff as one JSON object
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// How many rows in each list
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub(crate) top: usize,
 }
 
 #[derive(Debug, Args)]

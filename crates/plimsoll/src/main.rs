@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod common;
 mod event;
+mod heap;
 mod logging;
 mod outputs;
 mod run;
@@ -64,5 +65,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Run(args) => run::run(&args),
         cli::Command::Watch(args) => watch::run(&args),
         cli::Command::Up(args) => up::run(&args),
+        cli::Command::Heap(command) => heap::run(&command),
     }
 }
