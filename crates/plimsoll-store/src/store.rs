@@ -51,6 +51,70 @@ pub struct StoreReader {
     path: PathBuf,
 }
 
+/// The read methods, the same on the writer's [`Store`] and on a [`StoreReader`]: each reads
+/// through `self.conn` with the queries in `read.rs`.
+macro_rules! read_methods {
+    () => {
+        /// Runs SQLite's `PRAGMA integrity_check` and returns what it found wrong: an empty list
+        /// for a sound file.
+        pub fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
+            read::integrity_problems(&self.conn)
+        }
+
+        /// The names of all targets the store has seen, sorted.
+        pub fn targets(&self) -> Result<Vec<String>, StoreError> {
+            read::targets(&self.conn)
+        }
+
+        /// Up to `limit` raw samples of `target` taken at or after `since_unix_ms`, oldest first
+        /// (page on by passing the last one's time + 1).
+        pub fn samples(
+            &self,
+            target: &str,
+            since_unix_ms: i64,
+            limit: usize,
+        ) -> Result<Vec<SampleRow>, StoreError> {
+            read::samples(&self.conn, target, since_unix_ms, limit)
+        }
+
+        /// Up to `limit` points of `target`'s history from `since_unix_ms` on, oldest first:
+        /// per-minute roll-ups for the time before the oldest raw sample, raw samples after it.
+        pub fn series(
+            &self,
+            target: &str,
+            since_unix_ms: i64,
+            limit: usize,
+        ) -> Result<Vec<Point>, StoreError> {
+            read::series(&self.conn, target, since_unix_ms, limit)
+        }
+
+        /// Up to `limit` events at or after `since_unix_ms`, of one target or of all, oldest first.
+        pub fn events(
+            &self,
+            target: Option<&str>,
+            since_unix_ms: i64,
+            limit: usize,
+        ) -> Result<Vec<EventRow>, StoreError> {
+            read::events(&self.conn, target, since_unix_ms, limit)
+        }
+
+        /// The newest `limit` incidents, of one target or of all, newest first, without evidence.
+        pub fn incidents(
+            &self,
+            target: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<IncidentSummary>, StoreError> {
+            read::incidents(&self.conn, target, limit)
+        }
+
+        /// One incident with its samples and events, or `None` when there is no such id (or it
+        /// was deleted by retention).
+        pub fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
+            read::incident(&self.conn, id)
+        }
+    };
+}
+
 impl Store {
     /// Opens the store in `dir`, creating the dir (mode 0700) and the database (mode 0600)
     /// when they do not exist, turning on WAL and applying missing migrations.
@@ -229,63 +293,7 @@ impl Store {
         })
     }
 
-    /// Runs SQLite's `PRAGMA integrity_check` and returns what it found wrong: an empty list
-    /// for a sound file.
-    pub fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
-        read::integrity_problems(&self.conn)
-    }
-
-    /// The names of all targets the store has seen, sorted.
-    pub fn targets(&self) -> Result<Vec<String>, StoreError> {
-        read::targets(&self.conn)
-    }
-
-    /// Up to `limit` raw samples of `target` taken at or after `since_unix_ms`, oldest first
-    /// (page on by passing the last one's time + 1).
-    pub fn samples(
-        &self,
-        target: &str,
-        since_unix_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<SampleRow>, StoreError> {
-        read::samples(&self.conn, target, since_unix_ms, limit)
-    }
-
-    /// Up to `limit` points of `target`'s history from `since_unix_ms` on, oldest first:
-    /// per-minute roll-ups for the time before the oldest raw sample, raw samples after it.
-    pub fn series(
-        &self,
-        target: &str,
-        since_unix_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<Point>, StoreError> {
-        read::series(&self.conn, target, since_unix_ms, limit)
-    }
-
-    /// Up to `limit` events at or after `since_unix_ms`, of one target or of all, oldest first.
-    pub fn events(
-        &self,
-        target: Option<&str>,
-        since_unix_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<EventRow>, StoreError> {
-        read::events(&self.conn, target, since_unix_ms, limit)
-    }
-
-    /// The newest `limit` incidents, of one target or of all, newest first, without evidence.
-    pub fn incidents(
-        &self,
-        target: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<IncidentSummary>, StoreError> {
-        read::incidents(&self.conn, target, limit)
-    }
-
-    /// One incident with its samples and events, or `None` when there is no such id (or it
-    /// was deleted by retention).
-    pub fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
-        read::incident(&self.conn, id)
-    }
+    read_methods!();
 
     /// Runs `f` in one immediate transaction and commits. When anything fails the
     /// transaction rolls back and the target id cache is dropped, since it may hold ids the
@@ -339,59 +347,7 @@ impl StoreReader {
         &self.path
     }
 
-    /// See [`Store::integrity_problems`].
-    pub fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
-        read::integrity_problems(&self.conn)
-    }
-
-    /// See [`Store::targets`].
-    pub fn targets(&self) -> Result<Vec<String>, StoreError> {
-        read::targets(&self.conn)
-    }
-
-    /// See [`Store::samples`].
-    pub fn samples(
-        &self,
-        target: &str,
-        since_unix_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<SampleRow>, StoreError> {
-        read::samples(&self.conn, target, since_unix_ms, limit)
-    }
-
-    /// See [`Store::series`].
-    pub fn series(
-        &self,
-        target: &str,
-        since_unix_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<Point>, StoreError> {
-        read::series(&self.conn, target, since_unix_ms, limit)
-    }
-
-    /// See [`Store::events`].
-    pub fn events(
-        &self,
-        target: Option<&str>,
-        since_unix_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<EventRow>, StoreError> {
-        read::events(&self.conn, target, since_unix_ms, limit)
-    }
-
-    /// See [`Store::incidents`].
-    pub fn incidents(
-        &self,
-        target: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<IncidentSummary>, StoreError> {
-        read::incidents(&self.conn, target, limit)
-    }
-
-    /// See [`Store::incident`].
-    pub fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
-        read::incident(&self.conn, id)
-    }
+    read_methods!();
 }
 
 const INSERT_SAMPLE: &str = "INSERT INTO samples (target_id, t_unix_ms, rss_bytes, \
