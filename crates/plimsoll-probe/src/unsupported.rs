@@ -41,6 +41,11 @@ impl Probe {
         let _ = depth;
         Err(ProbeError::Unsupported(std::env::consts::OS))
     }
+
+    /// Fails with [`ProbeError::Unsupported`].
+    pub fn sample_with_last_cgroup(&mut self, depth: SampleDepth) -> Result<Sample, ProbeError> {
+        self.sample(depth)
+    }
 }
 
 #[cfg(test)]

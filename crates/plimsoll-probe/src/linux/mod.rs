@@ -38,6 +38,8 @@ pub struct Probe {
     hierarchies: Hierarchies,
     members: Vec<(Pid, u32)>,
     text: String,
+    /// The cgroup and PSI figures of the last sample that read them.
+    last_cgroup: Option<(Option<CgroupMemory>, Option<Psi>)>,
 }
 
 impl Probe {
@@ -74,6 +76,7 @@ impl Probe {
             hierarchies,
             members: Vec::new(),
             text: String::with_capacity(1024),
+            last_cgroup: None,
         })
     }
 
@@ -90,6 +93,18 @@ impl Probe {
     /// One sample of the tree. Fails with [`ProbeError::ProcessGone`] once the root has
     /// exited; descendants that exit meanwhile are left out.
     pub fn sample(&mut self, depth: SampleDepth) -> Result<Sample, ProbeError> {
+        self.sample_tree(depth, true)
+    }
+
+    /// Like [`Probe::sample`], except that the cgroup and PSI figures are those of this
+    /// probe's last sample that read them (read now when none did yet). For callers that
+    /// sample many trees every second: reading a cgroup costs more than reading a small tree,
+    /// and many trees share one cgroup, so they refresh its figures less often.
+    pub fn sample_with_last_cgroup(&mut self, depth: SampleDepth) -> Result<Sample, ProbeError> {
+        self.sample_tree(depth, false)
+    }
+
+    fn sample_tree(&mut self, depth: SampleDepth, read_cgroup: bool) -> Result<Sample, ProbeError> {
         let taken_at = SystemTime::now();
         let root_memory =
             match read_memory(&self.root_process, &self.root_dir, self.root, 0, depth)? {
@@ -124,7 +139,14 @@ impl Probe {
             (detail == Detail::SmapsRollup)
                 .then(|| processes.iter().filter_map(field).sum::<Bytes>())
         };
-        let (cgroup, psi) = self.read_cgroup_and_psi()?;
+        let (cgroup, psi) = match &self.last_cgroup {
+            Some(last) if !read_cgroup => last.clone(),
+            _ => {
+                let read = self.read_cgroup_and_psi()?;
+                self.last_cgroup = Some(read.clone());
+                read
+            }
+        };
         Ok(Sample {
             root: self.root,
             taken_at,

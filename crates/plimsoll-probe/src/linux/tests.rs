@@ -250,6 +250,22 @@ fn a_v2_cgroup_gives_usage_limit_events_and_its_own_pressure() {
         (PsiScope::Cgroup, 12.0, 6.0)
     );
 
+    // Sampled with the last cgroup figures: the cgroup files are not read again.
+    write(&leaf.join("memory.current"), "314572800\n");
+    let again = probe
+        .sample_with_last_cgroup(SampleDepth::Fast)
+        .expect("sample");
+    assert_eq!(again.cgroup.expect("cgroup").usage, Bytes(200 << 20));
+    assert_eq!(again.psi, Some(psi));
+    assert_eq!(again.rss, sample.rss);
+    let fresh = probe.sample(SampleDepth::Fast).expect("sample");
+    assert_eq!(fresh.cgroup.expect("cgroup").usage, Bytes(300 << 20));
+    let mut first = Probe::with_proc_root(Pid(100), &proc_root).expect("probe");
+    let first = first
+        .sample_with_last_cgroup(SampleDepth::Fast)
+        .expect("a first sample reads the cgroup");
+    assert_eq!(first.cgroup.expect("cgroup").usage, Bytes(300 << 20));
+
     // Moved to a cgroup without the memory controller: no cgroup, the system's pressure.
     write(&proc_root.join("100/cgroup"), "0::/other.slice\n");
     let sample = probe.sample(SampleDepth::Fast).expect("sample");

@@ -1,0 +1,217 @@
+//! `plimsoll watch PID…|--match REGEX`: the sampling, levels, leak detector, events, store and
+//! sinks of `run`, for processes plimsoll does not own. It never signals them: a breach is an
+//! event, not a restart, and a watched process that exits is an event, not an error.
+//!
+//! For `watch`, `started` means "watching began" (its `command` is the process's command
+//! line) and `exited` means the process is gone (`code` and `signal` are null: only a parent
+//! learns them). Each watched pid is sampled with its descendants; `--match` leaves out
+//! matches inside an already watched tree (counted there) and plimsoll's own processes. With
+//! PIDs only, `watch` ends with status 0 once all of them are gone; with `--match` it runs
+//! until SIGINT or SIGTERM, picking up new matches within a few seconds.
+
+mod batch;
+mod process;
+mod scan;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use regex_lite::Regex;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::cli::WatchArgs;
+use crate::common::{sink_config, Common};
+use crate::event::{Event, EventKind};
+use crate::outputs::Outputs;
+use crate::supervise::monitor::Monitor;
+use crate::supervise::{now_unix_ms, EventOutput};
+use crate::units::human_bytes;
+use batch::{Batch, Report, RESCAN_EVERY};
+use scan::Scanner;
+
+/// Where processes are read.
+const PROC: &str = "/proc";
+
+pub(crate) fn run(args: &WatchArgs) -> Result<u8> {
+    let common = Common::resolve(&args.monitor)?;
+    let pattern = args
+        .pattern
+        .as_deref()
+        .map(|text| Regex::new(text).with_context(|| format!("invalid --match regex '{text}'")))
+        .transpose()?;
+    let ending = match pattern {
+        Some(_) => Ending::OnSignal,
+        None => Ending::WhenAllGone,
+    };
+    let scanner = pattern.map(|pattern| Scanner::new(PROC, pattern, std::process::id()));
+    let mut batch = Batch::new(PROC, scanner, common.interval);
+    for &pid in &args.pids {
+        batch
+            .add(pid)
+            .with_context(|| format!("cannot watch pid {pid}"))?;
+    }
+    let mut output = Outputs::open(&common.data_dir, &sink_config(&args.monitor))?;
+    crate::logging::init();
+    if let Some(budget) = common.budget {
+        tracing::info!(
+            budget_bytes = budget,
+            "budget {} ({budget} bytes) for each watched process tree",
+            human_bytes(budget as f64)
+        );
+    }
+    if !args.pids.is_empty() {
+        tracing::info!(
+            processes = batch.len(),
+            "watching the processes given by pid"
+        );
+    }
+    if let Some(text) = &args.pattern {
+        tracing::info!(
+            pattern = %text,
+            rescan_s = RESCAN_EVERY.as_secs_f64(),
+            "watching processes whose command line matches"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let status = runtime.block_on(watch(batch, &common, ending, &mut output));
+    output.close();
+    status
+}
+
+/// When `watch` stops on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Explicit PIDs only: once none of them is left.
+    WhenAllGone,
+    /// `--match`: new processes may come, so only on a signal.
+    OnSignal,
+}
+
+/// The messages of the loop: one closed set.
+#[derive(Debug)]
+enum Message {
+    /// What one tick of the sampler saw.
+    Tick(Box<Report>),
+    /// The sampler stopped (a panic in the blocking batch): nothing more will come.
+    SamplerFailed(String),
+}
+
+/// The loop's state for one watched process.
+#[derive(Debug)]
+struct Target {
+    name: String,
+    monitor: Monitor,
+    /// Its last sample failed (logged once as a warning until a sample succeeds again).
+    failing: bool,
+}
+
+/// Watches until the end `ending` names, or a signal; returns the exit status.
+async fn watch(
+    batch: Batch,
+    common: &Common,
+    ending: Ending,
+    output: &mut dyn EventOutput,
+) -> Result<u8> {
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let (sender, mut receiver) = mpsc::channel::<Message>(4);
+    let clock = Instant::now();
+    let sampler = batch::spawn(batch, common.interval, sender);
+    let mut targets: HashMap<u32, Target> = HashMap::new();
+    let stopped_by = loop {
+        tokio::select! {
+            message = receiver.recv() => match message {
+                Some(Message::Tick(report)) => {
+                    handle(*report, clock, common, &mut targets, output);
+                    if ending == Ending::WhenAllGone && targets.is_empty() {
+                        tracing::info!("no watched process is left; stopping");
+                        break None;
+                    }
+                }
+                Some(Message::SamplerFailed(error)) => {
+                    bail!("the sampler stopped: {error}");
+                }
+                None => bail!("the sampler stopped"),
+            },
+            _ = interrupt.recv() => break Some("SIGINT"),
+            _ = terminate.recv() => break Some("SIGTERM"),
+        }
+    };
+    sampler.abort();
+    if let Some(signal) = stopped_by {
+        tracing::info!(
+            watched = targets.len(),
+            "{signal}: stopping (the watched processes go on)"
+        );
+    }
+    Ok(crate::exit::OK)
+}
+
+/// Turns one tick into events: new targets, samples through their monitors, exits.
+fn handle(
+    report: Report,
+    clock: Instant,
+    common: &Common,
+    targets: &mut HashMap<u32, Target>,
+    output: &mut dyn EventOutput,
+) {
+    let t_s = report.taken.saturating_duration_since(clock).as_secs_f64();
+    for found in report.found {
+        let name = format!("{}-{}", found.name, found.pid);
+        output.emit(&Event {
+            t_unix_ms: now_unix_ms(),
+            target: name.clone(),
+            kind: EventKind::Started {
+                pid: found.pid,
+                command: found.command,
+            },
+        });
+        let monitor = Monitor::new(&name, common.budget, common.levels, common.warmup);
+        targets.insert(
+            found.pid,
+            Target {
+                name,
+                monitor,
+                failing: false,
+            },
+        );
+    }
+    for (pid, sample) in &report.samples {
+        let Some(target) = targets.get_mut(pid) else {
+            continue;
+        };
+        target.failing = false;
+        // A breach is only an event here (Monitor emits it): the process is not ours.
+        target.monitor.observe(t_s, sample, output);
+    }
+    for (pid, error) in &report.failed {
+        let Some(target) = targets.get_mut(pid) else {
+            continue;
+        };
+        if target.failing {
+            tracing::debug!(target_name = %target.name, %error, "sample failed");
+        } else {
+            tracing::warn!(target_name = %target.name, %error, "cannot sample; retrying every interval");
+            target.failing = true;
+        }
+    }
+    for pid in report.gone {
+        let Some(target) = targets.remove(&pid) else {
+            continue;
+        };
+        output.emit(&Event {
+            t_unix_ms: now_unix_ms(),
+            target: target.name,
+            kind: EventKind::Exited {
+                pid,
+                code: None,
+                signal: None,
+            },
+        });
+    }
+}
