@@ -55,6 +55,8 @@ pub(crate) enum RestartReason {
     Budget,
     /// It exited on its own (a crash).
     Crash,
+    /// An admin asked for it.
+    Admin,
 }
 
 /// A leak state change with the detector's figures.
@@ -159,6 +161,7 @@ impl RestartReason {
         match self {
             RestartReason::Budget => "budget",
             RestartReason::Crash => "crash",
+            RestartReason::Admin => "admin",
         }
     }
 }

@@ -59,6 +59,7 @@ fn settings(args: &RunArgs) -> Result<(Settings, PathBuf)> {
         env: Vec::new(),
         cwd: None,
         rolling: None,
+        registry: None,
     };
     Ok((settings, common.data_dir))
 }

@@ -26,6 +26,7 @@ use child::{Child, ChildExit};
 use monitor::Monitor;
 
 use crate::event::{Event, EventKind, RestartReason};
+use crate::registry::{AdminAction, AdminReply, AdminRequest, Registry, TargetView};
 
 /// What `run` runs with, resolved from the command line.
 #[derive(Debug, Clone)]
@@ -55,6 +56,8 @@ pub(crate) struct Settings {
     /// Shared by the instances of one app: a memory restart holds it from the stop until the
     /// new instance has been sampled, so instances restart one at a time (rolling).
     pub(crate) rolling: Option<Arc<Semaphore>>,
+    /// Where the loop publishes what it knows and takes admin requests from.
+    pub(crate) registry: Option<Arc<Registry>>,
 }
 
 /// Where events go: the log always, plus whatever the caller plugged in.
@@ -109,8 +112,15 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
     let clock = Instant::now();
     let mut history = RestartHistory::default();
     let mut budget = settings.budget;
+    let mut levels = settings.levels;
     let mut generation = 0;
-    let mut run = Some(start(&settings, &sender, &mut generation, budget, output).await?);
+    let (admin_sender, mut admin) = mpsc::channel::<AdminRequest>(8);
+    if let Some(registry) = &settings.registry {
+        let mut view = TargetView::new(&settings.name, levels, true);
+        view.admin = Some(admin_sender);
+        registry.insert(view);
+    }
+    let mut run = Some(start(&settings, &sender, &mut generation, budget, levels, output).await?);
     let mut restart_at: Option<Instant> = None;
     // Held (not read) while this instance restarts: dropping it lets the next one go.
     let mut _rolling: Option<OwnedSemaphorePermit> = None;
@@ -131,6 +141,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                 _rolling = None;
                 let breach = current.monitor.observe(clock.elapsed().as_secs_f64(), &sample, output);
                 budget = current.monitor.budget();
+                publish(&settings, current, &sample);
                 if breach {
                     if let Some(group) = &settings.rolling {
                         _rolling = group.clone().acquire_owned().await.ok();
@@ -141,6 +152,41 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                         Err(exit) => return Ok(exit.shell_status()),
                     }
                 }
+            }
+            Some(request) = admin.recv() => {
+                let reply = match request.action {
+                    AdminAction::Restart => match run.take() {
+                        Some(current) => {
+                                    match restart(&settings, current, RestartReason::Admin, &mut history, clock, output).await {
+                                Ok(delay) => {
+                                    restart_at = Some(Instant::now() + delay);
+                                    AdminReply::Done(serde_json::json!({ "restarting_in_ms": delay.as_millis() as u64 }))
+                                }
+                                Err(exit) => {
+                                    let _ = request.reply.send(AdminReply::Failed("the crash-loop limit is reached: not restarting".to_owned()));
+                                    return Ok(exit.shell_status());
+                                }
+                            }
+                        }
+                        None => AdminReply::Failed(format!("target '{}' is between two runs; it restarts by itself", settings.name)),
+                    },
+                    AdminAction::Thresholds(config) => {
+                        levels = config;
+                        if let Some(current) = run.as_mut() {
+                            current.monitor.set_levels(config);
+                        }
+                        AdminReply::Done(serde_json::json!({ "warn": config.warn, "critical": config.critical }))
+                    }
+                    AdminAction::LeakCheck => match run.as_ref() {
+                        Some(current) => AdminReply::Done(crate::analyze::verdict_json(&current.monitor.leak(), budget, current.monitor.time_to_budget_s())),
+                        None => AdminReply::Failed(format!("target '{}' is between two runs", settings.name)),
+                    },
+                    AdminAction::Snapshot | AdminAction::Gc | AdminAction::ClearCache => AdminReply::Unsupported(format!(
+                        "target '{}' has no runtime agent (only Node.js targets have one)",
+                        settings.name
+                    )),
+                };
+                let _ = request.reply.send(reply);
             }
             exit = wait(&mut run) => {
                 let ended = run.take().context("no run")?;
@@ -158,7 +204,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
             }
             () = sleep_until(restart_at) => {
                 restart_at = None;
-                match start(&settings, &sender, &mut generation, budget, output).await {
+                match start(&settings, &sender, &mut generation, budget, levels, output).await {
                     Ok(started) => run = Some(started),
                     Err(error) => {
                         // A start that fails is one more crash: back off, or give up.
@@ -181,10 +227,19 @@ async fn start(
     sender: &mpsc::Sender<Message>,
     generation: &mut u64,
     budget: Option<u64>,
+    levels: LevelConfig,
     output: &mut dyn EventOutput,
 ) -> Result<Run> {
     *generation += 1;
     let child = Child::spawn(settings, &settings.run_dir).await?;
+    if let Some(registry) = &settings.registry {
+        registry.update(&settings.name, |view| {
+            view.pid = Some(child.pid);
+            view.started_unix_ms = Some(now_unix_ms());
+            view.restarts = (*generation - 1) as u32;
+            view.levels = levels;
+        });
+    }
     output.emit(&Event {
         t_unix_ms: now_unix_ms(),
         target: settings.name.clone(),
@@ -197,9 +252,23 @@ async fn start(
     Ok(Run {
         generation: *generation,
         child,
-        monitor: Monitor::new(&settings.name, budget, settings.levels, settings.warmup),
+        monitor: Monitor::new(&settings.name, budget, levels, settings.warmup),
         sampler,
     })
+}
+
+/// Publishes what the loop knows after a sample.
+fn publish(settings: &Settings, run: &Run, sample: &Sample) {
+    let Some(registry) = &settings.registry else {
+        return;
+    };
+    registry.update(&settings.name, |view| {
+        view.rss_bytes = Some(sample.rss.0);
+        view.budget_bytes = run.monitor.budget();
+        view.level = run.monitor.level();
+        view.leak = Some(run.monitor.leak());
+        view.time_to_budget_s = run.monitor.time_to_budget_s();
+    });
 }
 
 /// Stops the run for a restart, records the incident, and decides what comes next: the delay

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use plimsoll_analysis::{
-    DetectorConfig, LeakDetector, LeakEventKind, Level, LevelConfig, LevelTracker, Observation,
+    DetectorConfig, LeakDetector, LeakEventKind, LeakStatus, Level, LevelConfig, LevelTracker,
+    Observation,
 };
 use plimsoll_probe::Sample;
 use tokio::time::Instant;
@@ -48,6 +49,26 @@ impl Monitor {
     /// The budget in force, once known.
     pub(crate) fn budget(&self) -> Option<u64> {
         self.budget
+    }
+
+    /// The current level.
+    pub(crate) fn level(&self) -> Level {
+        self.levels.level()
+    }
+
+    /// Replaces the level marks and holds (the thresholds admin action).
+    pub(crate) fn set_levels(&mut self, config: LevelConfig) {
+        self.levels.set_config(config);
+    }
+
+    /// The leak detector's current view.
+    pub(crate) fn leak(&self) -> LeakStatus {
+        self.detector.status()
+    }
+
+    /// Projected seconds until the budget is reached, while a leak is suspected or confirmed.
+    pub(crate) fn time_to_budget_s(&self) -> Option<f64> {
+        self.budget.and_then(|b| self.detector.time_to_budget_s(b))
     }
 
     /// Feeds one sample taken at `t_s` (seconds on the supervisor's clock): records it, updates

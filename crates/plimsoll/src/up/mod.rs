@@ -137,6 +137,7 @@ fn instance_settings(
         env,
         cwd: Some(app.cwd.clone()),
         rolling: group,
+        registry: None,
     }
 }
 
