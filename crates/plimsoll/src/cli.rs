@@ -154,6 +154,9 @@ pub(crate) struct RunArgs {
     /// Name of the target in events and metrics; default: the command's file name
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,
+    /// Do not preload the Node.js agent into a Node command (no heap figures, snapshots or gc)
+    #[arg(long)]
+    pub(crate) no_agent: bool,
     /// Give up after this many restarts within --restart-window
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub(crate) max_restarts: u32,

@@ -46,6 +46,8 @@ pub(crate) enum EventKind {
     BudgetBreach { rss_bytes: u64, budget_bytes: u64 },
     /// The leak detector changed its mind.
     Leak(LeakChange),
+    /// A heap snapshot was written.
+    SnapshotWritten { path: String, bytes: u64 },
 }
 
 /// Why a target is restarted.
@@ -84,6 +86,7 @@ impl EventKind {
             EventKind::GaveUp { .. } => "gave-up",
             EventKind::LevelChanged { .. } => "level-changed",
             EventKind::BudgetBreach { .. } => "budget-breach",
+            EventKind::SnapshotWritten { .. } => "snapshot-written",
             EventKind::Leak(change) => match change.state {
                 "suspected" => "leak-suspected",
                 "confirmed" => "leak-confirmed",
@@ -139,6 +142,9 @@ impl Event {
                     mib(*rss_bytes),
                     mib(*budget_bytes)
                 )
+            }
+            EventKind::SnapshotWritten { path, bytes } => {
+                format!("{name}: {} ({})", path, mib(*bytes))
             }
             EventKind::Leak(change) => {
                 let ttb = change
@@ -204,6 +210,7 @@ impl Event {
             } => {
                 json!({ "rss_bytes": rss_bytes, "budget_bytes": budget_bytes })
             }
+            EventKind::SnapshotWritten { path, bytes } => json!({ "path": path, "bytes": bytes }),
             EventKind::Leak(change) => json!({
                 "growth_bytes_per_s": change.growth_bytes_per_s,
                 "confidence": change.confidence,

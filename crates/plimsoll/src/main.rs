@@ -1,5 +1,6 @@
 //! The `plimsoll` binary: a thin `main` that maps the outcome of a command to an exit code.
 
+mod agent;
 mod analyze;
 mod check;
 mod cli;

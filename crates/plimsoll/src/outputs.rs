@@ -10,6 +10,7 @@ use plimsoll_analysis::Level;
 use plimsoll_probe::Sample;
 use plimsoll_store::{Retention, SampleRow, Store, StoreWriter, Write, WriterConfig};
 
+use crate::agent::HeapFigures;
 use crate::event::{Event, RestartReason};
 use crate::sinks::{SinkConfig, Sinks};
 use crate::supervise::EventOutput;
@@ -93,11 +94,16 @@ impl EventOutput for Outputs {
         name: &str,
         t_unix_ms: i64,
         sample: &Sample,
+        heap: Option<&HeapFigures>,
         budget: Option<u64>,
         level: Level,
     ) {
         let cgroup = sample.cgroup.as_ref();
         let row = SampleRow {
+            heap_used_bytes: heap.map(|h| h.heap_used_bytes),
+            heap_total_bytes: heap.map(|h| h.heap_total_bytes),
+            heap_used_after_gc_bytes: heap.and_then(|h| h.heap_used_after_gc_bytes),
+            external_bytes: heap.map(|h| h.external_bytes),
             pss_bytes: sample.pss.map(|b| b.0),
             uss_bytes: sample.uss.map(|b| b.0),
             swap_bytes: Some(sample.swap.0),

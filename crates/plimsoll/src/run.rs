@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::agent::node;
 use crate::cli::RunArgs;
 use crate::common::{create_private_dir, sink_config, Common};
 use crate::outputs::Outputs;
@@ -60,6 +61,7 @@ fn settings(args: &RunArgs) -> Result<(Settings, PathBuf)> {
         cwd: None,
         rolling: None,
         registry: None,
+        agent: node::setup(&common.data_dir, &args.command, None, !args.no_agent)?,
     };
     Ok((settings, common.data_dir))
 }

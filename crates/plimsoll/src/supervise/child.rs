@@ -47,7 +47,11 @@ pub(crate) struct Child {
 impl Child {
     /// Starts `command` under a keeper, with `env` added to the environment, and waits until the
     /// keeper reports the target's pid.
-    pub(crate) async fn spawn(settings: &Settings, run_dir: &Path) -> Result<Child> {
+    pub(crate) async fn spawn(
+        settings: &Settings,
+        run_dir: &Path,
+        extra_env: &[(String, String)],
+    ) -> Result<Child> {
         let command = &settings.command;
         let me = std::env::current_exe()
             .context("cannot find the plimsoll binary to start the keeper")?;
@@ -62,7 +66,7 @@ impl Child {
             .arg(keeper::SUBCOMMAND)
             .arg("--")
             .args(command)
-            .envs(settings.env.iter().map(|(k, v)| (k, v)))
+            .envs(settings.env.iter().chain(extra_env).map(|(k, v)| (k, v)))
             .env(keeper::ENV_SUPERVISOR, std::process::id().to_string())
             .env(keeper::ENV_STATUS, &status_path)
             .env(keeper::ENV_GRACE_MS, settings.grace.as_millis().to_string())

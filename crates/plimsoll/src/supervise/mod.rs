@@ -25,6 +25,7 @@ use backoff::{Decision, RestartHistory};
 use child::{Child, ChildExit};
 use monitor::Monitor;
 
+use crate::agent::{node, AgentHub, HeapFigures};
 use crate::event::{Event, EventKind, RestartReason};
 use crate::registry::{AdminAction, AdminReply, AdminRequest, Registry, TargetView};
 
@@ -58,6 +59,17 @@ pub(crate) struct Settings {
     pub(crate) rolling: Option<Arc<Semaphore>>,
     /// Where the loop publishes what it knows and takes admin requests from.
     pub(crate) registry: Option<Arc<Registry>>,
+    /// The Node.js agent to preload, for Node targets.
+    pub(crate) agent: Option<AgentSetup>,
+}
+
+/// Where the Node.js agent's files are.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentSetup {
+    /// The agent script, written to the data dir.
+    pub(crate) script: PathBuf,
+    /// Where heap snapshots go.
+    pub(crate) snapshot_dir: PathBuf,
 }
 
 /// Where events go: the log always, plus whatever the caller plugged in.
@@ -70,6 +82,7 @@ pub(crate) trait EventOutput {
         name: &str,
         t_unix_ms: i64,
         sample: &Sample,
+        heap: Option<&HeapFigures>,
         budget: Option<u64>,
         level: Level,
     );
@@ -120,7 +133,30 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
         view.admin = Some(admin_sender);
         registry.insert(view);
     }
-    let mut run = Some(start(&settings, &sender, &mut generation, budget, levels, output).await?);
+    let hub = match &settings.agent {
+        Some(_) => {
+            let socket = settings.run_dir.join(format!(
+                "agent-{}-{}.sock",
+                std::process::id(),
+                settings.name
+            ));
+            Some(AgentHub::listen(&socket)?)
+        }
+        None => None,
+    };
+    let _socket = hub.as_ref().map(AgentHub::remove_on_drop);
+    let mut run = Some(
+        start(
+            &settings,
+            hub.as_ref(),
+            &sender,
+            &mut generation,
+            budget,
+            levels,
+            output,
+        )
+        .await?,
+    );
     let mut restart_at: Option<Instant> = None;
     // Held (not read) while this instance restarts: dropping it lets the next one go.
     let mut _rolling: Option<OwnedSemaphorePermit> = None;
@@ -139,9 +175,10 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                 };
                 // The new instance is up: the next one of the app may restart.
                 _rolling = None;
-                let breach = current.monitor.observe(clock.elapsed().as_secs_f64(), &sample, output);
+                let heap = hub.as_ref().and_then(AgentHub::figures);
+                let breach = current.monitor.observe(clock.elapsed().as_secs_f64(), &sample, heap.as_ref(), output);
                 budget = current.monitor.budget();
-                publish(&settings, current, &sample);
+                publish(&settings, current, &sample, heap.as_ref());
                 if breach {
                     if let Some(group) = &settings.rolling {
                         _rolling = group.clone().acquire_owned().await.ok();
@@ -181,10 +218,13 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                         Some(current) => AdminReply::Done(crate::analyze::verdict_json(&current.monitor.leak(), budget, current.monitor.time_to_budget_s())),
                         None => AdminReply::Failed(format!("target '{}' is between two runs", settings.name)),
                     },
-                    AdminAction::Snapshot | AdminAction::Gc | AdminAction::ClearCache => AdminReply::Unsupported(format!(
-                        "target '{}' has no runtime agent (only Node.js targets have one)",
-                        settings.name
-                    )),
+                    AdminAction::Snapshot | AdminAction::Gc | AdminAction::ClearCache => match &hub {
+                        Some(hub) => agent_action(&settings, hub, &request.action, output).await,
+                        None => AdminReply::Unsupported(format!(
+                            "target '{}' has no runtime agent (only Node.js targets have one)",
+                            settings.name
+                        )),
+                    },
                 };
                 let _ = request.reply.send(reply);
             }
@@ -204,7 +244,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
             }
             () = sleep_until(restart_at) => {
                 restart_at = None;
-                match start(&settings, &sender, &mut generation, budget, levels, output).await {
+                match start(&settings, hub.as_ref(), &sender, &mut generation, budget, levels, output).await {
                     Ok(started) => run = Some(started),
                     Err(error) => {
                         // A start that fails is one more crash: back off, or give up.
@@ -224,6 +264,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
 
 async fn start(
     settings: &Settings,
+    hub: Option<&AgentHub>,
     sender: &mpsc::Sender<Message>,
     generation: &mut u64,
     budget: Option<u64>,
@@ -231,7 +272,11 @@ async fn start(
     output: &mut dyn EventOutput,
 ) -> Result<Run> {
     *generation += 1;
-    let child = Child::spawn(settings, &settings.run_dir).await?;
+    let env = match (&settings.agent, hub) {
+        (Some(agent), Some(hub)) => agent_env(settings, agent, hub, budget),
+        _ => Vec::new(),
+    };
+    let child = Child::spawn(settings, &settings.run_dir, &env).await?;
     if let Some(registry) = &settings.registry {
         registry.update(&settings.name, |view| {
             view.pid = Some(child.pid);
@@ -257,13 +302,110 @@ async fn start(
     })
 }
 
+/// The environment that preloads the agent into a Node target.
+fn agent_env(
+    settings: &Settings,
+    agent: &AgentSetup,
+    hub: &AgentHub,
+    budget: Option<u64>,
+) -> Vec<(String, String)> {
+    let user = settings
+        .env
+        .iter()
+        .find(|(k, _)| k == "NODE_OPTIONS")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var("NODE_OPTIONS").ok());
+    vec![
+        (
+            "PLIMSOLL_AGENT_SOCKET".to_owned(),
+            hub.socket().display().to_string(),
+        ),
+        (
+            "PLIMSOLL_AGENT_INTERVAL_MS".to_owned(),
+            settings.interval.as_millis().to_string(),
+        ),
+        (
+            "NODE_OPTIONS".to_owned(),
+            node::node_options(user.as_deref(), &agent.script, budget, &agent.snapshot_dir),
+        ),
+    ]
+}
+
+/// Runs a snapshot, gc or clear-caches through the agents of the target's Node processes.
+async fn agent_action(
+    settings: &Settings,
+    hub: &AgentHub,
+    action: &AdminAction,
+    output: &mut dyn EventOutput,
+) -> AdminReply {
+    let pids = hub.pids();
+    let Some(&first) = pids.first() else {
+        return AdminReply::Failed(format!(
+            "no Node.js process of target '{}' has connected its agent yet",
+            settings.name
+        ));
+    };
+    match action {
+        AdminAction::Snapshot => {
+            let Some(dir) = settings.agent.as_ref().map(|a| &a.snapshot_dir) else {
+                return AdminReply::Unsupported("no agent".to_owned());
+            };
+            let path = dir.join(format!(
+                "{}-{first}-{}.heapsnapshot",
+                settings.name,
+                now_unix_ms()
+            ));
+            let command =
+                serde_json::json!({ "cmd": "snapshot", "path": path.display().to_string() });
+            match hub.command(first, command).await {
+                Ok(reply) => {
+                    let path = reply["path"].as_str().unwrap_or_default().to_owned();
+                    let bytes = reply["bytes"].as_u64().unwrap_or(0);
+                    output.emit(&Event {
+                        t_unix_ms: now_unix_ms(),
+                        target: settings.name.clone(),
+                        kind: EventKind::SnapshotWritten {
+                            path: path.clone(),
+                            bytes,
+                        },
+                    });
+                    AdminReply::Done(
+                        serde_json::json!({ "pid": first, "path": path, "bytes": bytes }),
+                    )
+                }
+                Err(error) => AdminReply::Failed(format!("{error:#}")),
+            }
+        }
+        _ => {
+            let command = if *action == AdminAction::Gc {
+                "gc"
+            } else {
+                "clear-caches"
+            };
+            let mut replies = Vec::new();
+            for pid in pids {
+                match hub
+                    .command(pid, serde_json::json!({ "cmd": command }))
+                    .await
+                {
+                    Ok(reply) => replies.push(reply),
+                    Err(error) => return AdminReply::Failed(format!("{error:#}")),
+                }
+            }
+            AdminReply::Done(serde_json::json!({ "processes": replies }))
+        }
+    }
+}
+
 /// Publishes what the loop knows after a sample.
-fn publish(settings: &Settings, run: &Run, sample: &Sample) {
+fn publish(settings: &Settings, run: &Run, sample: &Sample, heap: Option<&HeapFigures>) {
     let Some(registry) = &settings.registry else {
         return;
     };
     registry.update(&settings.name, |view| {
         view.rss_bytes = Some(sample.rss.0);
+        view.heap_used_bytes = heap.map(|h| h.heap_used_bytes);
+        view.heap_used_after_gc_bytes = heap.and_then(|h| h.heap_used_after_gc_bytes);
         view.budget_bytes = run.monitor.budget();
         view.level = run.monitor.level();
         view.leak = Some(run.monitor.leak());

@@ -12,6 +12,7 @@ use plimsoll_probe::Sample;
 use tokio::time::Instant;
 
 use super::{now_unix_ms, EventOutput};
+use crate::agent::HeapFigures;
 use crate::analyze::signal_name;
 use crate::event::{Event, EventKind, LeakChange};
 use crate::units::human_bytes;
@@ -78,6 +79,7 @@ impl Monitor {
         &mut self,
         t_s: f64,
         sample: &Sample,
+        heap: Option<&HeapFigures>,
         output: &mut dyn EventOutput,
     ) -> bool {
         if self.budget.is_none() {
@@ -92,6 +94,7 @@ impl Monitor {
             &self.name,
             t_unix_ms,
             sample,
+            heap,
             self.budget,
             self.levels.level(),
         );
@@ -127,7 +130,7 @@ impl Monitor {
         let observation = Observation {
             t_s,
             rss_bytes: rss,
-            heap_used_after_gc_bytes: None,
+            heap_used_after_gc_bytes: heap.and_then(|h| h.heap_used_after_gc_bytes),
         };
         if let Some(leak) = self.detector.push(&observation) {
             let state = match leak.kind {

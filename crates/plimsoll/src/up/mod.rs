@@ -14,12 +14,13 @@ use plimsoll_analysis::{Level, LevelConfig};
 use plimsoll_probe::Sample;
 use tokio::sync::Semaphore;
 
+use crate::agent::{node, HeapFigures};
 use crate::cli::UpArgs;
 use crate::common::{create_private_dir, data_dir, output_sinks};
 use crate::event::{Event, RestartReason};
 use crate::outputs::Outputs;
 use crate::sinks::{SinkConfig, Sinks};
-use crate::supervise::{self, EventOutput, RestartPolicy, Settings};
+use crate::supervise::{self, AgentSetup, EventOutput, RestartPolicy, Settings};
 use crate::units::human_bytes;
 
 use config::App;
@@ -34,6 +35,10 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
     let run_dir = data_dir.join("run");
     create_private_dir(&run_dir)?;
     let outputs = Outputs::open(&data_dir, &output_sinks(&args.output))?;
+    let agents = apps
+        .iter()
+        .map(|app| node::setup(&data_dir, &app.command, Some(&app.cwd), true))
+        .collect::<Result<Vec<_>>>()?;
     // The apps' own hooks and webhooks, besides the global ones.
     let mut app_sinks = Vec::new();
     for app in &apps {
@@ -60,10 +65,10 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
     let local = tokio::task::LocalSet::new();
     let statuses = local.block_on(&runtime, async {
         let mut tasks = Vec::new();
-        for (app, hooks) in apps.iter().zip(&app_sinks) {
+        for ((app, hooks), agent) in apps.iter().zip(&app_sinks).zip(&agents) {
             let group = (app.instances > 1).then(|| Arc::new(Semaphore::new(1)));
             for instance in 0..app.instances {
-                let settings = instance_settings(app, instance, &run_dir, group.clone());
+                let settings = instance_settings(app, instance, &run_dir, group.clone(), agent.clone());
                 if let Some(budget) = settings.budget {
                     tracing::info!(target_name = %settings.name, budget_bytes = budget, "budget {}", human_bytes(budget as f64));
                 }
@@ -105,6 +110,7 @@ fn instance_settings(
     instance: u32,
     run_dir: &std::path::Path,
     group: Option<Arc<Semaphore>>,
+    agent: Option<AgentSetup>,
 ) -> Settings {
     let name = if app.instances > 1 {
         format!("{}-{instance}", app.name)
@@ -138,6 +144,7 @@ fn instance_settings(
         cwd: Some(app.cwd.clone()),
         rolling: group,
         registry: None,
+        agent,
     }
 }
 
@@ -176,12 +183,13 @@ impl EventOutput for SharedOutput {
         name: &str,
         t_unix_ms: i64,
         sample: &Sample,
+        heap: Option<&HeapFigures>,
         budget: Option<u64>,
         level: Level,
     ) {
         self.shared
             .borrow_mut()
-            .sample(name, t_unix_ms, sample, budget, level);
+            .sample(name, t_unix_ms, sample, heap, budget, level);
     }
 
     fn incident(&mut self, name: &str, t_unix_ms: i64, reason: RestartReason) {

@@ -187,7 +187,7 @@ fn handle(
         };
         target.failing = false;
         // A breach is only an event here (Monitor emits it): the process is not ours.
-        target.monitor.observe(t_s, sample, output);
+        target.monitor.observe(t_s, sample, None, output);
     }
     for (pid, error) in &report.failed {
         let Some(target) = targets.get_mut(pid) else {

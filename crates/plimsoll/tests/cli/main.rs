@@ -3,6 +3,7 @@
 mod analyze;
 mod check;
 mod harness;
+mod heap;
 mod run;
 mod up;
 mod watch;
