@@ -23,7 +23,7 @@ data_dir=$(mktemp -d)
 trap 'rm -rf "$data_dir"' EXIT
 status=0
 "$plimsoll" run --budget 64MiB --interval 500ms --max-restarts 2 --grace 2s \
-  --data-dir "$data_dir" --name leaky-api --events - \
+  --data-dir "$data_dir" --name leaky-api --events - --listen 127.0.0.1:0 \
   -- python3 bench/workloads/py_mem.py leaky-api base_mb=10 churn_kb_s=200 leak_mb_min=240 \
   || status=$?
 echo "plimsoll run ended with the service's own exit status: $status"

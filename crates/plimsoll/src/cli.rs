@@ -1,6 +1,7 @@
 //! What the user typed: the command line, parsed and validated without I/O (the first of the
 //! two configuration stages; commands resolve paths and limits themselves).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -39,6 +40,21 @@ pub(crate) enum Command {
     /// Analyse V8 heap snapshots (.heapsnapshot): what is big, what grows, what holds it
     #[command(subcommand)]
     Heap(HeapCommand),
+    /// Ask a running target's runtime for a heap snapshot; prints its path
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SnapshotArgs {
+    /// The target's name (as in `run --name`, or the instance name under `up`)
+    pub(crate) target: String,
+    /// The data dir of the supervisor that runs it; default: $XDG_STATE_HOME/plimsoll or
+    /// ~/.local/state/plimsoll
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +157,47 @@ pub(crate) struct OutputArgs {
     /// POST every event as JSON to URL
     #[arg(long, value_name = "URL")]
     pub(crate) webhook: Option<String>,
+    /// Serve HTTP (/health, /metrics, the API, the dashboard) on ADDR (IP:PORT, port 0 picks a
+    /// free one); `off` serves none
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464", value_parser = parse_listen)]
+    pub(crate) listen: Listen,
+    /// Serve no HTTP (the same as --listen off)
+    #[arg(long)]
+    pub(crate) no_http: bool,
+    /// Read the bearer token of the HTTP admin actions from FILE (else PLIMSOLL_ADMIN_TOKEN);
+    /// without a token the admin actions are off
+    #[arg(long, value_name = "FILE")]
+    pub(crate) admin_token_file: Option<PathBuf>,
+}
+
+/// Where the HTTP server listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listen {
+    /// No HTTP server.
+    Off,
+    /// This address.
+    On(SocketAddr),
+}
+
+/// `off`, `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT` (no name lookups here).
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    let local = text
+        .strip_prefix("localhost:")
+        .map(|port| format!("127.0.0.1:{port}"));
+    local
+        .as_deref()
+        .unwrap_or(text)
+        .parse::<SocketAddr>()
+        .map(Listen::On)
+        .map_err(|_| {
+            format!(
+                "invalid listen address '{text}' (expected e.g. 127.0.0.1:9464, [::1]:9464 or off)"
+            )
+        })
 }
 
 #[derive(Debug, Args)]
@@ -204,5 +261,22 @@ fn parse_percent(text: &str) -> Result<f64, String> {
         _ => Err(format!(
             "invalid percentage '{text}' (expected e.g. 75 or 75%, above 0 and at most 100)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_parse_without_lookups() {
+        let on = |text: &str| Listen::On(text.parse().expect("addr"));
+        assert_eq!(parse_listen("off"), Ok(Listen::Off));
+        assert_eq!(parse_listen("127.0.0.1:0"), Ok(on("127.0.0.1:0")));
+        assert_eq!(parse_listen("localhost:9464"), Ok(on("127.0.0.1:9464")));
+        assert_eq!(parse_listen("[::1]:80"), Ok(on("[::1]:80")));
+        let error = parse_listen("example.com:80").expect_err("a name");
+        assert!(error.contains("'example.com:80'"), "{error}");
+        assert!(parse_listen("9464").is_err());
     }
 }

@@ -1,13 +1,14 @@
 //! The second stage of configuration for the supervising commands: what `MonitorArgs` says,
 //! checked and resolved (data dir, levels, sinks) into the settings they run with.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use plimsoll_analysis::LevelConfig;
 
-use crate::cli::{MonitorArgs, OutputArgs};
+use crate::cli::{Listen, MonitorArgs, OutputArgs};
 use crate::sinks::{EventsTarget, SinkConfig};
 
 /// Resolved common settings.
@@ -77,10 +78,55 @@ pub(crate) fn output_sinks(args: &OutputArgs) -> SinkConfig {
     }
 }
 
+/// The HTTP server's settings, resolved from the output flags and the environment.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpSettings {
+    /// Where to listen; `None` serves no HTTP.
+    pub(crate) listen: Option<SocketAddr>,
+    /// The bearer token of the admin actions; `None` turns them off.
+    pub(crate) admin_token: Option<String>,
+}
+
+/// The environment variable that holds the admin token when no file is given.
+pub(crate) const ADMIN_TOKEN_ENV: &str = "PLIMSOLL_ADMIN_TOKEN";
+
+/// `--listen`, `--no-http` and the admin token (`--admin-token-file`, else
+/// `PLIMSOLL_ADMIN_TOKEN`).
+pub(crate) fn http_settings(args: &OutputArgs) -> Result<HttpSettings> {
+    let listen = match (args.no_http, args.listen) {
+        (true, _) | (false, Listen::Off) => None,
+        (false, Listen::On(addr)) => Some(addr),
+    };
+    let admin_token = match &args.admin_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --admin-token-file '{}'", path.display()))?;
+            let token = text.trim();
+            if token.is_empty() {
+                bail!("--admin-token-file '{}' is empty", path.display());
+            }
+            Some(token.to_owned())
+        }
+        None => std::env::var(ADMIN_TOKEN_ENV)
+            .ok()
+            .map(|token| token.trim().to_owned())
+            .filter(|token| !token.is_empty()),
+    };
+    Ok(HttpSettings {
+        listen,
+        admin_token,
+    })
+}
+
 /// `--data-dir`, else the default.
 pub(crate) fn data_dir(args: &OutputArgs) -> Result<PathBuf> {
-    match &args.data_dir {
-        Some(dir) => Ok(dir.clone()),
+    data_dir_or_default(args.data_dir.as_deref())
+}
+
+/// `dir`, else the default data dir.
+pub(crate) fn data_dir_or_default(dir: Option<&Path>) -> Result<PathBuf> {
+    match dir {
+        Some(dir) => Ok(dir.to_path_buf()),
         None => default_data_dir(),
     }
 }

@@ -5,16 +5,17 @@ mod analyze;
 mod check;
 mod cli;
 mod common;
+mod control;
 mod event;
 mod heap;
+mod http;
 mod logging;
 mod outputs;
-// Read by the HTTP server, which lands next.
-#[allow(dead_code)]
 mod registry;
 mod run;
 mod series;
 mod sinks;
+mod snapshot;
 mod supervise;
 mod units;
 mod up;
@@ -70,5 +71,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Watch(args) => watch::run(&args),
         cli::Command::Up(args) => up::run(&args),
         cli::Command::Heap(command) => heap::run(&command),
+        cli::Command::Snapshot(args) => snapshot::run(&args),
     }
 }

@@ -8,13 +8,20 @@ use anyhow::{bail, Context, Result};
 
 use crate::agent::node;
 use crate::cli::RunArgs;
-use crate::common::{create_private_dir, sink_config, Common};
+use crate::common::{create_private_dir, http_settings, sink_config, Common};
+use crate::http;
 use crate::outputs::Outputs;
+use crate::registry::Registry;
 use crate::supervise::{self, RestartPolicy, Settings};
 use crate::units::human_bytes;
 
 pub(crate) fn run(args: &RunArgs) -> Result<u8> {
-    let (settings, data_dir) = settings(args)?;
+    let http_settings = http_settings(&args.monitor.output)?;
+    let (mut settings, data_dir) = settings(args)?;
+    // Take the port before anything starts: a taken one fails here, with nothing running.
+    let bound = http::bind_configured(&http_settings)?;
+    let registry = Registry::new();
+    settings.registry = Some(registry.clone());
     let mut output = Outputs::open(&data_dir, &sink_config(&args.monitor))?;
     crate::logging::init();
     if let Some(budget) = settings.budget {
@@ -24,7 +31,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let status = runtime.block_on(supervise::supervise(settings, &mut output));
+    let status = runtime.block_on(async {
+        let server = http::start(bound, &http_settings, &registry, &data_dir)?;
+        let _control = crate::control::listen(&data_dir.join("run"), registry.clone())?;
+        let status = supervise::supervise(settings, &mut output).await;
+        http::stop(server).await;
+        status
+    });
     output.close();
     status
 }

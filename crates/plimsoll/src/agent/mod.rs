@@ -48,6 +48,12 @@ pub(crate) struct HeapFigures {
 #[derive(Debug)]
 pub(crate) struct SocketFile(PathBuf);
 
+impl SocketFile {
+    pub(crate) fn new(path: PathBuf) -> SocketFile {
+        SocketFile(path)
+    }
+}
+
 impl Drop for SocketFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
@@ -109,7 +115,7 @@ impl AgentHub {
 
     /// Removes the socket file when the returned guard is dropped (when the supervisor ends).
     pub(crate) fn remove_on_drop(&self) -> SocketFile {
-        SocketFile(self.socket.clone())
+        SocketFile::new(self.socket.clone())
     }
 
     /// The socket's path, for the agent's environment.
@@ -258,5 +264,200 @@ impl AgentHub {
             );
         }
         Ok(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Real node processes with the real agent, against a real hub.
+
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A node process running `script` with the agent preloaded and pointed at `hub`.
+    struct Node(Child);
+
+    impl Node {
+        /// Runs `script` from a file in `dir` (cluster workers re-run the main file).
+        fn start(dir: &Path, hub: Option<&AgentHub>, script: &str) -> Node {
+            let agent = dir.join("plimsoll-agent.js");
+            std::fs::write(&agent, node::AGENT_JS).expect("write agent");
+            let main = dir.join(format!("app-{}.js", std::process::id()));
+            std::fs::write(&main, script).expect("write app");
+            let mut command = Command::new("node");
+            command
+                .arg(&main)
+                .env("NODE_OPTIONS", format!("--require={}", agent.display()))
+                .env("PLIMSOLL_AGENT_INTERVAL_MS", "100")
+                .current_dir(dir)
+                .stdout(Stdio::null());
+            match hub {
+                Some(hub) => command.env("PLIMSOLL_AGENT_SOCKET", hub.socket()),
+                None => command.env_remove("PLIMSOLL_AGENT_SOCKET"),
+            };
+            Node(command.spawn().expect("node is installed"))
+        }
+
+        fn alive(&mut self) -> bool {
+            self.0.try_wait().expect("try_wait").is_none()
+        }
+    }
+
+    impl Drop for Node {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    const KEEP_ALIVE: &str = "setInterval(() => {}, 1000);";
+
+    async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(value) = check() {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn hub_in(dir: &Path) -> AgentHub {
+        AgentHub::listen(&dir.join("agent.sock")).expect("listen")
+    }
+
+    #[tokio::test]
+    async fn figures_arrive_and_gc_works_without_expose_gc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let _node = Node::start(
+            dir.path(),
+            Some(&hub),
+            &format!("global.keep = 'x'.repeat(1e6); {KEEP_ALIVE}"),
+        );
+        let figures = until("figures", || hub.figures()).await;
+        assert_eq!(figures.processes, 1);
+        assert!(figures.heap_used_bytes > 1_000_000, "{figures:?}");
+        let pid = hub.pids()[0];
+        let reply = hub
+            .command(pid, serde_json::json!({ "cmd": "gc" }))
+            .await
+            .expect("gc");
+        assert!(reply["heap_used_after_bytes"].as_u64().expect("after") > 0);
+        // After a full GC the heap used after GC is known.
+        let after = until("post-GC heap", || {
+            hub.figures().and_then(|f| f.heap_used_after_gc_bytes)
+        })
+        .await;
+        assert!(after > 0);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_a_valid_heapsnapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let _node = Node::start(
+            dir.path(),
+            Some(&hub),
+            &format!("global.marker = new Map([[1, 2]]); {KEEP_ALIVE}"),
+        );
+        until("hello", || hub.pids().first().copied()).await;
+        let path = dir.path().join("one.heapsnapshot");
+        let pid = hub.pids()[0];
+        let command = serde_json::json!({ "cmd": "snapshot", "path": path.display().to_string() });
+        let reply = hub.command(pid, command).await.expect("snapshot");
+        assert_eq!(
+            reply["path"].as_str(),
+            Some(path.display().to_string().as_str())
+        );
+        assert!(reply["bytes"].as_u64().expect("bytes") > 100_000);
+        let snapshot = plimsoll_heap::parse_file(&path).expect("a valid snapshot");
+        drop(snapshot);
+    }
+
+    #[tokio::test]
+    async fn clear_caches_reaches_the_apps_listener() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let script = format!(
+            "process.on('plimsoll:clear-caches', () => require('fs').writeFileSync('cleared', 'yes')); {KEEP_ALIVE}"
+        );
+        let _node = Node::start(dir.path(), Some(&hub), &script);
+        let pid = until("hello", || hub.pids().first().copied()).await;
+        let reply = hub
+            .command(pid, serde_json::json!({ "cmd": "clear-caches" }))
+            .await
+            .expect("clear");
+        assert_eq!(reply["listeners"], 1);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("cleared")).expect("marker"),
+            "yes"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_app_that_exits_on_its_own_exits_promptly_with_the_agent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let mut node = Node::start(dir.path(), Some(&hub), "setTimeout(() => {}, 200);");
+        let started = Instant::now();
+        until("exit", || (!node.alive()).then_some(())).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(node.0.wait().expect("wait").code(), Some(0));
+        // And without a socket the agent does nothing at all.
+        let mut quiet = Node::start(dir.path(), None, "require('fs').writeFileSync('ran', '1');");
+        until("exit", || (!quiet.alive()).then_some(())).await;
+        assert_eq!(quiet.0.wait().expect("wait").code(), Some(0));
+        assert!(dir.path().join("ran").exists());
+    }
+
+    #[test]
+    fn the_app_survives_the_supervisor_going_away() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let script = format!("let n = 0; setInterval(() => require('fs').writeFileSync('beat', String(++n)), 50); {KEEP_ALIVE}");
+        let mut node = runtime.block_on(async {
+            let hub = hub_in(dir.path());
+            let node = Node::start(dir.path(), Some(&hub), &script);
+            until("hello", || hub.pids().first().copied()).await;
+            node
+        });
+        // The supervisor's side goes away: listener and connections close.
+        drop(runtime);
+        let beat = |dir: &Path| {
+            std::fs::read_to_string(dir.join("beat"))
+                .ok()
+                .and_then(|b| b.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let before = beat(dir.path());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while beat(dir.path()) < before + 10 {
+            assert!(node.alive(), "the app died with the supervisor gone");
+            assert!(Instant::now() < deadline, "the app stopped beating");
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cluster_app_reports_each_worker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let script = format!(
+            "const cluster = require('cluster'); if (cluster.isPrimary) {{ cluster.fork(); cluster.fork(); }} {KEEP_ALIVE}"
+        );
+        let _node = Node::start(dir.path(), Some(&hub), &script);
+        let figures = until("three processes", || {
+            hub.figures().filter(|f| f.processes == 3)
+        })
+        .await;
+        assert_eq!(hub.pids().len(), 3);
+        assert!(figures.heap_used_bytes > 0);
     }
 }

@@ -16,9 +16,11 @@ use tokio::sync::Semaphore;
 
 use crate::agent::{node, HeapFigures};
 use crate::cli::UpArgs;
-use crate::common::{create_private_dir, data_dir, output_sinks};
+use crate::common::{create_private_dir, data_dir, http_settings, output_sinks};
 use crate::event::{Event, RestartReason};
+use crate::http;
 use crate::outputs::Outputs;
+use crate::registry::Registry;
 use crate::sinks::{SinkConfig, Sinks};
 use crate::supervise::{self, AgentSetup, EventOutput, RestartPolicy, Settings};
 use crate::units::human_bytes;
@@ -31,7 +33,11 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
         print_plan(&apps);
         return Ok(crate::exit::OK);
     }
+    let http_settings = http_settings(&args.output)?;
     let data_dir = data_dir(&args.output)?;
+    // Take the port before any app starts: a taken one fails here, with nothing running.
+    let bound = http::bind_configured(&http_settings)?;
+    let registry = Registry::new();
     let run_dir = data_dir.join("run");
     create_private_dir(&run_dir)?;
     let outputs = Outputs::open(&data_dir, &output_sinks(&args.output))?;
@@ -64,6 +70,8 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
     let shared = Rc::new(RefCell::new(outputs));
     let local = tokio::task::LocalSet::new();
     let statuses = local.block_on(&runtime, async {
+        let server = http::start(bound, &http_settings, &registry, &data_dir)?;
+        let _control = crate::control::listen(&run_dir, registry.clone())?;
         let mut tasks = Vec::new();
         for ((app, hooks), agent) in apps.iter().zip(&app_sinks).zip(&agents) {
             let group = (app.instances > 1).then(|| Arc::new(Semaphore::new(1)));
@@ -89,8 +97,9 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
         for task in tasks {
             statuses.push(task.await.unwrap_or(1));
         }
-        statuses
-    });
+        http::stop(server).await;
+        anyhow::Ok(statuses)
+    })?;
     drop(local);
     if let Ok(outputs) = Rc::try_unwrap(shared) {
         outputs.into_inner().close();

@@ -22,9 +22,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::cli::WatchArgs;
-use crate::common::{sink_config, Common};
+use crate::common::{http_settings, sink_config, Common};
 use crate::event::{Event, EventKind};
+use crate::http;
 use crate::outputs::Outputs;
+use crate::registry::{Registry, TargetView};
 use crate::supervise::monitor::Monitor;
 use crate::supervise::{now_unix_ms, EventOutput};
 use crate::units::human_bytes;
@@ -52,6 +54,10 @@ pub(crate) fn run(args: &WatchArgs) -> Result<u8> {
             .add(pid)
             .with_context(|| format!("cannot watch pid {pid}"))?;
     }
+    let http_settings = http_settings(&args.monitor.output)?;
+    // Take the port before watching starts: a taken one fails here.
+    let bound = http::bind_configured(&http_settings)?;
+    let registry = Registry::new();
     let mut output = Outputs::open(&common.data_dir, &sink_config(&args.monitor))?;
     crate::logging::init();
     if let Some(budget) = common.budget {
@@ -78,7 +84,12 @@ pub(crate) fn run(args: &WatchArgs) -> Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let status = runtime.block_on(watch(batch, &common, ending, &mut output));
+    let status = runtime.block_on(async {
+        let server = http::start(bound, &http_settings, &registry, &common.data_dir)?;
+        let status = watch(batch, &common, ending, &registry, &mut output).await;
+        http::stop(server).await;
+        status
+    });
     output.close();
     status
 }
@@ -115,6 +126,7 @@ async fn watch(
     batch: Batch,
     common: &Common,
     ending: Ending,
+    registry: &Registry,
     output: &mut dyn EventOutput,
 ) -> Result<u8> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -127,7 +139,7 @@ async fn watch(
         tokio::select! {
             message = receiver.recv() => match message {
                 Some(Message::Tick(report)) => {
-                    handle(*report, clock, common, &mut targets, output);
+                    handle(*report, clock, common, &mut targets, registry, output);
                     if ending == Ending::WhenAllGone && targets.is_empty() {
                         tracing::info!("no watched process is left; stopping");
                         break None;
@@ -158,6 +170,7 @@ fn handle(
     clock: Instant,
     common: &Common,
     targets: &mut HashMap<u32, Target>,
+    registry: &Registry,
     output: &mut dyn EventOutput,
 ) {
     let t_s = report.taken.saturating_duration_since(clock).as_secs_f64();
@@ -172,6 +185,12 @@ fn handle(
             },
         });
         let monitor = Monitor::new(&name, common.budget, common.levels, common.warmup);
+        // Published with no admin channel: a watched process takes no admin actions.
+        let mut view = TargetView::new(&name, common.levels, false);
+        view.pid = Some(found.pid);
+        view.started_unix_ms = Some(now_unix_ms());
+        view.budget_bytes = common.budget;
+        registry.insert(view);
         targets.insert(
             found.pid,
             Target {
@@ -204,6 +223,7 @@ fn handle(
         let Some(target) = targets.remove(&pid) else {
             continue;
         };
+        registry.remove(&target.name);
         output.emit(&Event {
             t_unix_ms: now_unix_ms(),
             target: target.name,

@@ -45,6 +45,29 @@ impl Cmd {
         self
     }
 
+    pub(crate) fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.command.current_dir(dir);
+        self
+    }
+
+    /// Runs to completion (or the deadline); the output when the exit code is `code`.
+    pub(crate) fn try_exit(mut self, code: i32) -> Option<Output> {
+        let output = self
+            .command
+            .stdin(Stdio::null())
+            .output()
+            .expect("run plimsoll");
+        (output.status.code() == Some(code)).then(|| Output {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    pub(crate) fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
     pub(crate) fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
         self.stdin = Some(bytes.into());
         self

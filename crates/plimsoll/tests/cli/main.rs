@@ -4,6 +4,7 @@ mod analyze;
 mod check;
 mod harness;
 mod heap;
+mod node;
 mod run;
 mod up;
 mod watch;

@@ -33,6 +33,8 @@ while True:
 
 fn run_in(dir: &Path) -> Cmd {
     Cmd::new("run")
+        .arg("--listen")
+        .arg("off")
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--events")
@@ -281,7 +283,11 @@ fn bad_flags_exit_2_naming_the_value() {
     ];
     for (args, expected) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut cmd = Cmd::new("run").arg("--data-dir").arg(dir.path());
+        let mut cmd = Cmd::new("run")
+            .arg("--listen")
+            .arg("off")
+            .arg("--data-dir")
+            .arg(dir.path());
         for arg in args {
             cmd = cmd.arg(arg);
         }

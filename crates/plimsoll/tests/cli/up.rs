@@ -15,6 +15,8 @@ fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
 
 fn up_in(dir: &Path, config: &Path) -> Cmd {
     Cmd::new("up")
+        .arg("--listen")
+        .arg("off")
         .arg("-c")
         .arg(config)
         .arg("--data-dir")

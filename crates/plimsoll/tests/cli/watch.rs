@@ -62,6 +62,8 @@ fn watch_in(dir: &Path) -> (Cmd, Paths) {
         data: dir.join("data"),
     };
     let cmd = Cmd::new("watch")
+        .arg("--listen")
+        .arg("off")
         .arg("--data-dir")
         .arg(&paths.data)
         .arg("--events")
@@ -247,7 +249,11 @@ fn bad_input_exits_2_naming_the_value_before_anything_starts() {
         (&[], "PID".to_owned()),
     ];
     for (args, expected) in cases {
-        let mut cmd = Cmd::new("watch").arg("--data-dir").arg(&data);
+        let mut cmd = Cmd::new("watch")
+            .arg("--listen")
+            .arg("off")
+            .arg("--data-dir")
+            .arg(&data);
         for arg in args {
             cmd = cmd.arg(arg);
         }

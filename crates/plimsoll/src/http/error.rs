@@ -1,0 +1,118 @@
+//! The one error type of the HTTP server: every failure of a handler is a response. Clients get
+//! a specific message for their own mistakes and a generic one for ours; the detail of ours
+//! rides along in the response's extensions for the logging middleware (`log_server_errors`),
+//! which is the only place that logs.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// What went wrong while answering a request.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// The request names something that does not exist (a target, …); the message names it.
+    NotFound(String),
+    /// The request is malformed (a bad `since`, a bad body); the message names the value.
+    BadRequest(String),
+    /// An admin route without the right bearer token.
+    Unauthorized,
+    /// An admin route while no admin token is configured: admin actions are off.
+    AdminDisabled,
+    /// The target cannot do this now (watched, between two runs, the action failed); why.
+    Conflict(String),
+    /// The target, or plimsoll, cannot do this at all (gc of a process without an agent); why.
+    NotImplemented(String),
+    /// The target's loop did not answer in time.
+    Timeout(String),
+    /// Our own failure (the store, a panicked task); the detail is logged, never sent.
+    Internal(String),
+}
+
+/// The detail of a server error, for the logging middleware.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorDetail(pub(crate) String);
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::AdminDisabled => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (message, detail) = match self {
+            ApiError::NotFound(message)
+            | ApiError::BadRequest(message)
+            | ApiError::Conflict(message)
+            | ApiError::NotImplemented(message) => (message, None),
+            ApiError::Unauthorized => (
+                "missing or wrong admin token (send 'Authorization: Bearer TOKEN')".to_owned(),
+                None,
+            ),
+            ApiError::AdminDisabled => (
+                "admin actions are off: no admin token is configured (--admin-token-file or \
+                 PLIMSOLL_ADMIN_TOKEN)"
+                    .to_owned(),
+                None,
+            ),
+            ApiError::Timeout(message) => (message.clone(), Some(message)),
+            ApiError::Internal(detail) => ("internal error".to_owned(), Some(detail)),
+        };
+        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(detail) = detail {
+            response.extensions_mut().insert(ErrorDetail(detail));
+        }
+        response
+    }
+}
+
+/// Our failures keep their context chain for the log.
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> ApiError {
+        ApiError::Internal(format!("{error:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_detail_from_the_client_but_keep_it_for_the_log() {
+        let response = ApiError::Internal("disk on fire".to_owned()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let detail = response
+            .extensions()
+            .get::<ErrorDetail>()
+            .map(|d| d.0.clone());
+        assert_eq!(detail.as_deref(), Some("disk on fire"));
+    }
+
+    #[test]
+    fn client_errors_carry_no_log_detail() {
+        let response = ApiError::NotFound("no target 'x'".to_owned()).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(response.extensions().get::<ErrorDetail>().is_none());
+        let response = ApiError::Unauthorized.into_response();
+        assert_eq!(
+            response.headers().get(header::WWW_AUTHENTICATE),
+            Some(&HeaderValue::from_static("Bearer"))
+        );
+    }
+}

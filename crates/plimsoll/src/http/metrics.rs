@@ -1,0 +1,294 @@
+//! `/metrics`: the registry's views as Prometheus text, built at scrape time. One series per
+//! target and metric (label `target`), so the cardinality is the number of targets; names start
+//! `plimsoll_`, byte gauges end `_bytes`, counters `_total`.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Unit;
+
+use plimsoll_analysis::{LeakState, Level};
+
+use crate::registry::TargetView;
+
+/// The content type of the exposition: the classic Prometheus text format (the `# UNIT` lines
+/// prometheus-client writes are comments there).
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The names of every metric family `/metrics` exposes, as scraped (for the Grafana check).
+#[cfg(test)]
+pub(crate) const FAMILIES: &[&str] = &[
+    "plimsoll_targets",
+    "plimsoll_rss_bytes",
+    "plimsoll_budget_bytes",
+    "plimsoll_heap_used_bytes",
+    "plimsoll_heap_used_after_gc_bytes",
+    "plimsoll_level",
+    "plimsoll_level_warn_ratio",
+    "plimsoll_level_critical_ratio",
+    "plimsoll_leak_state",
+    "plimsoll_leak_growth_bytes_per_second",
+    "plimsoll_time_to_budget_seconds",
+    "plimsoll_restarts_total",
+    "plimsoll_uptime_seconds",
+];
+
+/// The exposition of `views`, taken at `now_unix_ms`.
+pub(crate) fn render(views: Vec<TargetView>, now_unix_ms: i64) -> Result<String, std::fmt::Error> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let labels = views.iter().map(|v| escape_label(&v.name)).collect();
+    registry.register_collector(Box::new(Scrape {
+        views,
+        labels,
+        now_unix_ms,
+    }));
+    let mut text = String::with_capacity(4096);
+    prometheus_client::encoding::text::encode_registry(&mut text, &registry)?;
+    Ok(text)
+}
+
+/// The level as a number: 0 ok, 1 warn, 2 critical, 3 breach.
+pub(crate) fn level_number(level: Level) -> i64 {
+    match level {
+        Level::Ok => 0,
+        Level::Warn => 1,
+        Level::Critical => 2,
+        Level::Breach => 3,
+    }
+}
+
+/// The leak state as a number: 0 clear, 1 suspected, 2 confirmed.
+pub(crate) fn leak_number(state: LeakState) -> i64 {
+    match state {
+        LeakState::Clear => 0,
+        LeakState::Suspected => 1,
+        LeakState::Confirmed => 2,
+    }
+}
+
+/// One scrape's worth of views.
+#[derive(Debug)]
+struct Scrape {
+    views: Vec<TargetView>,
+    /// The views' names as label values, escaped (the encoder writes them as they are).
+    labels: Vec<String>,
+    now_unix_ms: i64,
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// A byte count as a gauge value (no process has 8 EiB).
+fn gauge_bytes(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+impl Scrape {
+    /// One gauge family: `value` of each view that has one.
+    fn gauge<N: prometheus_client::encoding::EncodeGaugeValue + Copy>(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        unit: Option<&Unit>,
+        value: impl Fn(&TargetView) -> Option<N>,
+    ) -> Result<(), std::fmt::Error> {
+        let mut family =
+            encoder.encode_descriptor(name, help, unit, ConstGauge::new(0i64).metric_type())?;
+        for (view, label) in self.views.iter().zip(&self.labels) {
+            if let Some(value) = value(view) {
+                let labels = [("target", label.as_str())];
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let count = i64::try_from(self.views.len()).unwrap_or(i64::MAX);
+        let targets = encoder.encode_descriptor(
+            "plimsoll_targets",
+            "Targets this plimsoll runs or watches.",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        ConstGauge::new(count).encode(targets)?;
+        let e = &mut encoder;
+        let bytes = Some(&Unit::Bytes);
+        let seconds = Some(&Unit::Seconds);
+        self.gauge(
+            e,
+            "plimsoll_rss",
+            "Resident set size of the target's process tree at the last sample.",
+            bytes,
+            |v| v.rss_bytes.map(gauge_bytes),
+        )?;
+        self.gauge(
+            e,
+            "plimsoll_budget",
+            "The memory budget in force for the target.",
+            bytes,
+            |v| v.budget_bytes.map(gauge_bytes),
+        )?;
+        self.gauge(
+            e,
+            "plimsoll_heap_used",
+            "Runtime heap in use, as the runtime agent last reported.",
+            bytes,
+            |v| v.heap_used_bytes.map(gauge_bytes),
+        )?;
+        self.gauge(
+            e,
+            "plimsoll_heap_used_after_gc",
+            "Runtime heap in use right after the last major GC.",
+            bytes,
+            |v| v.heap_used_after_gc_bytes.map(gauge_bytes),
+        )?;
+        self.gauge(
+            e,
+            "plimsoll_level",
+            "Budget level: 0 ok, 1 warn, 2 critical, 3 breach.",
+            None,
+            |v| Some(level_number(v.level)),
+        )?;
+        self.gauge(
+            e,
+            "plimsoll_level_warn_ratio",
+            "The warn mark, as a share of the budget.",
+            None,
+            |v| Some(v.levels.warn),
+        )?;
+        self.gauge(
+            e,
+            "plimsoll_level_critical_ratio",
+            "The critical mark, as a share of the budget.",
+            None,
+            |v| Some(v.levels.critical),
+        )?;
+        self.gauge(
+            e,
+            "plimsoll_leak_state",
+            "Leak detector state: 0 clear, 1 suspected, 2 confirmed.",
+            None,
+            |v| Some(v.leak.map_or(0, |leak| leak_number(leak.state))),
+        )?;
+        self.gauge(
+            e,
+            "plimsoll_leak_growth_bytes_per_second",
+            "Robust growth rate of the retained memory floor.",
+            None,
+            |v| v.leak.map(|leak| leak.growth_bytes_per_s),
+        )?;
+        self.gauge(
+            e,
+            "plimsoll_time_to_budget",
+            "Projected time until the budget is reached, while a leak is suspected or confirmed.",
+            seconds,
+            |v| v.time_to_budget_s,
+        )?;
+        // A counter under its full name, its value written as is: the classic text format that
+        // Prometheus parses for `text/plain` (OpenMetrics would name the family without
+        // `_total` and append it to the sample, which the classic parser takes for another
+        // family).
+        let mut restarts = encoder.encode_descriptor(
+            "plimsoll_restarts_total",
+            "Restarts of the target (memory, crash or admin) since plimsoll started.",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (view, label) in self.views.iter().zip(&self.labels) {
+            let labels = [("target", label.as_str())];
+            ConstGauge::new(u64::from(view.restarts)).encode(restarts.encode_family(&labels)?)?;
+        }
+        self.gauge(
+            &mut encoder,
+            "plimsoll_uptime",
+            "Time since the target's current run started (or watching began).",
+            seconds,
+            |v| {
+                v.started_unix_ms
+                    .map(|start| (self.now_unix_ms - start).max(0) as f64 / 1000.0)
+            },
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plimsoll_analysis::LevelConfig;
+
+    fn view(name: &str) -> TargetView {
+        let mut view = TargetView::new(name, LevelConfig::recommended(), true);
+        view.rss_bytes = Some(1 << 20);
+        view.budget_bytes = Some(1 << 30);
+        view.restarts = 2;
+        view.started_unix_ms = Some(1_000);
+        view.level = Level::Critical;
+        view
+    }
+
+    #[test]
+    fn one_series_per_target_with_the_documented_names() {
+        let text = render(vec![view("api"), view("worker")], 11_000).expect("render");
+        assert!(
+            text.contains("plimsoll_rss_bytes{target=\"api\"} 1048576\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("plimsoll_restarts_total{target=\"worker\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("plimsoll_level{target=\"api\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("plimsoll_uptime_seconds{target=\"api\"} 10.0\n"),
+            "{text}"
+        );
+        assert!(text.contains("plimsoll_targets 2\n"), "{text}");
+        assert!(
+            !text.contains("plimsoll_heap_used_bytes{"),
+            "unknown heap: no series"
+        );
+        let rss_lines = text
+            .lines()
+            .filter(|l| l.starts_with("plimsoll_rss_bytes{"))
+            .count();
+        assert_eq!(rss_lines, 2);
+    }
+
+    #[test]
+    fn every_family_of_the_list_is_exposed() {
+        let text = render(vec![view("api")], 0).expect("render");
+        for family in FAMILIES {
+            assert!(
+                text.contains(&format!("# TYPE {family}"))
+                    || text.contains(&format!("# TYPE {}", family.trim_end_matches("_total"))),
+                "{family}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = render(vec![view("a\"b\\c")], 0).expect("render");
+        assert!(text.contains(r#"target="a\"b\\c""#), "{text}");
+    }
+}

@@ -1,0 +1,218 @@
+//! The HTTP server of `run`, `up` and `watch` (DESIGN.md, "HTTP"): `/health`, `/metrics`, the
+//! JSON API over the registry and the store, the token-guarded admin actions, and the
+//! dashboard. `router(state)` is the whole server without a socket, so tests call it with
+//! `oneshot`; `bind` takes the port before any target starts, so a taken port fails fast.
+//!
+//! Files: `routes.rs` the handlers, `metrics.rs` the Prometheus text, `auth.rs` the admin guard,
+//! `error.rs` the one error type, `dashboard.rs` the page and its embedded assets.
+
+mod auth;
+mod dashboard;
+mod error;
+mod metrics;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use tokio::sync::oneshot;
+
+use crate::common::HttpSettings;
+use crate::registry::{AdminAction, Registry};
+
+/// The name of the file in the run dir that holds the bound address (`127.0.0.1:9464`), for
+/// scripts and tests that listen on port 0.
+pub(crate) const ADDR_FILE: &str = "http.addr";
+
+/// How long a graceful stop of the server may take before open connections are dropped.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpState {
+    /// The views of the targets, and their admin channels.
+    pub(crate) registry: Arc<Registry>,
+    /// Where the store lives: the API opens a reader there per request.
+    pub(crate) data_dir: PathBuf,
+    /// The bearer token of the admin routes; `None` turns them off.
+    pub(crate) admin_token: Option<String>,
+}
+
+/// The whole server, without a socket.
+pub(crate) fn router(state: HttpState) -> Router {
+    let guard = || middleware::from_fn_with_state(state.clone(), auth::require_admin);
+    let action = |action: AdminAction| {
+        post(move |state, name| routes::admin_action(state, name, action.clone()))
+            .route_layer(guard())
+    };
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/assets/{file}", get(dashboard::asset))
+        .route("/health", get(routes::health))
+        .route("/metrics", get(routes::metrics))
+        .route("/api/v1/targets", get(routes::targets))
+        .route("/api/v1/targets/{name}/samples", get(routes::samples))
+        .route("/api/v1/events", get(routes::events))
+        .route(
+            "/api/v1/leaks",
+            get(routes::leaks).merge(delete(routes::clear_leaks).route_layer(guard())),
+        )
+        .route(
+            "/api/v1/targets/{name}/restart",
+            action(AdminAction::Restart),
+        )
+        .route(
+            "/api/v1/targets/{name}/snapshot",
+            action(AdminAction::Snapshot),
+        )
+        .route("/api/v1/targets/{name}/gc", action(AdminAction::Gc))
+        .route(
+            "/api/v1/targets/{name}/clear-cache",
+            action(AdminAction::ClearCache),
+        )
+        .route(
+            "/api/v1/targets/{name}/leak-check",
+            action(AdminAction::LeakCheck),
+        )
+        .route(
+            "/api/v1/targets/{name}/thresholds",
+            put(routes::thresholds).route_layer(guard()),
+        )
+        .fallback(routes::not_found)
+        .layer(middleware::from_fn(log_server_errors))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    if let Err(error) = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::warn!(%error, "the HTTP server stopped");
+    }
+}
+
+/// Logs the responses that are our fault (5xx), with the detail the client did not get.
+async fn log_server_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if response.status().is_server_error() {
+        let detail = response
+            .extensions()
+            .get::<error::ErrorDetail>()
+            .map_or("", |d| d.0.as_str());
+        tracing::warn!(%method, %path, status = response.status().as_u16(), error = %detail, "HTTP request failed");
+    }
+    response
+}
+
+/// A port taken before any target starts; the server itself starts inside the runtime.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+}
+
+/// Takes `addr` (port 0: any free port); a clear error naming the address when it is taken.
+pub(crate) fn bind(addr: SocketAddr) -> Result<Bound> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| {
+        format!("cannot listen on {addr} (give another --listen ADDR, or --listen off)")
+    })?;
+    listener
+        .set_nonblocking(true)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    Ok(Bound { listener, addr })
+}
+
+/// Binds what `settings` asks for: `None` when HTTP is off.
+pub(crate) fn bind_configured(settings: &HttpSettings) -> Result<Option<Bound>> {
+    settings.listen.map(bind).transpose()
+}
+
+/// Starts the server of `bound`, if any, with the registry and the store of `data_dir`.
+pub(crate) fn start(
+    bound: Option<Bound>,
+    settings: &HttpSettings,
+    registry: &Arc<Registry>,
+    data_dir: &Path,
+) -> Result<Option<Server>> {
+    let Some(bound) = bound else {
+        return Ok(None);
+    };
+    let state = HttpState {
+        registry: registry.clone(),
+        data_dir: data_dir.to_path_buf(),
+        admin_token: settings.admin_token.clone(),
+    };
+    let run_dir = data_dir.join("run");
+    crate::common::create_private_dir(&run_dir)?;
+    bound.start(state, &run_dir).map(Some)
+}
+
+/// Stops the server, if any.
+pub(crate) async fn stop(server: Option<Server>) {
+    if let Some(server) = server {
+        server.stop().await;
+    }
+}
+
+/// The running server: stop it with [`Server::stop`].
+#[derive(Debug)]
+pub(crate) struct Server {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    addr_file: PathBuf,
+}
+
+impl Bound {
+    /// Starts serving on the current runtime; writes the address to `run_dir/http.addr` and
+    /// logs it.
+    pub(crate) fn start(self, state: HttpState, run_dir: &Path) -> Result<Server> {
+        let listener = tokio::net::TcpListener::from_std(self.listener)
+            .with_context(|| format!("cannot listen on {}", self.addr))?;
+        let addr_file = run_dir.join(ADDR_FILE);
+        std::fs::write(&addr_file, format!("{}\n", self.addr))
+            .with_context(|| format!("cannot write '{}'", addr_file.display()))?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        tracing::info!(addr = %self.addr, "listening on http://{}", self.addr);
+        Ok(Server {
+            stop,
+            task,
+            addr_file,
+        })
+    }
+}
+
+impl Server {
+    /// Stops accepting, lets open requests finish for a moment, then drops what is left.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+            task.abort();
+        }
+        let _ = std::fs::remove_file(&self.addr_file);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,412 @@
+//! The handlers: `/health` and `/metrics` from the registry, the JSON API from the store (read
+//! on the blocking pool), and the admin actions, which go to the target's own loop and wait for
+//! its answer.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use plimsoll_analysis::{LeakState, Level, LevelConfig};
+use plimsoll_store::{EventRow, Resolution, SampleRow, StoreReader};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::error::ApiError;
+use super::{metrics, HttpState};
+use crate::analyze::{signal_name, verdict_name};
+use crate::registry::{AdminAction, AdminReply, AdminRequest, TargetView};
+use crate::supervise::now_unix_ms;
+
+/// How long an admin action may take in the target's loop (a restart waits for the grace).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Points or events per answer unless `limit` says otherwise, and the most it may say.
+const DEFAULT_LIMIT: usize = 1000;
+const MAX_LIMIT: usize = 10_000;
+/// The leak events.
+const LEAK_EVENTS: [&str; 3] = ["leak-suspected", "leak-confirmed", "leak-cleared"];
+
+/// `GET /health`: 200 while no target is critical, else 503.
+pub(crate) async fn health(State(state): State<HttpState>) -> Response {
+    let views = state.registry.all();
+    let now = now_unix_ms();
+    let worst = views.iter().map(|v| v.level).max().unwrap_or(Level::Ok);
+    let status = match worst {
+        Level::Ok => "ok",
+        Level::Warn => "warn",
+        Level::Critical | Level::Breach => "critical",
+    };
+    let code = if worst >= Level::Critical {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let targets: Vec<Value> = views.iter().map(|v| target_json(v, now)).collect();
+    (code, Json(json!({ "status": status, "targets": targets }))).into_response()
+}
+
+/// One target as `/health` and `/api/v1/targets` show it.
+pub(crate) fn target_json(view: &TargetView, now_unix_ms: i64) -> Value {
+    let leak = view.leak.map(|leak| {
+        json!({
+            "state": leak_state_name(leak.state),
+            "verdict": verdict_name(leak.verdict),
+            "growth_bytes_per_s": round2(leak.growth_bytes_per_s),
+            "time_to_budget_s": view.time_to_budget_s.map(round2),
+            "confidence": round2(leak.confidence),
+            "signal": signal_name(leak.signal),
+        })
+    });
+    json!({
+        "name": view.name,
+        "owned": view.owned,
+        "pid": view.pid,
+        "rss_bytes": view.rss_bytes,
+        "heap_used_bytes": view.heap_used_bytes,
+        "heap_used_after_gc_bytes": view.heap_used_after_gc_bytes,
+        "budget_bytes": view.budget_bytes,
+        "level": view.level.as_str(),
+        "warn_percent": round2(view.levels.warn * 100.0),
+        "critical_percent": round2(view.levels.critical * 100.0),
+        "leak": leak,
+        "restarts": view.restarts,
+        "uptime_s": view.started_unix_ms.map(|start| round2((now_unix_ms - start).max(0) as f64 / 1000.0)),
+    })
+}
+
+fn leak_state_name(state: LeakState) -> &'static str {
+    match state {
+        LeakState::Clear => "clear",
+        LeakState::Suspected => "suspected",
+        LeakState::Confirmed => "confirmed",
+    }
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// `GET /metrics`: Prometheus text, built from the registry now.
+pub(crate) async fn metrics(State(state): State<HttpState>) -> Result<Response, ApiError> {
+    let text = metrics::render(state.registry.all(), now_unix_ms())
+        .map_err(|_| ApiError::Internal("cannot encode the metrics".to_owned()))?;
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// Runs `read` on a fresh store reader on the blocking pool.
+async fn read_store<T: Send + 'static>(
+    state: &HttpState,
+    read: impl FnOnce(&StoreReader) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let dir = state.data_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = StoreReader::open(&dir)
+            .with_context(|| format!("cannot open the store in '{}'", dir.display()))?;
+        read(&reader)
+    })
+    .await
+    .map_err(|error| ApiError::Internal(format!("the store reader failed: {error}")))?
+    .map_err(ApiError::from)
+}
+
+/// `GET /api/v1/targets`: the live targets, then the ones only the store remembers.
+pub(crate) async fn targets(State(state): State<HttpState>) -> Result<Json<Value>, ApiError> {
+    let views = state.registry.all();
+    let stored = read_store(&state, |reader| Ok(reader.targets()?)).await?;
+    let now = now_unix_ms();
+    let mut targets: Vec<Value> = views
+        .iter()
+        .map(|view| {
+            let mut entry = target_json(view, now);
+            entry["live"] = Value::Bool(true);
+            entry
+        })
+        .collect();
+    for name in stored {
+        if !views.iter().any(|v| v.name == name) {
+            targets.push(json!({ "name": name, "live": false }));
+        }
+    }
+    Ok(Json(json!({ "targets": targets })))
+}
+
+/// The query of the list routes; values stay text so a bad one can be named.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    since: Option<String>,
+    limit: Option<String>,
+    target: Option<String>,
+}
+
+impl ListQuery {
+    fn since(&self) -> Result<i64, ApiError> {
+        match self.since.as_deref() {
+            None => Ok(0),
+            Some(text) => text.trim().parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "invalid since '{text}' (expected milliseconds since the Unix epoch, e.g. 1700000000000)"
+                ))
+            }),
+        }
+    }
+
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit.as_deref() {
+            None => Ok(DEFAULT_LIMIT),
+            Some(text) => match text.trim().parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+                _ => Err(ApiError::BadRequest(format!(
+                    "invalid limit '{text}' (expected 1 to {MAX_LIMIT})"
+                ))),
+            },
+        }
+    }
+}
+
+fn query(query: Result<Query<ListQuery>, QueryRejection>) -> Result<ListQuery, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}
+
+/// `GET /api/v1/targets/{name}/samples?since=MS&limit=N`: points oldest first (per-minute
+/// roll-ups for the time before the oldest raw sample still kept).
+pub(crate) async fn samples(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    let (since, limit) = (q.since()?, q.limit()?);
+    let live = state.registry.get(&name).is_some();
+    let target = name.clone();
+    let points = read_store(&state, move |reader| {
+        if !live && !reader.targets()?.contains(&target) {
+            return Ok(None);
+        }
+        Ok(Some(reader.series(&target, since, limit)?))
+    })
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no target '{name}'")))?;
+    let next_since = points.last().map(|p| p.sample.t_unix_ms + 1);
+    let samples: Vec<Value> = points
+        .iter()
+        .map(|p| sample_json(&p.sample, p.resolution))
+        .collect();
+    Ok(Json(
+        json!({ "target": name, "samples": samples, "next_since": next_since }),
+    ))
+}
+
+fn sample_json(s: &SampleRow, resolution: Resolution) -> Value {
+    json!({
+        "t_unix_ms": s.t_unix_ms,
+        "rss_bytes": s.rss_bytes,
+        "pss_bytes": s.pss_bytes,
+        "uss_bytes": s.uss_bytes,
+        "swap_bytes": s.swap_bytes,
+        "heap_used_bytes": s.heap_used_bytes,
+        "heap_total_bytes": s.heap_total_bytes,
+        "heap_used_after_gc_bytes": s.heap_used_after_gc_bytes,
+        "external_bytes": s.external_bytes,
+        "cgroup_usage_bytes": s.cgroup_usage_bytes,
+        "cgroup_limit_bytes": s.cgroup_limit_bytes,
+        "budget_bytes": s.budget_bytes,
+        "level": s.level,
+        "resolution": match resolution {
+            Resolution::Raw => "raw",
+            Resolution::Minute { .. } => "minute",
+        },
+    })
+}
+
+/// The event as it was emitted, with the store's id.
+fn event_json(row: &EventRow) -> Value {
+    let mut event = serde_json::from_str::<Value>(&row.payload_json).unwrap_or_else(
+        |_| json!({ "t_unix_ms": row.t_unix_ms, "target": row.target, "event": row.kind }),
+    );
+    if let Some(object) = event.as_object_mut() {
+        object.insert("id".to_owned(), json!(row.id));
+    }
+    event
+}
+
+/// `GET /api/v1/events?since=MS&limit=N&target=NAME`: events oldest first.
+pub(crate) async fn events(
+    State(state): State<HttpState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    let (since, limit) = (q.since()?, q.limit()?);
+    let target = q.target.clone();
+    let rows = read_store(&state, move |reader| {
+        Ok(reader.events(target.as_deref(), since, limit)?)
+    })
+    .await?;
+    let next_since = rows.last().map(|r| r.t_unix_ms + 1);
+    let events: Vec<Value> = rows.iter().map(event_json).collect();
+    Ok(Json(json!({ "events": events, "next_since": next_since })))
+}
+
+/// `GET /api/v1/leaks?since=MS&limit=N&target=NAME`: the leak events, and each live target's
+/// current leak state.
+pub(crate) async fn leaks(
+    State(state): State<HttpState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = query(q)?;
+    let (since, limit) = (q.since()?, q.limit()?);
+    let target = q.target.clone();
+    let rows = read_store(&state, move |reader| {
+        // The store does not index by kind: scan a bounded window and keep the leak events.
+        let rows = reader.events(target.as_deref(), since, MAX_LIMIT)?;
+        Ok(rows
+            .into_iter()
+            .filter(|row| LEAK_EVENTS.contains(&row.kind.as_str()))
+            .take(limit)
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let now = now_unix_ms();
+    let current: Vec<Value> = state
+        .registry
+        .all()
+        .iter()
+        .map(|view| json!({ "name": view.name, "leak": target_json(view, now)["leak"] }))
+        .collect();
+    let leaks: Vec<Value> = rows.iter().map(event_json).collect();
+    Ok(Json(json!({ "leaks": leaks, "current": current })))
+}
+
+/// `DELETE /api/v1/leaks`: the store keeps events until retention removes them, and a reader
+/// cannot delete; the live detectors are not reset behind the supervisors' backs.
+pub(crate) async fn clear_leaks() -> ApiError {
+    ApiError::NotImplemented(
+        "clearing the leak history is not supported: leak events stay in the store until its \
+         retention removes them (30 days); restart a target to reset its leak detector"
+            .to_owned(),
+    )
+}
+
+/// An admin action: handed to the target's loop, answered by it.
+pub(crate) async fn admin_action(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    action: AdminAction,
+) -> Result<Json<Value>, ApiError> {
+    let view = state
+        .registry
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("no target '{name}'")))?;
+    ask(&view, action).await
+}
+
+/// Sends `action` to the loop of `view` and turns its reply into a response.
+async fn ask(view: &TargetView, action: AdminAction) -> Result<Json<Value>, ApiError> {
+    let name = &view.name;
+    let Some(admin) = view.admin.clone() else {
+        return Err(if view.owned {
+            ApiError::Conflict(format!("target '{name}' takes no admin actions"))
+        } else {
+            ApiError::Conflict(format!("target '{name}' is watched, not owned"))
+        });
+    };
+    let action_name = action_name(&action);
+    let (reply, answer) = oneshot::channel();
+    let exchange = async {
+        admin.send(AdminRequest { action, reply }).await.ok()?;
+        answer.await.ok()
+    };
+    let reply = match tokio::time::timeout(ADMIN_TIMEOUT, exchange).await {
+        Err(_) => {
+            return Err(ApiError::Timeout(format!(
+                "target '{name}' did not answer '{action_name}' within {} s",
+                ADMIN_TIMEOUT.as_secs()
+            )))
+        }
+        Ok(None) => {
+            return Err(ApiError::Conflict(format!(
+                "target '{name}' is no longer supervised"
+            )))
+        }
+        Ok(Some(reply)) => reply,
+    };
+    match reply {
+        AdminReply::Done(result) => Ok(Json(
+            json!({ "target": name, "action": action_name, "result": result }),
+        )),
+        AdminReply::Unsupported(why) => Err(ApiError::NotImplemented(why)),
+        AdminReply::Failed(why) => Err(ApiError::Conflict(why)),
+    }
+}
+
+fn action_name(action: &AdminAction) -> &'static str {
+    match action {
+        AdminAction::Restart => "restart",
+        AdminAction::Snapshot => "snapshot",
+        AdminAction::Gc => "gc",
+        AdminAction::ClearCache => "clear-cache",
+        AdminAction::LeakCheck => "leak-check",
+        AdminAction::Thresholds(_) => "thresholds",
+    }
+}
+
+/// The body of `PUT …/thresholds`: percentages of the budget; a missing one keeps its value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Thresholds {
+    warn: Option<f64>,
+    critical: Option<f64>,
+}
+
+/// `PUT /api/v1/targets/{name}/thresholds` with `{"warn": 70, "critical": 90}`.
+pub(crate) async fn thresholds(
+    State(state): State<HttpState>,
+    Path(name): Path<String>,
+    body: Result<Json<Thresholds>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::BadRequest(format!(
+            "{} (expected e.g. {{\"warn\": 70, \"critical\": 90}})",
+            rejection.body_text()
+        ))
+    })?;
+    let view = state
+        .registry
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("no target '{name}'")))?;
+    let levels = new_levels(view.levels, &body)?;
+    ask(&view, AdminAction::Thresholds(levels)).await
+}
+
+/// The marks of `body` over `current`, checked: 0 < warn < critical ≤ 100.
+fn new_levels(current: LevelConfig, body: &Thresholds) -> Result<LevelConfig, ApiError> {
+    let warn = body.warn.map_or(current.warn * 100.0, |w| w);
+    let critical = body.critical.map_or(current.critical * 100.0, |c| c);
+    for (what, value) in [("warn", warn), ("critical", critical)] {
+        if !(value > 0.0 && value <= 100.0) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid {what} '{value}' (expected a percentage above 0 and at most 100)"
+            )));
+        }
+    }
+    if warn >= critical {
+        return Err(ApiError::BadRequest(format!(
+            "warn {warn} must be below critical {critical}"
+        )));
+    }
+    Ok(LevelConfig {
+        warn: warn / 100.0,
+        critical: critical / 100.0,
+        ..current
+    })
+}
+
+/// No route: a 404 that names the path.
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route '{}'", uri.path()))
+}

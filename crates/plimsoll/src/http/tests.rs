@@ -1,0 +1,580 @@
+//! `router(state)` without a socket: every route, every admin auth case, and the shipped
+//! Grafana dashboard against the metric names.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use plimsoll_analysis::{Level, LevelConfig};
+use plimsoll_store::{SampleRow, Store};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+use super::{metrics, router, HttpState};
+use crate::registry::{AdminAction, AdminReply, AdminRequest, Registry, TargetView};
+
+const TOKEN: &str = "s3cret-token";
+
+/// A store with two samples and three events of `api`, and one sample of `gone`.
+fn store(dir: &std::path::Path) {
+    let mut store = Store::open(dir).expect("store");
+    let mut a = SampleRow::new("api", 1_000, 100 << 20);
+    a.budget_bytes = Some(512 << 20);
+    let b = SampleRow::new("api", 2_000, 110 << 20);
+    store
+        .insert_samples(&[a, b, SampleRow::new("gone", 1_500, 1)])
+        .expect("samples");
+    for (t, kind) in [
+        (1_000, "started"),
+        (1_500, "leak-suspected"),
+        (1_800, "level-changed"),
+    ] {
+        let payload = json!({"t_unix_ms": t, "target": "api", "event": kind}).to_string();
+        store.insert_event("api", t, kind, &payload).expect("event");
+    }
+}
+
+/// Answers admin requests the way a supervisor loop would.
+fn fake_loop() -> mpsc::Sender<AdminRequest> {
+    let (sender, mut receiver) = mpsc::channel::<AdminRequest>(8);
+    tokio::spawn(async move {
+        while let Some(request) = receiver.recv().await {
+            let reply = match request.action {
+                AdminAction::Restart => AdminReply::Done(json!({"restarting_in_ms": 100})),
+                AdminAction::LeakCheck => AdminReply::Done(json!({"verdict": "no-leak"})),
+                AdminAction::Thresholds(levels) => {
+                    AdminReply::Done(json!({"warn": levels.warn, "critical": levels.critical}))
+                }
+                AdminAction::Gc | AdminAction::ClearCache => {
+                    AdminReply::Unsupported("target 'api' has no runtime agent".to_owned())
+                }
+                AdminAction::Snapshot => {
+                    AdminReply::Failed("the agent is not connected".to_owned())
+                }
+            };
+            let _ = request.reply.send(reply);
+        }
+    });
+    sender
+}
+
+struct Fixture {
+    state: HttpState,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(admin_token: Option<&str>, api_level: Level) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    store(dir.path());
+    let registry = Registry::new();
+    let mut api = TargetView::new("api", LevelConfig::recommended(), true);
+    api.pid = Some(4242);
+    api.rss_bytes = Some(110 << 20);
+    api.budget_bytes = Some(512 << 20);
+    api.level = api_level;
+    api.restarts = 1;
+    api.started_unix_ms = Some(1_000);
+    api.admin = Some(fake_loop());
+    registry.insert(api);
+    let mut watched = TargetView::new("watched", LevelConfig::recommended(), false);
+    watched.pid = Some(77);
+    registry.insert(watched);
+    Fixture {
+        state: HttpState {
+            registry: Arc::clone(&registry),
+            data_dir: dir.path().to_path_buf(),
+            admin_token: admin_token.map(str::to_owned),
+        },
+        _dir: dir,
+    }
+}
+
+/// Status, content type and body (JSON when it parses, else a string).
+async fn call(
+    state: &HttpState,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, String, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned())),
+        None => request.body(Body::empty()),
+    }
+    .expect("request");
+    let response = router(state.clone())
+        .oneshot(request)
+        .await
+        .expect("response");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .expect("body");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, content_type, value)
+}
+
+async fn get(state: &HttpState, uri: &str) -> (StatusCode, String, Value) {
+    call(state, Method::GET, uri, None, None).await
+}
+
+#[tokio::test]
+async fn health_lists_every_target_and_is_200_while_none_is_critical() {
+    let f = fixture(None, Level::Warn);
+    let (status, _, body) = get(&f.state, "/health").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "warn");
+    let targets = body["targets"].as_array().expect("targets");
+    assert_eq!(targets.len(), 2);
+    let api = &targets[0];
+    assert_eq!(api["name"], "api");
+    assert_eq!(api["pid"], 4242);
+    assert_eq!(api["rss_bytes"], 110 << 20);
+    assert_eq!(api["budget_bytes"], 512 << 20);
+    assert_eq!(api["heap_used_bytes"], Value::Null);
+    assert_eq!(api["level"], "warn");
+    assert_eq!(api["restarts"], 1);
+    assert!(api["uptime_s"].as_f64().expect("uptime") > 0.0);
+    assert_eq!(targets[1]["owned"], false);
+}
+
+#[tokio::test]
+async fn health_is_503_while_a_target_is_critical_or_in_breach() {
+    for level in [Level::Critical, Level::Breach] {
+        let f = fixture(None, level);
+        let (status, _, body) = get(&f.state, "/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["status"], "critical");
+    }
+    let f = fixture(None, Level::Ok);
+    let (status, _, body) = get(&f.state, "/health").await;
+    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("ok")));
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_one_series_per_target() {
+    let f = fixture(None, Level::Critical);
+    let (status, content_type, body) = get(&f.state, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = body.as_str().expect("text");
+    assert!(
+        text.contains("plimsoll_rss_bytes{target=\"api\"} 115343360"),
+        "{text}"
+    );
+    assert!(text.contains("plimsoll_level{target=\"api\"} 2"), "{text}");
+    assert!(
+        text.contains("plimsoll_restarts_total{target=\"api\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("plimsoll_leak_state{target=\"watched\"} 0"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn targets_lists_live_targets_then_stored_ones() {
+    let f = fixture(None, Level::Ok);
+    let (status, _, body) = get(&f.state, "/api/v1/targets").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<(&str, bool)> = body["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap_or(""), t["live"] == true))
+        .collect();
+    assert_eq!(names, [("api", true), ("watched", true), ("gone", false)]);
+}
+
+#[tokio::test]
+async fn samples_since_a_time_and_a_clear_400_or_404() {
+    let f = fixture(None, Level::Ok);
+    let (status, _, body) = get(&f.state, "/api/v1/targets/api/samples?since=1500").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let samples = body["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0]["t_unix_ms"], 2_000);
+    assert_eq!(samples[0]["rss_bytes"], 110 << 20);
+    assert_eq!(body["next_since"], 2_001);
+    let (_, _, body) = get(&f.state, "/api/v1/targets/api/samples").await;
+    assert_eq!(body["samples"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["samples"][0]["budget_bytes"], 512 << 20);
+    // Stored only: still answered.
+    let (status, _, _) = get(&f.state, "/api/v1/targets/gone/samples").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _, body) = get(&f.state, "/api/v1/targets/api/samples?since=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("'yesterday'"),
+        "{body}"
+    );
+    let (status, _, body) = get(&f.state, "/api/v1/targets/api/samples?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("'0'"),
+        "{body}"
+    );
+    let (status, _, body) = get(&f.state, "/api/v1/targets/nope/samples").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("'nope'"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn events_and_leaks_come_from_the_store() {
+    let f = fixture(None, Level::Ok);
+    let (status, _, body) = get(&f.state, "/api/v1/events").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let kinds: Vec<&str> = body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["started", "leak-suspected", "level-changed"]);
+    assert!(body["events"][0]["id"].is_i64());
+    let (_, _, body) = get(&f.state, "/api/v1/events?since=1600").await;
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(1));
+    let (status, _, body) = get(&f.state, "/api/v1/events?since=-x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (status, _, body) = get(&f.state, "/api/v1/leaks").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let leaks = body["leaks"].as_array().expect("leaks");
+    assert_eq!(leaks.len(), 1);
+    assert_eq!(leaks[0]["event"], "leak-suspected");
+    assert_eq!(body["current"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn dashboard_page_and_its_embedded_assets() {
+    let f = fixture(None, Level::Ok);
+    let (status, content_type, body) = get(&f.state, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = body.as_str().expect("html");
+    assert!(page.contains("/assets/uPlot.iife.min.js") && page.contains("/assets/dashboard.js"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no CDN"
+    );
+    for (asset, kind) in [
+        ("uPlot.iife.min.js", "text/javascript"),
+        ("uPlot.min.css", "text/css"),
+        ("dashboard.js", "text/javascript"),
+        ("dashboard.css", "text/css"),
+    ] {
+        let (status, content_type, _) = get(&f.state, &format!("/assets/{asset}")).await;
+        assert_eq!(status, StatusCode::OK, "{asset}");
+        assert!(content_type.starts_with(kind), "{asset}: {content_type}");
+    }
+    let (status, _, body) = get(&f.state, "/assets/secret.txt").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("'secret.txt'"));
+    let (status, _, body) = get(&f.state, "/nowhere").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap_or("").contains("'/nowhere'"));
+}
+
+/// Every admin route with the method and body that make a valid request.
+const ADMIN_ROUTES: [(&str, &str, Option<&str>); 7] = [
+    ("POST", "/api/v1/targets/api/restart", None),
+    ("POST", "/api/v1/targets/api/snapshot", None),
+    ("POST", "/api/v1/targets/api/gc", None),
+    ("POST", "/api/v1/targets/api/clear-cache", None),
+    ("POST", "/api/v1/targets/api/leak-check", None),
+    (
+        "PUT",
+        "/api/v1/targets/api/thresholds",
+        Some(r#"{"warn": 70, "critical": 90}"#),
+    ),
+    ("DELETE", "/api/v1/leaks", None),
+];
+
+fn method(name: &str) -> Method {
+    Method::from_bytes(name.as_bytes()).expect("method")
+}
+
+#[tokio::test]
+async fn admin_routes_are_off_without_a_configured_token() {
+    let f = fixture(None, Level::Ok);
+    for (m, uri, body) in ADMIN_ROUTES {
+        for token in [None, Some(TOKEN), Some("")] {
+            let (status, _, answer) = call(&f.state, method(m), uri, token, body).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{m} {uri} {token:?}: {answer}"
+            );
+            assert!(answer["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("PLIMSOLL_ADMIN_TOKEN"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn admin_routes_refuse_a_missing_or_wrong_token() {
+    let f = fixture(Some(TOKEN), Level::Ok);
+    for (m, uri, body) in ADMIN_ROUTES {
+        for token in [
+            None,
+            Some("wrong"),
+            Some("s3cret-token2"),
+            Some("s3cret-toke"),
+        ] {
+            let (status, _, answer) = call(&f.state, method(m), uri, token, body).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{m} {uri} {token:?}: {answer}"
+            );
+        }
+        // Another scheme with the right token is no bearer token.
+        let request = Request::builder()
+            .method(method(m))
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Basic {TOKEN}"))
+            .body(Body::empty())
+            .expect("request");
+        let response = router(f.state.clone())
+            .oneshot(request)
+            .await
+            .expect("response");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{m} {uri} Basic"
+        );
+    }
+}
+
+#[tokio::test]
+async fn admin_routes_with_the_right_token_reach_the_targets_loop() {
+    let f = fixture(Some(TOKEN), Level::Ok);
+    let expected = [
+        StatusCode::OK,              // restart: done
+        StatusCode::CONFLICT,        // snapshot: failed
+        StatusCode::NOT_IMPLEMENTED, // gc: unsupported (no agent)
+        StatusCode::NOT_IMPLEMENTED, // clear-cache: unsupported
+        StatusCode::OK,              // leak-check: done
+        StatusCode::OK,              // thresholds: done
+        StatusCode::NOT_IMPLEMENTED, // clearing the leak history
+    ];
+    for ((m, uri, body), expected) in ADMIN_ROUTES.into_iter().zip(expected) {
+        let (status, _, answer) = call(&f.state, method(m), uri, Some(TOKEN), body).await;
+        assert_eq!(status, expected, "{m} {uri}: {answer}");
+        if status != StatusCode::OK {
+            assert!(
+                !answer["error"].as_str().unwrap_or("").is_empty(),
+                "{m} {uri}: a reason"
+            );
+        }
+    }
+    let (_, _, answer) = call(
+        &f.state,
+        Method::POST,
+        "/api/v1/targets/api/restart",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        answer,
+        json!({"target": "api", "action": "restart", "result": {"restarting_in_ms": 100}})
+    );
+    let (_, _, answer) = call(
+        &f.state,
+        Method::POST,
+        "/api/v1/targets/api/gc",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no runtime agent"),
+        "{answer}"
+    );
+    let (_, _, answer) = call(
+        &f.state,
+        Method::PUT,
+        "/api/v1/targets/api/thresholds",
+        Some(TOKEN),
+        Some(r#"{"warn": 70, "critical": 90}"#),
+    )
+    .await;
+    assert_eq!(answer["result"], json!({"warn": 0.7, "critical": 0.9}));
+}
+
+#[tokio::test]
+async fn admin_mistakes_are_named() {
+    let f = fixture(Some(TOKEN), Level::Ok);
+    let cases = [
+        (
+            "POST",
+            "/api/v1/targets/nope/restart",
+            None,
+            StatusCode::NOT_FOUND,
+            "'nope'",
+        ),
+        (
+            "POST",
+            "/api/v1/targets/watched/gc",
+            None,
+            StatusCode::CONFLICT,
+            "target 'watched' is watched, not owned",
+        ),
+        (
+            "PUT",
+            "/api/v1/targets/api/thresholds",
+            Some(r#"{"warn": 95, "critical": 90}"#),
+            StatusCode::BAD_REQUEST,
+            "warn 95 must be below critical 90",
+        ),
+        (
+            "PUT",
+            "/api/v1/targets/api/thresholds",
+            Some(r#"{"warn": 0}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid warn '0'",
+        ),
+        (
+            "PUT",
+            "/api/v1/targets/api/thresholds",
+            Some(r#"{"warn": "high"}"#),
+            StatusCode::BAD_REQUEST,
+            "expected e.g.",
+        ),
+        (
+            "PUT",
+            "/api/v1/targets/api/thresholds",
+            Some("not json"),
+            StatusCode::BAD_REQUEST,
+            "expected e.g.",
+        ),
+        (
+            "PUT",
+            "/api/v1/targets/nope/thresholds",
+            Some(r#"{"warn": 70}"#),
+            StatusCode::NOT_FOUND,
+            "'nope'",
+        ),
+    ];
+    for (m, uri, body, expected, message) in cases {
+        let (status, _, answer) = call(&f.state, method(m), uri, Some(TOKEN), body).await;
+        assert_eq!(status, expected, "{m} {uri} {body:?}: {answer}");
+        let error = answer["error"].as_str().unwrap_or("");
+        assert!(error.contains(message), "{m} {uri} {body:?}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn a_loop_that_is_gone_is_a_conflict_not_a_hang() {
+    let f = fixture(Some(TOKEN), Level::Ok);
+    let (sender, receiver) = mpsc::channel::<AdminRequest>(1);
+    drop(receiver);
+    f.state
+        .registry
+        .update("api", |view| view.admin = Some(sender));
+    let (status, _, answer) = call(
+        &f.state,
+        Method::POST,
+        "/api/v1/targets/api/restart",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(answer["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no longer supervised"));
+}
+
+#[test]
+fn the_grafana_dashboard_is_json_and_queries_only_exposed_metrics() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/plimsoll.json");
+    let text = std::fs::read_to_string(&path).expect("read the Grafana dashboard");
+    let dashboard: Value = serde_json::from_str(&text).expect("the Grafana dashboard is JSON");
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 5, "too few queries: {exprs:?}");
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(
+            !names.is_empty(),
+            "a query without a plimsoll metric: {expr}"
+        );
+        for name in names {
+            assert!(
+                metrics::FAMILIES.contains(&name.as_str()),
+                "'{name}' in '{expr}' is not exposed by /metrics"
+            );
+        }
+    }
+}
+
+fn collect_exprs(value: &Value, exprs: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("expr" | "definition", Value::String(expr)) => exprs.push(expr.clone()),
+                    _ => collect_exprs(value, exprs),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_exprs(item, exprs)),
+        _ => {}
+    }
+}
+
+/// The `plimsoll_…` identifiers of a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(found) = expr[i..].find("plimsoll_") {
+        let start = i + found;
+        let boundary =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        if boundary {
+            names.push(expr[start..end].to_owned());
+        }
+        i = end;
+    }
+    names
+}

@@ -1,0 +1,132 @@
+//! Node.js targets under `plimsoll run`: the agent preloaded through NODE_OPTIONS, the heap cap
+//! from the budget, heap figures in the store, and `plimsoll snapshot`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{eventually, read_events, Cmd};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// `plimsoll run` of a node program that writes what it saw of its options to `seen.json`.
+fn run_node(dir: &Path, budget: &str, user_options: &str) -> crate::harness::Running {
+    let script = dir.join("app.js");
+    std::fs::write(
+        &script,
+        "require('fs').writeFileSync('seen.json', JSON.stringify({ options: process.env.NODE_OPTIONS, \
+         limit: require('v8').getHeapStatistics().heap_size_limit, \
+         agent: Boolean(process.env.PLIMSOLL_AGENT_SOCKET) }));\n\
+         global.kept = [];\n\
+         setInterval(() => global.kept.push('x'.repeat(1000)), 20);\n",
+    )
+    .expect("write app");
+    Cmd::new("run")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--listen")
+        .arg("off")
+        .arg("--events")
+        .arg(dir.join("events.jsonl"))
+        .arg("--interval")
+        .arg("200ms")
+        .arg("--budget")
+        .arg(budget)
+        .arg("--name")
+        .arg("app")
+        .env("NODE_OPTIONS", user_options)
+        .arg("--")
+        .arg("node")
+        .arg(&script)
+        .current_dir(dir)
+        .spawn_in(dir)
+}
+
+fn seen(dir: &Path) -> serde_json::Value {
+    eventually("the app's report", WITHIN, || {
+        let text = std::fs::read_to_string(dir.join("seen.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    })
+}
+
+#[test]
+fn the_agent_is_preloaded_the_heap_is_capped_and_the_users_options_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut plimsoll = run_node(dir.path(), "512MiB", "--enable-source-maps");
+    let seen = seen(dir.path());
+    let options = seen["options"].as_str().expect("NODE_OPTIONS");
+    assert!(options.contains("--require="), "{options}");
+    assert!(options.contains("--max-old-space-size=358"), "{options}");
+    assert!(options.ends_with("--enable-source-maps"), "{options}");
+    assert_eq!(seen["agent"], true);
+    // V8's limit follows the cap: 358 MiB of old space plus the young generation.
+    let limit = seen["limit"].as_u64().expect("limit") >> 20;
+    assert!((358..450).contains(&limit), "heap limit {limit} MiB");
+    // Heap figures from the agent reach the store.
+    let store_dir = dir.path().join("data");
+    eventually("heap figures in the store", WITHIN, || {
+        let store = plimsoll_store::StoreReader::open(&store_dir).ok()?;
+        store
+            .samples("app", 0, 1000)
+            .ok()?
+            .iter()
+            .find_map(|s| s.heap_used_bytes)
+    });
+    plimsoll.signal("TERM");
+    plimsoll.wait_exit(WITHIN);
+}
+
+#[test]
+fn a_users_heap_cap_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut plimsoll = run_node(dir.path(), "1GiB", "--max-old-space-size=200");
+    let seen = seen(dir.path());
+    let options = seen["options"].as_str().expect("NODE_OPTIONS");
+    assert!(!options.contains("--max-old-space-size=716"), "{options}");
+    let limit = seen["limit"].as_u64().expect("limit") >> 20;
+    assert!((200..300).contains(&limit), "heap limit {limit} MiB");
+    plimsoll.signal("TERM");
+    plimsoll.wait_exit(WITHIN);
+}
+
+#[test]
+fn plimsoll_snapshot_writes_a_heap_snapshot_of_a_running_target() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut plimsoll = run_node(dir.path(), "512MiB", "");
+    seen(dir.path());
+    let data = dir.path().join("data");
+    // The agent connects shortly after the start; until then the snapshot fails clearly.
+    let out = eventually("a snapshot", WITHIN, || {
+        let out = Cmd::new("snapshot")
+            .arg("app")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--json")
+            .try_exit(0)?;
+        Some(out)
+    });
+    let result = out.json();
+    let path = result["path"].as_str().expect("path").to_owned();
+    assert!(result["bytes"].as_u64().expect("bytes") > 100_000);
+    plimsoll_heap::parse_file(Path::new(&path)).expect("a valid heap snapshot");
+    let events = eventually("snapshot-written", WITHIN, || {
+        let events = read_events(&dir.path().join("events.jsonl"));
+        events
+            .iter()
+            .any(|e| e["event"] == "snapshot-written")
+            .then_some(events)
+    });
+    let written = events
+        .iter()
+        .find(|e| e["event"] == "snapshot-written")
+        .expect("event");
+    assert_eq!(written["path"].as_str(), Some(path.as_str()));
+    // An unknown target is a clear error.
+    let out = Cmd::new("snapshot")
+        .arg("nope")
+        .arg("--data-dir")
+        .arg(&data)
+        .expect_exit(2);
+    assert!(out.stderr.contains("'nope'"), "{}", out.stderr);
+    plimsoll.signal("TERM");
+    plimsoll.wait_exit(WITHIN);
+}
