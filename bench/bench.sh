@@ -10,3 +10,7 @@ echo "== detector throughput and memory (bench_analyze) =="
 echo
 echo "== the binary end to end (bench_cli) =="
 ./target/release/bench_cli
+echo
+echo "== HTTP: /health and /metrics with 100 targets (bench_http) =="
+cargo build --release -p plimsoll-bench --bin bench_http
+./target/release/bench_http

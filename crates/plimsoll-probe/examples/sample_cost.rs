@@ -1,5 +1,5 @@
 //! What one sample costs: CPU time per `check` (probe made and one full sample) and per
-//! sample of a reused probe at both depths. Run with
+//! sample of a reused probe at both depths, with and without reading the cgroup. Run with
 //! `cargo run --release -p plimsoll-probe --example sample_cost -- [PID] [ITERATIONS]`
 //! (default: this process, 2000 iterations).
 
@@ -49,6 +49,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     measure("reused probe, Fast sample", iterations, || {
         probe.sample(SampleDepth::Fast)?;
+        Ok(())
+    })?;
+    // What `watch` does between two reads of a tree's cgroup: the process files only.
+    measure("reused probe, Fast, last cgroup", iterations, || {
+        probe.sample_with_last_cgroup(SampleDepth::Fast)?;
         Ok(())
     })?;
     measure("reused probe, Full sample", iterations, || {

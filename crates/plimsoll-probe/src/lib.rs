@@ -11,9 +11,10 @@
 //! ```
 //!
 //! A [`Probe`] is made once per root process and reused: it remembers how to find children
-//! and the cgroup mounts. [`SampleDepth::Fast`] reads `/proc/PID/status` of every process of
-//! the tree (rss, anon, file, shmem, swap); [`SampleDepth::Full`] adds `smaps_rollup` (pss,
-//! uss), which costs more and grows with the process size. Off Linux, [`Probe::new`] fails
+//! and the cgroup mounts. [`SampleDepth::Fast`] reads `/proc/PID/statm` of every process of
+//! the tree (rss, anon, file + shmem), and its `status` (the file/shmem split, swap, name)
+//! every tenth sample; [`SampleDepth::Full`] reads `status` and `smaps_rollup` (pss, uss),
+//! which costs more and grows with the process size. Off Linux, [`Probe::new`] fails
 //! with [`ProbeError::Unsupported`]; the data types are the same everywhere.
 
 mod cgroup_files;

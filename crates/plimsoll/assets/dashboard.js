@@ -30,6 +30,12 @@
     return b + " B";
   }
 
+  // Axis ticks: short, whole MiB or GiB with one decimal.
+  function axisBytes(b) {
+    if (b >= 1024 * MIB) return (b / 1024 / MIB).toFixed(1) + " GiB";
+    return Math.round(b / MIB) + " MiB";
+  }
+
   function seconds(s) {
     if (s === null || s === undefined) return "–";
     if (s >= 86400) return (s / 86400).toFixed(1) + " d";
@@ -129,7 +135,7 @@
       width: chartWidth(target.card),
       height: 260,
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(max * 1.05, MIB)]; } } },
-      axes: [{}, { size: 70, values: function (u, ticks) { return ticks.map(bytes); } }],
+      axes: [{}, { size: 80, values: function (u, ticks) { return ticks.map(axisBytes); } }],
       series: [
         {},
         { label: "RSS", stroke: "#1565c0", width: 2, value: function (u, v) { return bytes(v); } },

@@ -42,6 +42,86 @@ pub(crate) enum Command {
     Heap(HeapCommand),
     /// Ask a running target's runtime for a heap snapshot; prints its path
     Snapshot(SnapshotArgs),
+    /// The CI gate: run CMD (and a load command) for a while, then give the leak verdict and
+    /// the exit code
+    Soak(SoakArgs),
+    /// A self-contained HTML report (charts, events, verdict) of a recorded run
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example: plimsoll soak --duration 15m --warmup 1m --budget 512MiB \\\n            --load './load.sh' --report soak.html -- node server.js\n\
+Exit codes: 0 no leak, 1 leak, budget exceeded, load or target failed, 2 bad usage, \
+3 inconclusive (too short to tell: the message says how much longer it needs)."
+)]
+pub(crate) struct SoakArgs {
+    /// How long to run the target (warm-up included); at default settings a no-leak verdict
+    /// needs at least 14 minutes after the warm-up
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// Samples of the first DURATION are recorded but count neither for the verdict nor as
+    /// budget breaches
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub(crate) warmup: Duration,
+    /// A load command (run through sh -c) started with the target and stopped at the end; a
+    /// non-zero exit before the end fails the soak
+    #[arg(long, value_name = "CMD")]
+    pub(crate) load: Option<String>,
+    /// Memory budget for the whole process tree (e.g. 512MiB); reaching it fails the soak
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) budget: Option<ByteSize>,
+    /// Time between two samples
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub(crate) interval: Duration,
+    /// Print the verdict as one JSON object on standard output
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Write a self-contained HTML report of the soak to FILE
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Stop as soon as the detector confirms a leak or the budget is reached
+    #[arg(long)]
+    pub(crate) fail_fast: bool,
+    /// Compress the detector's windows by this factor for short CI runs on fast synthetic
+    /// workloads (0.05 makes a 14-minute verdict take 42 s); 1 is the real detector
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    pub(crate) time_scale: f64,
+    /// Where samples and events are kept; default: $XDG_STATE_HOME/plimsoll or
+    /// ~/.local/state/plimsoll
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Write every event as a JSON line to FILE
+    #[arg(long, value_name = "FILE")]
+    pub(crate) events: Option<String>,
+    /// Name of the target in events and the report; default: the command's file name
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Do not preload the Node.js agent into a Node command
+    #[arg(long)]
+    pub(crate) no_agent: bool,
+    /// The command to soak, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example: plimsoll report ~/.local/state/plimsoll --out report.html")]
+pub(crate) struct ReportArgs {
+    /// The data dir of the run (its store)
+    pub(crate) data_dir: PathBuf,
+    /// The HTML file to write
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: PathBuf,
+    /// The target to report on; default: the one with the newest sample
+    #[arg(long, value_name = "NAME")]
+    pub(crate) target: Option<String>,
+    /// Only the samples of the last DURATION; default: every raw sample the store keeps
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) last: Option<Duration>,
+    /// The detector's time scale the run used (`soak --time-scale`), for the verdict
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    pub(crate) time_scale: f64,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +294,10 @@ pub(crate) struct RunArgs {
     /// Do not preload the Node.js agent into a Node command (no heap figures, snapshots or gc)
     #[arg(long)]
     pub(crate) no_agent: bool,
+    /// Compress the leak detector's windows (and the leak investigation's snapshot spacing) by
+    /// F, e.g. 0.05 for a 40-second demo; 1 keeps the documented defaults
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]
+    pub(crate) time_scale: f64,
     /// Give up after this many restarts within --restart-window
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub(crate) max_restarts: u32,
@@ -251,6 +335,16 @@ pub(crate) struct UpArgs {
     pub(crate) check: bool,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
+}
+
+/// A time scale: a number above 0 and at most 1.
+pub(crate) fn parse_time_scale(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value > 0.0 && value <= 1.0 => Ok(value),
+        _ => Err(format!(
+            "invalid time scale '{text}' (expected a number above 0 and at most 1, e.g. 0.05)"
+        )),
+    }
 }
 
 /// A share of the budget: `75` or `75%`, above 0 and at most 100.

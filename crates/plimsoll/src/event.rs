@@ -48,6 +48,8 @@ pub(crate) enum EventKind {
     Leak(LeakChange),
     /// A heap snapshot was written.
     SnapshotWritten { path: String, bytes: u64 },
+    /// The leak investigation after a confirmed leak named its suspects.
+    LeakSuspects { snapshot: String, suspects: Value },
 }
 
 /// Why a target is restarted.
@@ -87,6 +89,7 @@ impl EventKind {
             EventKind::LevelChanged { .. } => "level-changed",
             EventKind::BudgetBreach { .. } => "budget-breach",
             EventKind::SnapshotWritten { .. } => "snapshot-written",
+            EventKind::LeakSuspects { .. } => "leak-suspects",
             EventKind::Leak(change) => match change.state {
                 "suspected" => "leak-suspected",
                 "confirmed" => "leak-confirmed",
@@ -145,6 +148,17 @@ impl Event {
             }
             EventKind::SnapshotWritten { path, bytes } => {
                 format!("{name}: {} ({})", path, mib(*bytes))
+            }
+            EventKind::LeakSuspects { suspects, .. } => {
+                let top = &suspects["by_class"][0];
+                format!(
+                    "{name}: {} objects; most retained: {} x{} ({}) via {}",
+                    suspects["suspects"],
+                    top["class"].as_str().unwrap_or("-"),
+                    top["count"],
+                    mib(top["retained_size_bytes"].as_u64().unwrap_or(0)),
+                    top["retainer_path"].as_str().unwrap_or("-")
+                )
             }
             EventKind::Leak(change) => {
                 let ttb = change
@@ -211,6 +225,9 @@ impl Event {
                 json!({ "rss_bytes": rss_bytes, "budget_bytes": budget_bytes })
             }
             EventKind::SnapshotWritten { path, bytes } => json!({ "path": path, "bytes": bytes }),
+            EventKind::LeakSuspects { snapshot, suspects } => {
+                json!({ "snapshot": snapshot, "suspects": suspects })
+            }
             EventKind::Leak(change) => json!({
                 "growth_bytes_per_s": change.growth_bytes_per_s,
                 "confidence": change.confidence,

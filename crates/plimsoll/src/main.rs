@@ -12,10 +12,12 @@ mod http;
 mod logging;
 mod outputs;
 mod registry;
+mod report;
 mod run;
 mod series;
 mod sinks;
 mod snapshot;
+mod soak;
 mod supervise;
 mod units;
 mod up;
@@ -72,5 +74,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Up(args) => up::run(&args),
         cli::Command::Heap(command) => heap::run(&command),
         cli::Command::Snapshot(args) => snapshot::run(&args),
+        cli::Command::Soak(args) => soak::run(&args),
+        cli::Command::Report(args) => report::run(&args),
     }
 }

@@ -11,7 +11,7 @@ use plimsoll_probe::Sample;
 use plimsoll_store::{Retention, SampleRow, Store, StoreWriter, Write, WriterConfig};
 
 use crate::agent::HeapFigures;
-use crate::event::{Event, RestartReason};
+use crate::event::Event;
 use crate::sinks::{SinkConfig, Sinks};
 use crate::supervise::EventOutput;
 
@@ -123,13 +123,13 @@ impl EventOutput for Outputs {
         }
     }
 
-    fn incident(&mut self, name: &str, t_unix_ms: i64, reason: RestartReason) {
+    fn incident(&mut self, name: &str, t_unix_ms: i64, reason: &str, snapshot: Option<&str>) {
         self.send(Write::Incident {
             target: name.to_owned(),
             t_unix_ms,
-            reason: reason.as_str().to_owned(),
+            reason: reason.to_owned(),
             lookback: INCIDENT_LOOKBACK,
-            snapshot_path: None,
+            snapshot_path: snapshot.map(str::to_owned),
         });
     }
 }

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use plimsoll_analysis::DetectorConfig;
+
 use crate::agent::node;
 use crate::cli::RunArgs;
 use crate::common::{create_private_dir, http_settings, sink_config, Common};
 use crate::http;
 use crate::outputs::Outputs;
 use crate::registry::Registry;
-use crate::supervise::{self, RestartPolicy, Settings};
+use crate::supervise::{self, RestartPolicy, Settings, INVESTIGATION_SPACING};
 use crate::units::human_bytes;
 
 pub(crate) fn run(args: &RunArgs) -> Result<u8> {
@@ -74,6 +76,8 @@ fn settings(args: &RunArgs) -> Result<(Settings, PathBuf)> {
         cwd: None,
         rolling: None,
         registry: None,
+        detector: DetectorConfig::recommended().time_scaled(args.time_scale),
+        investigation_spacing: INVESTIGATION_SPACING.mul_f64(args.time_scale),
         agent: node::setup(&common.data_dir, &args.command, None, !args.no_agent)?,
     };
     Ok((settings, common.data_dir))

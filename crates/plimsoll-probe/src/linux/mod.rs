@@ -6,6 +6,7 @@ mod cgroup;
 mod tests;
 mod tree;
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -21,6 +22,24 @@ use crate::units::{Bytes, Pid};
 
 use self::cgroup::Hierarchies;
 use self::tree::Tree;
+
+/// Under [`SampleDepth::Fast`], a process's `status` is read once every this many samples of
+/// its probe (and at the first sample it is in); the samples in between read `statm`.
+const STATUS_EVERY: u64 = 10;
+
+/// What the last `status` of a process said that `statm` does not say.
+#[derive(Debug)]
+struct Known {
+    name: String,
+    ppid: Pid,
+    /// Resident file-backed and shared memory: their proportion splits `statm`'s shared pages.
+    file: Bytes,
+    shmem: Bytes,
+    swap: Bytes,
+    /// The probe's sample count when the process was last read: processes that left the tree
+    /// are forgotten.
+    seen: u64,
+}
 
 /// Samples the memory of one process tree. Made once for a root process and reused for every
 /// sample: it remembers how to find children, the process tree's parents and the cgroup
@@ -40,6 +59,12 @@ pub struct Probe {
     text: String,
     /// The cgroup and PSI figures of the last sample that read them.
     last_cgroup: Option<(Option<CgroupMemory>, Option<Psi>)>,
+    /// What the last `status` of each process of the tree said, by pid.
+    known: HashMap<u32, Known>,
+    /// Samples taken so far.
+    samples: u64,
+    /// The parents of the walked members, by depth (scratch).
+    ancestors: Vec<Pid>,
 }
 
 impl Probe {
@@ -77,6 +102,9 @@ impl Probe {
             members: Vec::new(),
             text: String::with_capacity(1024),
             last_cgroup: None,
+            known: HashMap::new(),
+            samples: 0,
+            ancestors: Vec::new(),
         })
     }
 
@@ -106,25 +134,45 @@ impl Probe {
 
     fn sample_tree(&mut self, depth: SampleDepth, read_cgroup: bool) -> Result<Sample, ProbeError> {
         let taken_at = SystemTime::now();
-        let root_memory =
-            match read_memory(&self.root_process, &self.root_dir, self.root, 0, depth)? {
-                Some(memory) => memory,
-                None => return Err(ProbeError::ProcessGone(self.root)),
-            };
+        self.samples += 1;
+        let mut reader = Reader {
+            depth,
+            samples: self.samples,
+            known: &mut self.known,
+        };
+        let root = Member {
+            pid: self.root,
+            ppid: None,
+            level: 0,
+        };
+        let root_memory = match reader.read(&self.root_process, &self.root_dir, root)? {
+            Some(memory) => memory,
+            None => return Err(ProbeError::ProcessGone(self.root)),
+        };
         self.tree.walk(self.root, &mut self.members)?;
         let mut processes = Vec::with_capacity(self.members.len().max(1));
         processes.push(root_memory);
-        for &(pid, level) in self.members.iter().skip(1) {
+        self.ancestors.clear();
+        for &(pid, level) in &self.members {
+            // Pre-order: the parent of a member is the last member one level up.
+            self.ancestors.truncate(level as usize);
+            let ppid = self.ancestors.last().copied();
+            self.ancestors.push(pid);
+            if level == 0 {
+                continue;
+            }
             let dir = self.proc_root.join(pid.0.to_string());
             let process = match Process::new_with_root(dir.clone()) {
                 Ok(process) => process,
                 Err(ProcError::NotFound(_) | ProcError::PermissionDenied(_)) => continue,
                 Err(error) => return Err(other_error(&dir, error)),
             };
-            if let Some(memory) = read_memory(&process, &dir, pid, level, depth)? {
+            if let Some(memory) = reader.read(&process, &dir, Member { pid, ppid, level })? {
                 processes.push(memory);
             }
         }
+        let samples = self.samples;
+        self.known.retain(|_, known| known.seen == samples);
         let unreadable = match depth {
             SampleDepth::Fast => 0,
             SampleDepth::Full => processes.iter().filter(|p| p.pss.is_none()).count(),
@@ -199,27 +247,138 @@ impl Probe {
     }
 }
 
-/// Reads one process's memory; `None` when it exited meanwhile. Under `Full`, `pss` and
-/// `uss` are `None` when `smaps_rollup` may not be read.
-fn read_memory(
+/// A process of the tree, as the walk found it.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    pid: Pid,
+    /// Its parent in the tree; `None` for the root.
+    ppid: Option<Pid>,
+    level: u32,
+}
+
+/// Reads the processes of one sample, remembering what their `status` said.
+struct Reader<'a> {
+    depth: SampleDepth,
+    /// The probe's sample count, this sample included.
+    samples: u64,
+    known: &'a mut HashMap<u32, Known>,
+}
+
+impl Reader<'_> {
+    /// Reads one process's memory; `None` when it exited meanwhile. `statm` when `Fast` has
+    /// what it needs from an earlier `status`, else `status` (and `smaps_rollup` under `Full`).
+    fn read(
+        &mut self,
+        process: &Process,
+        dir: &Path,
+        member: Member,
+    ) -> Result<Option<ProcessMemory>, ProbeError> {
+        let pid = member.pid.0;
+        // Staggered by pid, so that trees sampled together do not all read `status` at once.
+        let status_due = (self.samples + u64::from(pid)).is_multiple_of(STATUS_EVERY);
+        let memory = match self.known.get_mut(&pid) {
+            Some(known) if self.depth == SampleDepth::Fast && !status_due => {
+                let memory = read_statm(process, dir, member, known)?;
+                known.seen = self.samples;
+                return Ok(memory);
+            }
+            _ => read_status(process, dir, member, self.depth)?,
+        };
+        if let Some(memory) = &memory {
+            self.known.insert(
+                pid,
+                Known {
+                    name: memory.name.clone(),
+                    ppid: memory.ppid,
+                    file: memory.file,
+                    shmem: memory.shmem,
+                    swap: memory.swap,
+                    seen: self.samples,
+                },
+            );
+        }
+        Ok(memory)
+    }
+}
+
+/// Reads one process's `statm`: rss and anon as they are now, the rest as `known` from its
+/// last `status`. `None` when it exited meanwhile.
+fn read_statm(
     process: &Process,
     dir: &Path,
-    pid: Pid,
-    level: u32,
+    member: Member,
+    known: &Known,
+) -> Result<Option<ProcessMemory>, ProbeError> {
+    let statm = match process.statm() {
+        Ok(statm) => statm,
+        Err(error) => return unreadable(error, dir, member, "statm"),
+    };
+    let page = procfs::page_size();
+    let resident = Bytes(statm.resident.saturating_mul(page));
+    // Shared pages are RssFile + RssShmem; the rest of the resident set is RssAnon.
+    let shared = Bytes(statm.shared.saturating_mul(page)).min(resident);
+    let shmem = split(shared, known.shmem, known.file + known.shmem);
+    // A process without a memory map (a zombie) has no swap either.
+    let swap = if statm.size == 0 {
+        Bytes::ZERO
+    } else {
+        known.swap
+    };
+    Ok(Some(ProcessMemory {
+        pid: member.pid,
+        ppid: member.ppid.unwrap_or(known.ppid),
+        depth: member.level,
+        name: known.name.clone(),
+        rss: resident,
+        pss: None,
+        uss: None,
+        swap,
+        anon: Bytes(resident.0 - shared.0),
+        file: Bytes(shared.0 - shmem.0),
+        shmem,
+    }))
+}
+
+/// The part `share / whole` of `total` (none of it when `whole` is zero).
+fn split(total: Bytes, share: Bytes, whole: Bytes) -> Bytes {
+    if whole.0 == 0 {
+        return Bytes::ZERO;
+    }
+    let part = u128::from(total.0) * u128::from(share.0.min(whole.0)) / u128::from(whole.0);
+    Bytes(u64::try_from(part).unwrap_or(total.0))
+}
+
+/// What a failed read of a process's `name` file means: `None` when it exited (or, below the
+/// root, may not be read), else an error.
+fn unreadable(
+    error: ProcError,
+    dir: &Path,
+    member: Member,
+    name: &str,
+) -> Result<Option<ProcessMemory>, ProbeError> {
+    match error {
+        error if gone(&error) => Ok(None),
+        ProcError::PermissionDenied(_) if member.level > 0 => Ok(None),
+        ProcError::PermissionDenied(_) => Err(ProbeError::PermissionDenied {
+            pid: member.pid,
+            path: dir.join(name),
+        }),
+        error => Err(other_error(&dir.join(name), error)),
+    }
+}
+
+/// Reads one process's `status` (and under `Full` its `smaps_rollup`); `None` when it exited
+/// meanwhile. Under `Full`, `pss` and `uss` are `None` when `smaps_rollup` may not be read.
+fn read_status(
+    process: &Process,
+    dir: &Path,
+    member: Member,
     depth: SampleDepth,
 ) -> Result<Option<ProcessMemory>, ProbeError> {
     let file = |name: &str| dir.join(name);
     let status = match process.status() {
         Ok(status) => status,
-        Err(error) if gone(&error) => return Ok(None),
-        Err(ProcError::PermissionDenied(_)) if level > 0 => return Ok(None),
-        Err(ProcError::PermissionDenied(_)) => {
-            return Err(ProbeError::PermissionDenied {
-                pid,
-                path: file("status"),
-            })
-        }
-        Err(error) => return Err(other_error(&file("status"), error)),
+        Err(error) => return unreadable(error, dir, member, "status"),
     };
     // Zombies and kernel threads have no memory map: no Vm* lines, nothing to roll up.
     let has_memory = status.vmrss.is_some();
@@ -251,9 +410,9 @@ fn read_memory(
     };
     let kib = |value: Option<u64>| Bytes::from_kib(value.unwrap_or(0));
     Ok(Some(ProcessMemory {
-        pid,
+        pid: member.pid,
         ppid: Pid(u32::try_from(status.ppid).unwrap_or(0)),
-        depth: level,
+        depth: member.level,
         name: status.name,
         rss: kib(status.vmrss),
         pss,

@@ -27,6 +27,15 @@ fn status(pid: u32, ppid: u32, name: &str, memory: Option<[u64; 5]>) -> String {
     text
 }
 
+/// A `statm` file matching [`status`]'s figures (in pages; `None` for a zombie: all zero).
+fn statm(memory: Option<[u64; 5]>) -> String {
+    let page_kib = procfs::page_size() / 1024;
+    let [rss, _, file, shmem, _] = memory.unwrap_or_default();
+    let (resident, shared) = (rss / page_kib, (file + shmem) / page_kib);
+    let size = if memory.is_some() { resident + 1000 } else { 0 };
+    format!("{size} {resident} {shared} 0 0 {} 0\n", resident - shared)
+}
+
 fn rollup(pss_kib: u64, private_clean_kib: u64, private_dirty_kib: u64) -> String {
     format!(
         "00400000-7fff00000000 ---p 00000000 00:00 0                  [rollup]\n\
@@ -65,6 +74,7 @@ fn fixture_tree(proc_root: &Path) {
     for (pid, ppid, name, memory, children) in processes {
         let dir = proc_root.join(pid.to_string());
         write(&dir.join("status"), &status(pid, ppid, name, memory));
+        write(&dir.join("statm"), &statm(memory));
         write(
             &dir.join("task").join(pid.to_string()).join("children"),
             children,
@@ -310,6 +320,150 @@ fn a_child_that_vanishes_between_samples_is_left_out() {
     assert_eq!(sample.detail, Detail::SmapsRollup);
 }
 
+/// The fixture's memory figures of each process, by pid, from a sample.
+fn figures(sample: &Sample) -> Vec<(u32, &str, [Bytes; 5])> {
+    sample
+        .processes
+        .iter()
+        .map(|p| {
+            (
+                p.pid.0,
+                p.name.as_str(),
+                [p.rss, p.anon, p.file, p.shmem, p.swap],
+            )
+        })
+        .collect()
+}
+
+fn kib(values: [u64; 5]) -> [Bytes; 5] {
+    values.map(Bytes::from_kib)
+}
+
+#[test]
+fn fast_samples_read_statm_between_status_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fixture_tree(dir.path());
+    let mut probe = Probe::with_proc_root(Pid(100), dir.path()).expect("probe");
+    // Sample 1 meets every process: `status` is read.
+    let first = probe.sample(SampleDepth::Fast).expect("sample");
+    assert_eq!(first.rss, Bytes::from_kib(1500));
+    // From now on `status` says something else, and is read only when due: every pid of the
+    // fixture is a multiple of 10, so at sample 10.
+    write(
+        &dir.path().join("100/status"),
+        &status(100, 7, "changed", Some([4000, 3000, 600, 400, 900])),
+    );
+    write(
+        &dir.path().join("100/statm"),
+        &statm(Some([2000, 1200, 600, 200, 0])),
+    );
+    for n in 2..10 {
+        let sample = probe.sample(SampleDepth::Fast).expect("sample");
+        // rss and anon from statm; its shared pages split 3:1 like the last status's file
+        // and shmem; swap and name from the last status.
+        assert_eq!(
+            figures(&sample),
+            [
+                (100, "server", kib([2000, 1200, 600, 200, 50])),
+                (200, "worker", kib([400, 300, 100, 0, 0])),
+                (300, "sh", kib([100, 20, 80, 0, 10])),
+                (500, "defunct", [Bytes::ZERO; 5]),
+            ],
+            "sample {n}"
+        );
+        let tree: Vec<_> = sample
+            .processes
+            .iter()
+            .map(|p| (p.pid.0, p.ppid.0, p.depth))
+            .collect();
+        assert_eq!(
+            tree,
+            [(100, 1, 0), (200, 100, 1), (300, 100, 1), (500, 300, 2)]
+        );
+        assert_eq!(sample.rss, Bytes::from_kib(2500));
+        assert_eq!(sample.swap, Bytes::from_kib(60));
+        assert_eq!(sample.detail, Detail::StatusOnly);
+    }
+    let tenth = probe.sample(SampleDepth::Fast).expect("sample");
+    assert_eq!(
+        figures(&tenth)[0],
+        (100, "changed", kib([4000, 3000, 600, 400, 900]))
+    );
+    assert_eq!(tenth.processes[0].ppid, Pid(7));
+    // The split now follows the new status (file 600 : shmem 400); the root's parent is the
+    // one status said.
+    let eleventh = probe.sample(SampleDepth::Fast).expect("sample");
+    assert_eq!(
+        figures(&eleventh)[0],
+        (100, "changed", kib([2000, 1200, 480, 320, 900]))
+    );
+    assert_eq!(eleventh.processes[0].ppid, Pid(7));
+    // A full sample always reads status.
+    let full = probe.sample(SampleDepth::Full).expect("sample");
+    assert_eq!(full.processes[0].rss, Bytes::from_kib(4000));
+}
+
+#[test]
+fn a_process_that_vanishes_on_the_statm_path_is_left_out_and_forgotten() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fixture_tree(dir.path());
+    let mut probe = Probe::with_proc_root(Pid(100), dir.path()).expect("probe");
+    for _ in 0..2 {
+        assert_eq!(
+            probe
+                .sample(SampleDepth::Fast)
+                .expect("sample")
+                .processes
+                .len(),
+            4
+        );
+    }
+    assert!(probe.known.contains_key(&300));
+    // Still listed by its parent, but its directory is gone (and 500 with it).
+    fs::remove_dir_all(dir.path().join("300")).expect("rm");
+    let sample = probe.sample(SampleDepth::Fast).expect("sample");
+    let pids: Vec<u32> = sample.processes.iter().map(|p| p.pid.0).collect();
+    assert_eq!(pids, [100, 200]);
+    assert_eq!(sample.rss, Bytes::from_kib(1400));
+    assert!(!probe.known.contains_key(&300) && !probe.known.contains_key(&500));
+    // A new process with the same pid is read in full, not taken for the one that left.
+    write(
+        &dir.path().join("300/status"),
+        &status(300, 100, "new", Some([200, 200, 0, 0, 8])),
+    );
+    write(
+        &dir.path().join("300/statm"),
+        &statm(Some([100, 100, 0, 0, 0])),
+    );
+    let sample = probe.sample(SampleDepth::Fast).expect("sample");
+    assert_eq!(figures(&sample)[2], (300, "new", kib([200, 200, 0, 0, 8])));
+    // Exited but not reaped: statm is all zeros, and a process without memory has no swap.
+    write(&dir.path().join("100/statm"), &statm(None));
+    let sample = probe.sample(SampleDepth::Fast).expect("sample");
+    assert_eq!(figures(&sample)[0], (100, "server", [Bytes::ZERO; 5]));
+    // Reaped: the root is gone.
+    fs::remove_file(dir.path().join("100/statm")).expect("rm");
+    let error = probe.sample(SampleDepth::Fast).expect_err("gone");
+    assert!(
+        matches!(error, ProbeError::ProcessGone(Pid(100))),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn bad_statm_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fixture_tree(dir.path());
+    let mut probe = Probe::with_proc_root(Pid(100), dir.path()).expect("probe");
+    probe.sample(SampleDepth::Fast).expect("sample");
+    write(&dir.path().join("200/statm"), "12 many\n");
+    let error = probe.sample(SampleDepth::Fast).expect_err("bad statm");
+    assert!(
+        matches!(&error, ProbeError::Parse { path, source: ParseError::Procfs(_) } if path.ends_with("200/statm")),
+        "{error:?}"
+    );
+}
+
 #[test]
 fn a_missing_root_is_process_gone() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -452,6 +606,55 @@ fn children_exiting_while_sampled_are_not_errors() {
         saw_child |= sample.processes.len() > 1;
     }
     assert!(saw_child, "no child was ever seen");
+}
+
+#[test]
+fn fast_samples_between_status_reads_match_the_kernel_figures() {
+    // `sleep` does not change its memory: statm and status describe the same pages.
+    let shell = Spawned::shell("exec sleep 30");
+    let mut probe = Probe::new(shell.pid()).expect("probe");
+    sample_until(&mut probe, SampleDepth::Fast, |sample| {
+        sample.processes[0].name == "sleep"
+    });
+    let process = Process::new(i32::try_from(shell.pid().0).expect("pid")).expect("process");
+    for _ in 0..2 * STATUS_EVERY {
+        let sample = probe.sample(SampleDepth::Fast).expect("sample");
+        let status = process.status().expect("status");
+        let kib = |value: Option<u64>| Bytes::from_kib(value.expect("figure"));
+        let me = &sample.processes[0];
+        assert_eq!(me.name, "sleep");
+        assert_eq!(me.rss, kib(status.vmrss));
+        assert_eq!(me.anon, kib(status.rssanon));
+        assert_eq!(
+            me.file + me.shmem,
+            kib(status.rssfile) + kib(status.rssshmem)
+        );
+        assert_eq!(me.swap, kib(status.vmswap));
+    }
+}
+
+#[test]
+fn children_exiting_between_fast_samples_are_not_errors() {
+    // Children that live long enough to be read through statm, then exit while sampled.
+    let shell = Spawned::shell("while :; do sleep 0.01; done");
+    let mut probe = Probe::new(shell.pid()).expect("probe");
+    let mut last_child = None;
+    let mut seen_twice = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen_twice < 20 && Instant::now() < deadline {
+        let sample = probe
+            .sample(SampleDepth::Fast)
+            .expect("a vanishing child is no error");
+        let child = sample.processes.get(1).map(|p| p.pid);
+        if child.is_some() && child == last_child {
+            seen_twice += 1;
+        }
+        last_child = child;
+    }
+    assert!(
+        seen_twice >= 20,
+        "children were seen in two samples only {seen_twice} times"
+    );
 }
 
 #[test]

@@ -204,15 +204,16 @@ fn suspect_json(snap: &Snapshot, s: &plimsoll_heap::Suspect) -> Value {
     })
 }
 
-fn diff_three(a: &Path, b: &Path, c: &Path, args: &HeapDiffArgs) -> Result<u8> {
+/// The three-snapshot diff (baseline, target, final) as the JSON of `heap diff A B C --json`;
+/// also what the automatic leak investigation reports.
+pub(crate) fn three_way_json(a: &Path, b: &Path, c: &Path, top: usize) -> Result<Value> {
     let baseline = census(a)?;
     let target = census(b)?;
     let last = load(c)?;
     let analysis = Analysis::new(&last);
-    let growth = plimsoll_heap::diff_two(&baseline, &Census::new(&last), args.top);
-    let d = plimsoll_heap::diff_three(&baseline, &target, &last, &analysis, args.top);
-    if args.json {
-        let out = json!({
+    let growth = plimsoll_heap::diff_two(&baseline, &Census::new(&last), top);
+    let d = plimsoll_heap::diff_three(&baseline, &target, &last, &analysis, top);
+    Ok(json!({
             "files": [a.display().to_string(), b.display().to_string(), c.display().to_string()],
             "new_in_target": d.new_in_target,
             "suspects": d.suspects,
@@ -229,10 +230,20 @@ fn diff_three(a: &Path, b: &Path, c: &Path, args: &HeapDiffArgs) -> Result<u8> {
                 "example": suspect_json(&last, &g.example),
             })).collect::<Vec<_>>(),
             "growth": growth_json(&growth),
-        });
-        println!("{out}");
+    }))
+}
+
+fn diff_three(a: &Path, b: &Path, c: &Path, args: &HeapDiffArgs) -> Result<u8> {
+    if args.json {
+        println!("{}", three_way_json(a, b, c, args.top)?);
         return Ok(exit::OK);
     }
+    let baseline = census(a)?;
+    let target = census(b)?;
+    let last = load(c)?;
+    let analysis = Analysis::new(&last);
+    let growth = plimsoll_heap::diff_two(&baseline, &Census::new(&last), args.top);
+    let d = plimsoll_heap::diff_three(&baseline, &target, &last, &analysis, args.top);
     println!(
         "baseline {} → target {} → final {}",
         a.display(),

@@ -4,6 +4,7 @@
 
 mod backoff;
 mod child;
+mod investigate;
 pub(crate) mod keeper;
 pub(crate) mod monitor;
 mod sampler;
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use plimsoll_analysis::{Level, LevelConfig};
+use plimsoll_analysis::{DetectorConfig, LeakState, Level, LevelConfig};
 use plimsoll_probe::Sample;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
@@ -61,7 +62,14 @@ pub(crate) struct Settings {
     pub(crate) registry: Option<Arc<Registry>>,
     /// The Node.js agent to preload, for Node targets.
     pub(crate) agent: Option<AgentSetup>,
+    /// The leak detector's settings.
+    pub(crate) detector: DetectorConfig,
+    /// Between the heap snapshots of a leak investigation (Node targets).
+    pub(crate) investigation_spacing: Duration,
 }
+
+/// The documented spacing of the heap snapshots of a leak investigation.
+pub(crate) const INVESTIGATION_SPACING: Duration = Duration::from_secs(60);
 
 /// Where the Node.js agent's files are.
 #[derive(Debug, Clone)]
@@ -86,8 +94,9 @@ pub(crate) trait EventOutput {
         budget: Option<u64>,
         level: Level,
     );
-    /// The target restarts: keep the evidence of the last minutes.
-    fn incident(&mut self, name: &str, t_unix_ms: i64, reason: RestartReason);
+    /// Keep the evidence of the last minutes (at a restart, or after a leak investigation),
+    /// with the heap snapshot that goes with it.
+    fn incident(&mut self, name: &str, t_unix_ms: i64, reason: &str, snapshot: Option<&str>);
 }
 
 /// The messages of the loop: one closed set.
@@ -107,6 +116,8 @@ struct Run {
     generation: u64,
     child: Child,
     monitor: Monitor,
+    /// Whether a leak investigation was started for this run (at most one).
+    investigated: bool,
     sampler: tokio::task::JoinHandle<()>,
 }
 
@@ -145,6 +156,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
         None => None,
     };
     let _socket = hub.as_ref().map(AgentHub::remove_on_drop);
+    let mut investigation: Option<tokio::task::JoinHandle<Result<investigate::Findings>>> = None;
     let mut run = Some(
         start(
             &settings,
@@ -179,6 +191,21 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                 let breach = current.monitor.observe(clock.elapsed().as_secs_f64(), &sample, heap.as_ref(), output);
                 budget = current.monitor.budget();
                 publish(&settings, current, &sample, heap.as_ref());
+                if let (Some(hub), Some(agent), None, false) = (&hub, &settings.agent, &investigation, current.investigated) {
+                    if current.monitor.leak().state == LeakState::Confirmed {
+                        if let Some(&pid) = hub.pids().first() {
+                            current.investigated = true;
+                            tracing::info!(target_name = %settings.name, pid, "leak confirmed: taking heap snapshots to find the suspects");
+                            investigation = Some(tokio::spawn(investigate::investigate(
+                                hub.clone(),
+                                pid,
+                                agent.snapshot_dir.clone(),
+                                settings.name.clone(),
+                                settings.investigation_spacing,
+                            )));
+                        }
+                    }
+                }
                 if breach {
                     if let Some(group) = &settings.rolling {
                         _rolling = group.clone().acquire_owned().await.ok();
@@ -236,10 +263,26 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                     tracing::info!(target_name = %settings.name, "target exited cleanly; stopping");
                     return Ok(0);
                 }
-                output.incident(&settings.name, now_unix_ms(), RestartReason::Crash);
+                output.incident(&settings.name, now_unix_ms(), RestartReason::Crash.as_str(), None);
                 match decide(&settings, RestartReason::Crash, &mut history, clock, output) {
                     Some(delay) => restart_at = Some(Instant::now() + delay),
                     None => return Ok(exit.shell_status()),
+                }
+            }
+            findings = finished(&mut investigation) => {
+                investigation = None;
+                match findings {
+                    Ok(findings) => {
+                        let snapshot = findings.snapshot.display().to_string();
+                        let t_unix_ms = now_unix_ms();
+                        output.emit(&Event {
+                            t_unix_ms,
+                            target: settings.name.clone(),
+                            kind: EventKind::LeakSuspects { snapshot: snapshot.clone(), suspects: findings.suspects },
+                        });
+                        output.incident(&settings.name, t_unix_ms, "leak-investigation", Some(&snapshot));
+                    }
+                    Err(error) => tracing::warn!(target_name = %settings.name, error = %format!("{error:#}"), "leak investigation"),
                 }
             }
             () = sleep_until(restart_at) => {
@@ -297,7 +340,14 @@ async fn start(
     Ok(Run {
         generation: *generation,
         child,
-        monitor: Monitor::new(&settings.name, budget, levels, settings.warmup),
+        monitor: Monitor::new(
+            &settings.name,
+            budget,
+            levels,
+            settings.warmup,
+            settings.detector.clone(),
+        ),
+        investigated: false,
         sampler,
     })
 }
@@ -424,7 +474,7 @@ async fn restart(
     output: &mut dyn EventOutput,
 ) -> Result<Duration, ChildExit> {
     run.sampler.abort();
-    output.incident(&settings.name, now_unix_ms(), reason);
+    output.incident(&settings.name, now_unix_ms(), reason.as_str(), None);
     let exit = run.child.stop(settings.grace).await;
     emit_exit(settings, &run, exit, output);
     decide(settings, reason, history, clock, output).ok_or(exit)
@@ -497,6 +547,19 @@ async fn shutdown(
 async fn wait(run: &mut Option<Run>) -> ChildExit {
     match run {
         Some(run) => run.child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the investigation, if one runs.
+async fn finished(
+    task: &mut Option<tokio::task::JoinHandle<Result<investigate::Findings>>>,
+) -> Result<investigate::Findings> {
+    match task {
+        Some(task) => task
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|found| found),
         None => std::future::pending().await,
     }
 }

@@ -36,6 +36,7 @@ impl Monitor {
         budget: Option<u64>,
         levels: LevelConfig,
         warmup: Duration,
+        detector: DetectorConfig,
     ) -> Monitor {
         Monitor {
             name: name.to_owned(),
@@ -43,7 +44,7 @@ impl Monitor {
             warmup,
             started: Instant::now(),
             levels: LevelTracker::new(levels),
-            detector: LeakDetector::new(DetectorConfig::recommended()),
+            detector: LeakDetector::new(detector),
         }
     }
 

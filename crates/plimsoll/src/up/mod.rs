@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::agent::{node, HeapFigures};
 use crate::cli::UpArgs;
 use crate::common::{create_private_dir, data_dir, http_settings, output_sinks};
-use crate::event::{Event, RestartReason};
+use crate::event::Event;
 use crate::http;
 use crate::outputs::Outputs;
 use crate::registry::Registry;
@@ -76,7 +76,8 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
         for ((app, hooks), agent) in apps.iter().zip(&app_sinks).zip(&agents) {
             let group = (app.instances > 1).then(|| Arc::new(Semaphore::new(1)));
             for instance in 0..app.instances {
-                let settings = instance_settings(app, instance, &run_dir, group.clone(), agent.clone());
+                let mut settings = instance_settings(app, instance, &run_dir, group.clone(), agent.clone());
+                settings.registry = Some(registry.clone());
                 if let Some(budget) = settings.budget {
                     tracing::info!(target_name = %settings.name, budget_bytes = budget, "budget {}", human_bytes(budget as f64));
                 }
@@ -151,6 +152,8 @@ fn instance_settings(
         run_dir: run_dir.to_path_buf(),
         env,
         cwd: Some(app.cwd.clone()),
+        detector: plimsoll_analysis::DetectorConfig::recommended(),
+        investigation_spacing: supervise::INVESTIGATION_SPACING,
         rolling: group,
         registry: None,
         agent,
@@ -201,7 +204,9 @@ impl EventOutput for SharedOutput {
             .sample(name, t_unix_ms, sample, heap, budget, level);
     }
 
-    fn incident(&mut self, name: &str, t_unix_ms: i64, reason: RestartReason) {
-        self.shared.borrow_mut().incident(name, t_unix_ms, reason);
+    fn incident(&mut self, name: &str, t_unix_ms: i64, reason: &str, snapshot: Option<&str>) {
+        self.shared
+            .borrow_mut()
+            .incident(name, t_unix_ms, reason, snapshot);
     }
 }

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use plimsoll_analysis::DetectorConfig;
 use regex_lite::Regex;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -184,7 +185,13 @@ fn handle(
                 command: found.command,
             },
         });
-        let monitor = Monitor::new(&name, common.budget, common.levels, common.warmup);
+        let monitor = Monitor::new(
+            &name,
+            common.budget,
+            common.levels,
+            common.warmup,
+            DetectorConfig::recommended(),
+        );
         // Published with no admin channel: a watched process takes no admin actions.
         let mut view = TargetView::new(&name, common.levels, false);
         view.pid = Some(found.pid);

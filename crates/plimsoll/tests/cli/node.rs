@@ -130,3 +130,84 @@ fn plimsoll_snapshot_writes_a_heap_snapshot_of_a_running_target() {
     plimsoll.signal("TERM");
     plimsoll.wait_exit(WITHIN);
 }
+
+#[test]
+fn a_confirmed_leak_is_investigated_with_heap_snapshots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("leak.js");
+    std::fs::write(
+        &script,
+        "class LeakyRecord { constructor(n) { this.values = Array.from({ length: 1000 }, (_, i) => i * n + 0.5); } }\n\
+         global.leakyRecords = [];\n\
+         let n = 0;\n\
+         setInterval(() => global.leakyRecords.push(new LeakyRecord(n++)), 20);\n\
+         // A GC-heavy app: major collections every half second, so that the heap after GC moves\n\
+         // within the compressed windows of the test.\n\
+         require('v8').setFlagsFromString('--expose-gc');\n\
+         const gc = require('vm').runInNewContext('gc');\n\
+         setInterval(() => gc(), 500);\n",
+    )
+    .expect("write app");
+    let events_path = dir.path().join("events.jsonl");
+    // Windows compressed 20 times: a 12-minute ramp becomes 36 s, a minute between snapshots 3 s.
+    let mut plimsoll = Cmd::new("run")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--listen")
+        .arg("off")
+        .arg("--events")
+        .arg(&events_path)
+        .arg("--interval")
+        .arg("100ms")
+        .arg("--time-scale")
+        .arg("0.05")
+        .arg("--budget")
+        .arg("1GiB")
+        .arg("--name")
+        .arg("leaky")
+        .arg("--")
+        .arg("node")
+        .arg(&script)
+        .spawn_in(dir.path());
+    let events = eventually("leak-suspects", Duration::from_secs(150), || {
+        let events = read_events(&events_path);
+        events
+            .iter()
+            .any(|e| e["event"] == "leak-suspects")
+            .then_some(events)
+    });
+    plimsoll.signal("TERM");
+    plimsoll.wait_exit(WITHIN);
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let confirmed = names
+        .iter()
+        .position(|n| *n == "leak-confirmed")
+        .expect("confirmed first");
+    let investigated = names
+        .iter()
+        .position(|n| *n == "leak-suspects")
+        .expect("suspects");
+    assert!(confirmed < investigated, "{names:?}");
+    let found = &events[investigated];
+    let classes: Vec<&str> = found["suspects"]["by_class"]
+        .as_array()
+        .expect("by_class")
+        .iter()
+        .filter_map(|c| c["class"].as_str())
+        .collect();
+    assert!(classes.contains(&"LeakyRecord"), "{classes:?}");
+    let paths = found["suspects"]["by_class"].to_string();
+    assert!(paths.contains("leakyRecords"), "{paths}");
+    // The last snapshot is kept as the incident's evidence; the first two are gone.
+    let snapshot = found["snapshot"].as_str().expect("snapshot");
+    assert!(Path::new(snapshot).exists());
+    let kept = std::fs::read_dir(dir.path().join("data/snapshots"))
+        .expect("snapshots")
+        .count();
+    assert_eq!(kept, 1);
+    let store = plimsoll_store::StoreReader::open(&dir.path().join("data")).expect("store");
+    let incidents = store.incidents(Some("leaky"), 10).expect("incidents");
+    assert!(incidents
+        .iter()
+        .any(|i| i.reason == "leak-investigation" && i.snapshot_path.as_deref() == Some(snapshot)));
+}

@@ -1,0 +1,751 @@
+//! `bench_agent`: what the Node.js agent costs a hot HTTP server. Two `plimsoll run`s of the same
+//! small Node server run side by side for the whole benchmark, one with the agent preloaded and
+//! one with `--no-agent` (the same supervision otherwise); a closed-loop load generator here
+//! (keep-alive HTTP/1.1 GETs over loopback, one thread per connection) drives one of them at a
+//! time, in alternating windows (with, without, without, with, …) so that drift of the machine
+//! falls on both alike. It prints each window, the totals and the ratios against the issue's
+//! bar: ≤ 1 % throughput and ≤ 1 ms p99 difference.
+//!
+//! Every process started here is stopped at the end, on error and on Ctrl-C too (guards: SIGTERM
+//! to each `plimsoll run`, which stops its target, then SIGKILL after a grace).
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{sysconf, Pid, SysconfVar};
+use plimsoll_bench::table::{Align, Table};
+
+/// Set by the signal thread on SIGINT, SIGTERM or SIGHUP: every wait here checks it and stops.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The bars from the issue.
+const BAR_THROUGHPUT_LOSS: f64 = 0.01;
+const BAR_P99_MS: f64 = 1.0;
+
+/// The server: one JSON response per request, built from a small catalogue (a little
+/// serialisation and parsing work, and garbage for the GC). It writes its port, its pid and
+/// whether the agent was preloaded to the file named by its first argument.
+const SERVER_JS: &str = r#"'use strict';
+const http = require('http');
+const fs = require('fs');
+
+const items = Array.from({ length: 24 }, (_, i) => ({
+  id: i,
+  name: 'item-' + i,
+  tags: ['red', 'green', 'blue'].slice(0, 1 + (i % 3)),
+  price: Math.round(i * 137.5) / 100,
+}));
+
+const server = http.createServer((req, res) => {
+  const order = JSON.parse(JSON.stringify({ path: req.url, items }));
+  const total = order.items.reduce((sum, item) => sum + item.price * item.tags.length, 0);
+  const body = JSON.stringify({ path: order.path, count: order.items.length, total, at: Date.now() });
+  res.writeHead(200, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+});
+
+server.listen(0, '127.0.0.1', () => {
+  const agent = Object.keys(require.cache).some((name) => name.endsWith('plimsoll-agent.js'));
+  const info = JSON.stringify({ port: server.address().port, pid: process.pid, agent });
+  const file = process.argv[2];
+  fs.writeFileSync(file + '.tmp', info);
+  fs.renameSync(file + '.tmp', file);
+});
+"#;
+
+#[derive(Debug, Parser)]
+#[command(about = "Overhead of the Node.js agent on a hot HTTP server, with and without it")]
+struct Args {
+    /// Length of each measuring window, in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Rounds; each measures both servers once (so 2 × rounds windows), the order alternating.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Keep-alive connections of the load generator (one thread each).
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Load on each server before the first window (JIT, heap growth), in seconds.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// The plimsoll binary to measure.
+    #[arg(long, default_value = "target/release/plimsoll")]
+    plimsoll: PathBuf,
+    /// Node.js.
+    #[arg(long, default_value = "node")]
+    node: String,
+    /// Keep the temporary directory (data dirs, logs) and print its path.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(error) = catch_signals() {
+        eprintln!("bench_agent: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench_agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Catches SIGINT, SIGTERM and SIGHUP on a thread of its own, so that Ctrl-C unwinds through
+/// the guards (which stop what was started) instead of killing this process outright.
+fn catch_signals() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("signal runtime")?;
+    let (mut interrupt, mut terminate, mut hangup) = {
+        let _entered = runtime.enter();
+        (
+            signal(SignalKind::interrupt()).context("SIGINT")?,
+            signal(SignalKind::terminate()).context("SIGTERM")?,
+            signal(SignalKind::hangup()).context("SIGHUP")?,
+        )
+    };
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            loop {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                    _ = hangup.recv() => {}
+                }
+                if !INTERRUPTED.swap(true, Ordering::SeqCst) {
+                    eprintln!("bench_agent: interrupted; stopping what was started");
+                }
+            }
+        });
+    });
+    Ok(())
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two supervised servers
+
+/// Which of the two servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    WithAgent,
+    WithoutAgent,
+}
+
+impl Variant {
+    fn label(self) -> &'static str {
+        match self {
+            Variant::WithAgent => "with agent",
+            Variant::WithoutAgent => "without agent",
+        }
+    }
+}
+
+/// One `plimsoll run` of the server, stopped (SIGTERM, which stops its target, then SIGKILL)
+/// when dropped.
+struct Server {
+    variant: Variant,
+    supervisor: Child,
+    addr: SocketAddr,
+    /// The node process.
+    pid: u32,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(
+        variant: Variant,
+        args: &Args,
+        dir: &Path,
+        script: &Path,
+        listen: bool,
+    ) -> Result<Server> {
+        let name = match variant {
+            Variant::WithAgent => "with-agent",
+            Variant::WithoutAgent => "without-agent",
+        };
+        let data = dir.join(name);
+        fs::create_dir_all(&data)?;
+        let port_file = dir.join(format!("{name}.port"));
+        let log = dir.join(format!("{name}.log"));
+        // Absolute: the supervisor runs in `dir`.
+        let plimsoll = fs::canonicalize(&args.plimsoll)
+            .with_context(|| format!("no plimsoll at '{}'", args.plimsoll.display()))?;
+        let mut command = Command::new(&plimsoll);
+        command.arg("run");
+        if listen {
+            command.args(["--listen", "off"]);
+        }
+        if variant == Variant::WithoutAgent {
+            command.arg("--no-agent");
+        }
+        command
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--interval", "1s", "--name", name, "--"])
+            .arg(&args.node)
+            .arg(script)
+            .arg(&port_file)
+            .current_dir(dir)
+            .env_remove("NODE_OPTIONS")
+            .stdin(Stdio::null());
+        let output = fs::File::create(&log)
+            .with_context(|| format!("cannot create '{}'", log.display()))?;
+        command.stdout(output.try_clone()?).stderr(output);
+        let supervisor = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", args.plimsoll.display()))?;
+        let mut server = Server {
+            variant,
+            supervisor,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pid: 0,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let info = loop {
+            check_interrupted()?;
+            if let Ok(text) = fs::read_to_string(&port_file) {
+                break text;
+            }
+            if let Ok(Some(status)) = server.supervisor.try_wait() {
+                bail!(
+                    "{} exited at start ({status}): {}",
+                    variant.label(),
+                    tail(&server.log, 400)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: the server did not start within 20 s: {}",
+                    variant.label(),
+                    tail(&server.log, 400)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let info: serde_json::Value =
+            serde_json::from_str(&info).with_context(|| format!("bad port file '{info}'"))?;
+        let port = info["port"].as_u64().context("no port in the port file")?;
+        server.addr.set_port(u16::try_from(port).context("port")?);
+        server.pid = info["pid"]
+            .as_u64()
+            .and_then(|pid| u32::try_from(pid).ok())
+            .context("no pid in the port file")?;
+        let preloaded = info["agent"].as_bool() == Some(true);
+        if preloaded != (variant == Variant::WithAgent) {
+            bail!(
+                "{}: the agent is {}preloaded into the server",
+                variant.label(),
+                if preloaded { "" } else { "not " }
+            );
+        }
+        Ok(server)
+    }
+
+    /// Whether the node process holds a connected unix socket: the agent's connection to the
+    /// supervisor (the server itself has none).
+    fn agent_connected(&self) -> bool {
+        let mut inodes = HashSet::new();
+        if let Ok(fds) = fs::read_dir(format!("/proc/{}/fd", self.pid)) {
+            for fd in fds.flatten() {
+                let Ok(target) = fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let target = target.to_string_lossy();
+                if let Some(inode) = target
+                    .strip_prefix("socket:[")
+                    .and_then(|rest| rest.strip_suffix(']'))
+                {
+                    inodes.insert(inode.to_owned());
+                }
+            }
+        }
+        let Ok(table) = fs::read_to_string(format!("/proc/{}/net/unix", self.pid)) else {
+            return false;
+        };
+        // Num RefCount Protocol Flags Type St Inode [Path]; St 03 is connected.
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() >= 7 && fields[5] == "03" && inodes.contains(fields[6])
+        })
+    }
+
+    fn alive(&mut self) -> Result<()> {
+        if let Ok(Some(status)) = self.supervisor.try_wait() {
+            bail!(
+                "{}: plimsoll run exited ({status}): {}",
+                self.variant.label(),
+                tail(&self.log, 400)
+            );
+        }
+        if !Path::new(&format!("/proc/{}", self.pid)).exists() {
+            bail!("{}: the node server exited", self.variant.label());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !matches!(self.supervisor.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = Pid::from_raw(self.supervisor.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if !matches!(self.supervisor.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = self.supervisor.wait();
+    }
+}
+
+/// The last `chars` characters of a log file, on one line.
+fn tail(path: &Path, chars: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let skip = text.chars().count().saturating_sub(chars);
+    text.chars().skip(skip).collect()
+}
+
+/// Whether this plimsoll build has `run --listen` (the HTTP server); without it, none is served.
+fn has_listen(plimsoll: &Path) -> Result<bool> {
+    let output = Command::new(plimsoll)
+        .args(["run", "--help"])
+        .output()
+        .with_context(|| format!("cannot run {}", plimsoll.display()))?;
+    Ok(String::from_utf8_lossy(&output.stdout).contains("--listen"))
+}
+
+/// CPU time of a process (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_s() -> f64 {
+    sysconf(SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |ticks| ticks as f64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load generator
+
+/// What one window of load measured.
+struct Window {
+    variant: Variant,
+    elapsed: Duration,
+    /// Latency of every request, in nanoseconds.
+    latencies: Vec<u64>,
+    /// The server's CPU share over the window, in percent of a core.
+    server_cpu: f64,
+}
+
+/// Drives `addr` with `connections` keep-alive connections for `length`, each sending its next
+/// GET as soon as the last response is complete.
+fn load(addr: SocketAddr, connections: usize, length: Duration) -> Result<(Duration, Vec<u64>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || connection(addr, &stop))
+        })
+        .collect();
+    let end = start + length;
+    while Instant::now() < end && !INTERRUPTED.load(Ordering::SeqCst) {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut latencies = Vec::new();
+    let mut failure = None;
+    for worker in workers {
+        match worker.join() {
+            Ok(Ok(measured)) => latencies.extend(measured),
+            Ok(Err(error)) => failure = Some(error),
+            Err(_) => failure = Some(anyhow::anyhow!("a load thread panicked")),
+        }
+    }
+    let elapsed = start.elapsed();
+    check_interrupted()?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    Ok((elapsed, latencies))
+}
+
+const REQUEST: &[u8] = b"GET /orders/42 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n";
+
+/// One keep-alive connection: requests until `stop`, the latency of each in nanoseconds.
+fn connection(addr: SocketAddr, stop: &AtomicBool) -> Result<Vec<u64>> {
+    let mut stream = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let mut latencies = Vec::with_capacity(1 << 16);
+    let mut buffer = vec![0u8; 16 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        let sent = Instant::now();
+        stream.write_all(REQUEST).context("cannot send a request")?;
+        read_response(&mut stream, &mut buffer)?;
+        latencies.push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+    Ok(latencies)
+}
+
+/// Reads one response (status 200, with a Content-Length) to its last byte.
+fn read_response(stream: &mut TcpStream, buffer: &mut [u8]) -> Result<()> {
+    let mut filled = 0;
+    let (head_end, body_length) = loop {
+        if filled == buffer.len() {
+            bail!("response header larger than {} bytes", buffer.len());
+        }
+        let read = stream
+            .read(&mut buffer[filled..])
+            .context("cannot read a response")?;
+        if read == 0 {
+            bail!("the server closed the connection");
+        }
+        filled += read;
+        if let Some(end) = find(&buffer[..filled], b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buffer[..end]).context("response header")?;
+            if !head.starts_with("HTTP/1.1 200") {
+                bail!(
+                    "unexpected response '{}'",
+                    head.lines().next().unwrap_or_default()
+                );
+            }
+            let length = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())
+                        .flatten()
+                })
+                .context("response without Content-Length")?;
+            break (end + 4, length);
+        }
+    };
+    let mut remaining = (head_end + body_length).saturating_sub(filled);
+    while remaining > 0 {
+        let chunk = remaining.min(buffer.len());
+        let read = stream
+            .read(&mut buffer[..chunk])
+            .context("cannot read a response body")?;
+        if read == 0 {
+            bail!("the server closed the connection in a response");
+        }
+        remaining -= read;
+    }
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// One measuring window on `server`, with the server's CPU share over it.
+fn window(server: &mut Server, args: &Args, length: Duration) -> Result<Window> {
+    server.alive()?;
+    let ticks_before = cpu_ticks(server.pid).context("server CPU time")?;
+    let (elapsed, latencies) = load(server.addr, args.connections, length)?;
+    let ticks = cpu_ticks(server.pid)
+        .context("server CPU time")?
+        .saturating_sub(ticks_before);
+    server.alive()?;
+    Ok(Window {
+        variant: server.variant,
+        elapsed,
+        server_cpu: ticks as f64 / clock_ticks_per_s() / elapsed.as_secs_f64() * 100.0,
+        latencies,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+
+/// Throughput and latency of one or more windows.
+struct Figures {
+    requests: usize,
+    per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    server_cpu: f64,
+}
+
+impl Figures {
+    fn of<'a>(windows: impl IntoIterator<Item = &'a Window>) -> Figures {
+        let windows: Vec<&Window> = windows.into_iter().collect();
+        let mut latencies: Vec<u64> = windows
+            .iter()
+            .flat_map(|w| w.latencies.iter().copied())
+            .collect();
+        latencies.sort_unstable();
+        let seconds: f64 = windows.iter().map(|w| w.elapsed.as_secs_f64()).sum();
+        let cpu_seconds: f64 = windows
+            .iter()
+            .map(|w| w.server_cpu * w.elapsed.as_secs_f64())
+            .sum();
+        let quantile = |q: f64| {
+            if latencies.is_empty() {
+                return 0.0;
+            }
+            let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len());
+            latencies[index - 1] as f64 / 1e6
+        };
+        Figures {
+            requests: latencies.len(),
+            per_s: latencies.len() as f64 / seconds.max(1e-9),
+            p50_ms: quantile(0.50),
+            p99_ms: quantile(0.99),
+            max_ms: quantile(1.0),
+            server_cpu: cpu_seconds / seconds.max(1e-9),
+        }
+    }
+
+    fn cells(&self, name: String) -> Vec<String> {
+        vec![
+            name,
+            self.requests.to_string(),
+            format!("{:.0}", self.per_s),
+            format!("{:.3}", self.p50_ms),
+            format!("{:.3}", self.p99_ms),
+            format!("{:.2}", self.max_ms),
+            format!("{:.1}", self.server_cpu),
+        ]
+    }
+}
+
+fn figures_table() -> Table {
+    Table::new(&[
+        ("server", Align::Left),
+        ("requests", Align::Right),
+        ("req/s", Align::Right),
+        ("p50 ms", Align::Right),
+        ("p99 ms", Align::Right),
+        ("max ms", Align::Right),
+        ("node CPU %", Align::Right),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn run(args: &Args) -> Result<()> {
+    if args.rounds == 0 || args.connections == 0 || args.seconds == 0 {
+        bail!("--rounds, --connections and --seconds must be at least 1");
+    }
+    let node_version = Command::new(&args.node)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run '{}'", args.node))?;
+    let plimsoll_version = Command::new(&args.plimsoll)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {}", args.plimsoll.display()))?;
+    let listen = has_listen(&args.plimsoll)?;
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "{}; node {}; {cpus} CPUs; {} connections, {} rounds of {} s per server{}",
+        String::from_utf8_lossy(&plimsoll_version.stdout).trim(),
+        String::from_utf8_lossy(&node_version.stdout).trim(),
+        args.connections,
+        args.rounds,
+        args.seconds,
+        if listen { "" } else { " (this build has no --listen)" },
+    );
+
+    let temp = tempfile::Builder::new()
+        .prefix("plimsoll-bench-agent-")
+        .tempdir()?;
+    let dir = temp.path().to_owned();
+    let script = dir.join("server.js");
+    fs::write(&script, SERVER_JS)?;
+
+    let mut with = Server::start(Variant::WithAgent, args, &dir, &script, listen)?;
+    let mut without = Server::start(Variant::WithoutAgent, args, &dir, &script, listen)?;
+    println!(
+        "servers: with agent node pid {} on {}, without agent node pid {} on {}",
+        with.pid, with.addr, without.pid, without.addr
+    );
+
+    let warmup = Duration::from_secs(args.warmup);
+    if !warmup.is_zero() {
+        println!("warming up each server for {} s...", args.warmup);
+        for server in [&mut with, &mut without] {
+            window(server, args, warmup)?;
+        }
+    }
+    // The agent connects at start and reports every second; after the warm-up it must be
+    // connected in one server only.
+    match (with.agent_connected(), without.agent_connected()) {
+        (true, false) => println!("agent: connected to its supervisor in the with-agent server only"),
+        (with_connected, without_connected) => bail!(
+            "agent connections: with agent {with_connected}, without agent {without_connected}; expected true, false"
+        ),
+    }
+
+    let length = Duration::from_secs(args.seconds);
+    let mut windows = Vec::with_capacity(2 * args.rounds);
+    let mut per_window = Table::new(&[
+        ("window", Align::Right),
+        ("server", Align::Left),
+        ("req/s", Align::Right),
+        ("p50 ms", Align::Right),
+        ("p99 ms", Align::Right),
+        ("node CPU %", Align::Right),
+    ]);
+    for round in 0..args.rounds {
+        let order = if round % 2 == 0 {
+            [&mut with, &mut without]
+        } else {
+            [&mut without, &mut with]
+        };
+        for server in order {
+            let measured = window(server, args, length)?;
+            let figures = Figures::of([&measured]);
+            per_window.row(vec![
+                (windows.len() + 1).to_string(),
+                measured.variant.label().to_owned(),
+                format!("{:.0}", figures.per_s),
+                format!("{:.3}", figures.p50_ms),
+                format!("{:.3}", figures.p99_ms),
+                format!("{:.1}", figures.server_cpu),
+            ]);
+            println!(
+                "window {} ({}): {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, node {:.0} % CPU",
+                windows.len() + 1,
+                measured.variant.label(),
+                figures.per_s,
+                figures.p50_ms,
+                figures.p99_ms,
+                figures.server_cpu
+            );
+            windows.push(measured);
+        }
+    }
+    let still_connected = with.agent_connected();
+    drop(with);
+    drop(without);
+
+    let of = |variant: Variant| Figures::of(windows.iter().filter(|w| w.variant == variant));
+    let (a, b) = (of(Variant::WithAgent), of(Variant::WithoutAgent));
+    let mut totals = figures_table();
+    totals.row(a.cells(format!("with agent ({} windows)", args.rounds)));
+    totals.row(b.cells(format!("without agent ({} windows)", args.rounds)));
+    let throughput = a.per_s / b.per_s.max(1e-9);
+    let p99_difference = a.p99_ms - b.p99_ms;
+    let mut ratios = Table::new(&[
+        ("with / without", Align::Left),
+        ("value", Align::Right),
+        ("bar", Align::Left),
+        ("result", Align::Left),
+    ]);
+    ratios.row(vec![
+        "throughput ratio".to_owned(),
+        format!("{throughput:.4}"),
+        format!("≥ {:.2}", 1.0 - BAR_THROUGHPUT_LOSS),
+        verdict(throughput >= 1.0 - BAR_THROUGHPUT_LOSS),
+    ]);
+    ratios.row(vec![
+        "p50 ratio".to_owned(),
+        format!("{:.4}", a.p50_ms / b.p50_ms.max(1e-9)),
+        String::new(),
+        String::new(),
+    ]);
+    ratios.row(vec![
+        "p99 ratio".to_owned(),
+        format!("{:.4}", a.p99_ms / b.p99_ms.max(1e-9)),
+        String::new(),
+        String::new(),
+    ]);
+    ratios.row(vec![
+        "p99 difference, ms".to_owned(),
+        format!("{p99_difference:+.3}"),
+        format!("≤ {BAR_P99_MS:.1}"),
+        verdict(p99_difference <= BAR_P99_MS),
+    ]);
+    ratios.row(vec![
+        "node CPU % difference".to_owned(),
+        format!("{:+.1}", a.server_cpu - b.server_cpu),
+        String::new(),
+        String::new(),
+    ]);
+    let spread = |variant: Variant| {
+        let rates: Vec<f64> = windows
+            .iter()
+            .filter(|w| w.variant == variant)
+            .map(|w| Figures::of([w]).per_s)
+            .collect();
+        let low = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = rates.iter().copied().fold(0.0, f64::max);
+        (high - low) / b.per_s.max(1e-9) * 100.0
+    };
+
+    println!();
+    println!(
+        "== Node agent overhead: {} connections, {} windows of {} s per server, alternating ==",
+        args.connections, args.rounds, args.seconds
+    );
+    print!("{per_window}");
+    println!();
+    print!("{totals}");
+    println!();
+    print!("{ratios}");
+    println!(
+        "window-to-window spread of req/s: with agent {:.1} %, without {:.1} % (of the without-agent mean){}",
+        spread(Variant::WithAgent),
+        spread(Variant::WithoutAgent),
+        if still_connected {
+            ""
+        } else {
+            "; the agent was no longer connected at the end"
+        }
+    );
+    if args.keep {
+        let kept = temp.keep();
+        println!("kept {}", kept.display());
+    }
+    Ok(())
+}
+
+fn verdict(ok: bool) -> String {
+    if ok { "meets" } else { "MISSES" }.to_owned()
+}

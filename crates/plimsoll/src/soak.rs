@@ -1,0 +1,794 @@
+//! `plimsoll soak -- CMD…`: the CI gate. Runs CMD under the supervisor (agent, keeper, store)
+//! and the load command beside it for a fixed duration, feeds the samples after the warm-up
+//! to the leak detector, then prints the verdict and exits 0 no leak / 1 leak, budget exceeded,
+//! load or target failed / 3 inconclusive.
+//!
+//! The supervisor is reused as it is: the soak wraps its outputs (every sample and event goes
+//! through [`SoakOutput`] on its way to the store) and, to end the run, sends SIGTERM to its own
+//! process, which the supervisor's loop answers with a graceful stop of the target.
+
+use std::cell::RefCell;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use plimsoll_analysis::{
+    DetectorConfig, LeakDetector, LeakState, LeakStatus, Level, Observation, Verdict,
+};
+use plimsoll_probe::Sample;
+use serde_json::{json, Value};
+use tokio::process::Command;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
+
+use crate::agent::{node, HeapFigures};
+use crate::analyze::{signal_name, verdict_json, verdict_name};
+use crate::cli::{Listen, MonitorArgs, OutputArgs, SoakArgs};
+use crate::common::{create_private_dir, sink_config, Common};
+use crate::event::{Event, EventKind};
+use crate::exit;
+use crate::outputs::Outputs;
+use crate::report::{self, ReportInput};
+use crate::supervise::{
+    self, now_unix_ms, EventOutput, RestartPolicy, Settings, INVESTIGATION_SPACING,
+};
+use crate::units::{human_bytes, human_seconds};
+
+/// Progress lines off a terminal come this often.
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// The progress bar on a terminal is redrawn this often.
+const BAR_PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How often the soak looks at its state (stop requests, fail-fast).
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// The load command's group gets this long after SIGTERM before SIGKILL.
+const LOAD_GRACE: Duration = Duration::from_secs(5);
+
+pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
+    let plan = Plan::resolve(args)?;
+    let mut outputs = Outputs::open(&plan.data_dir, &sink_config(&plan.monitor))?;
+    crate::logging::init();
+    let budget_text = plan.settings.budget.map_or_else(
+        || "none (the cgroup limit, if any)".to_owned(),
+        |b| format!("{} ({b} bytes)", human_bytes(b as f64)),
+    );
+    eprintln!(
+        "plimsoll soak: {} for {} (warm-up {}), budget {budget_text}{}",
+        plan.settings.name,
+        human_seconds(plan.duration.as_secs_f64()),
+        human_seconds(plan.warmup.as_secs_f64()),
+        if plan.time_scale == 1.0 {
+            String::new()
+        } else {
+            format!(", detector time scale {}", plan.time_scale)
+        }
+    );
+    // With --json, standard output carries the verdict only: the target and the load command
+    // write to standard error meanwhile.
+    let saved_stdout = if args.json {
+        let saved = nix::unistd::dup(std::io::stdout()).context("cannot save standard output")?;
+        nix::unistd::dup2_stdout(std::io::stderr()).context("cannot redirect standard output")?;
+        Some(saved)
+    } else {
+        None
+    };
+    let state = Rc::new(RefCell::new(SoakState::new(&plan)));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let outcome = {
+        let mut output = SoakOutput {
+            inner: &mut outputs,
+            state: state.clone(),
+        };
+        runtime.block_on(soak(&plan, &mut output, &state))
+    };
+    outputs.close();
+    if let Some(saved) = saved_stdout {
+        let _ = std::io::stdout().flush();
+        nix::unistd::dup2_stdout(&saved).context("cannot restore standard output")?;
+    }
+    let outcome = outcome?;
+    let state = state.borrow();
+    let verdict = Finding::of(&plan, &state, &outcome);
+    if let Some(path) = &args.report {
+        let input = report_input(&plan, &state, &verdict)?;
+        report::write(path, &input)?;
+        eprintln!("plimsoll soak: report written to {}", path.display());
+    }
+    if args.json {
+        println!("{}", verdict.json);
+    } else {
+        verdict.print_human(&plan);
+    }
+    Ok(verdict.exit_code)
+}
+
+/// The soak's settings, resolved from the command line.
+#[derive(Debug)]
+struct Plan {
+    settings: Settings,
+    monitor: MonitorArgs,
+    data_dir: PathBuf,
+    duration: Duration,
+    warmup: Duration,
+    load: Option<String>,
+    fail_fast: bool,
+    time_scale: f64,
+    detector: DetectorConfig,
+    /// When the soak started, milliseconds since the Unix epoch.
+    started_unix_ms: i64,
+}
+
+impl Plan {
+    fn resolve(args: &SoakArgs) -> Result<Plan> {
+        if args.duration.is_zero() {
+            bail!("--duration 0s: give how long to soak, e.g. 15m");
+        }
+        if args.warmup >= args.duration {
+            bail!(
+                "--warmup {} is not shorter than --duration {}: nothing would count",
+                human_seconds(args.warmup.as_secs_f64()),
+                human_seconds(args.duration.as_secs_f64())
+            );
+        }
+        if !(args.time_scale > 0.0 && args.time_scale <= 1.0) {
+            bail!(
+                "invalid --time-scale '{}' (expected a factor above 0 and at most 1, e.g. 0.05)",
+                args.time_scale
+            );
+        }
+        if let Some(load) = &args.load {
+            if load.trim().is_empty() {
+                bail!("--load '{load}' is empty");
+            }
+        }
+        let monitor = MonitorArgs {
+            budget: args.budget,
+            warn: 0.75,
+            critical: 0.85,
+            interval: args.interval,
+            warmup: args.warmup,
+            output: OutputArgs {
+                data_dir: args.data_dir.clone(),
+                events: args.events.clone(),
+                on_event: None,
+                webhook: None,
+                listen: Listen::Off,
+                no_http: true,
+                admin_token_file: None,
+            },
+        };
+        let common = Common::resolve(&monitor)?;
+        let name = match &args.name {
+            Some(name) if name.trim().is_empty() => bail!("--name '{name}' is empty"),
+            Some(name) => name.clone(),
+            None => args
+                .command
+                .first()
+                .and_then(|c| std::path::Path::new(c).file_name())
+                .map_or_else(|| "target".to_owned(), |n| n.to_string_lossy().into_owned()),
+        };
+        let run_dir = common.data_dir.join("run");
+        create_private_dir(&run_dir)?;
+        let settings = Settings {
+            name,
+            command: args.command.clone(),
+            budget: common.budget,
+            levels: common.levels,
+            interval: common.interval,
+            warmup: common.warmup,
+            grace: Duration::from_secs(5),
+            policy: RestartPolicy {
+                base_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(30),
+                max_restarts: 10,
+                window: Duration::from_secs(60),
+            },
+            run_dir,
+            env: Vec::new(),
+            cwd: None,
+            rolling: None,
+            registry: None,
+            detector: DetectorConfig::recommended().time_scaled(args.time_scale),
+            investigation_spacing: INVESTIGATION_SPACING.mul_f64(args.time_scale),
+            agent: node::setup(&common.data_dir, &args.command, None, !args.no_agent)?,
+        };
+        Ok(Plan {
+            settings,
+            monitor,
+            data_dir: common.data_dir,
+            duration: args.duration,
+            warmup: args.warmup,
+            load: args.load.clone(),
+            fail_fast: args.fail_fast,
+            time_scale: args.time_scale,
+            detector: DetectorConfig::recommended().time_scaled(args.time_scale),
+            started_unix_ms: now_unix_ms(),
+        })
+    }
+}
+
+/// What the soak saw, updated by [`SoakOutput`] at every sample and event.
+#[derive(Debug)]
+struct SoakState {
+    started_unix_ms: i64,
+    warmup_s: f64,
+    detector: LeakDetector,
+    /// The budget in force (from the command line or the cgroup limit).
+    budget: Option<u64>,
+    /// Samples seen, warm-up included.
+    samples: u64,
+    rss: Option<u64>,
+    heap_used: Option<u64>,
+    heap_after_gc: Option<u64>,
+    /// The highest RSS after the warm-up, bytes.
+    peak_rss: u64,
+    /// The first time (seconds into the soak) the RSS reached the budget after the warm-up.
+    budget_exceeded_at_s: Option<f64>,
+    /// The target has been started at least once.
+    started: bool,
+    /// The soak asked the supervisor to stop the target.
+    stopping: bool,
+    /// Exits of the target that the soak did not ask for, for people.
+    unexpected_exits: Vec<String>,
+    /// Restarts by the supervisor.
+    restarts: u32,
+}
+
+impl SoakState {
+    fn new(plan: &Plan) -> SoakState {
+        SoakState {
+            started_unix_ms: plan.started_unix_ms,
+            warmup_s: plan.warmup.as_secs_f64(),
+            detector: LeakDetector::new(plan.detector.clone()),
+            budget: plan.settings.budget,
+            samples: 0,
+            rss: None,
+            heap_used: None,
+            heap_after_gc: None,
+            peak_rss: 0,
+            budget_exceeded_at_s: None,
+            started: false,
+            stopping: false,
+            unexpected_exits: Vec::new(),
+            restarts: 0,
+        }
+    }
+
+    fn elapsed_s(&self, t_unix_ms: i64) -> f64 {
+        (t_unix_ms - self.started_unix_ms) as f64 / 1000.0
+    }
+}
+
+/// The supervisor's outputs, with the soak listening in.
+struct SoakOutput<'a> {
+    inner: &'a mut Outputs,
+    state: Rc<RefCell<SoakState>>,
+}
+
+impl EventOutput for SoakOutput<'_> {
+    fn emit(&mut self, event: &Event) {
+        {
+            let mut state = self.state.borrow_mut();
+            match &event.kind {
+                EventKind::Started { .. } => state.started = true,
+                EventKind::Exited { code, signal, .. } if !state.stopping => {
+                    let how = match (code, signal) {
+                        (Some(code), _) => format!("code {code}"),
+                        (None, Some(signal)) => format!("signal {signal}"),
+                        (None, None) => "an unknown status".to_owned(),
+                    };
+                    let at = state.elapsed_s(event.t_unix_ms);
+                    state
+                        .unexpected_exits
+                        .push(format!("exited with {how} after {}", human_seconds(at)));
+                }
+                EventKind::Restarted { .. } => state.restarts += 1,
+                EventKind::BudgetBreach { .. } => {
+                    let at = state.elapsed_s(event.t_unix_ms);
+                    state.budget_exceeded_at_s.get_or_insert(at);
+                }
+                _ => {}
+            }
+        }
+        self.inner.emit(event);
+    }
+
+    fn sample(
+        &mut self,
+        name: &str,
+        t_unix_ms: i64,
+        sample: &Sample,
+        heap: Option<&HeapFigures>,
+        budget: Option<u64>,
+        level: Level,
+    ) {
+        {
+            let mut state = self.state.borrow_mut();
+            let t_s = state.elapsed_s(t_unix_ms);
+            let rss = sample.rss.0;
+            state.samples += 1;
+            state.rss = Some(rss);
+            state.heap_used = heap.map(|h| h.heap_used_bytes);
+            state.heap_after_gc = heap.and_then(|h| h.heap_used_after_gc_bytes);
+            if budget.is_some() {
+                state.budget = budget;
+            }
+            if t_s >= state.warmup_s && !state.stopping {
+                state.peak_rss = state.peak_rss.max(rss);
+                if state.budget.is_some_and(|b| rss >= b) {
+                    state.budget_exceeded_at_s.get_or_insert(t_s);
+                }
+                let observation = Observation {
+                    t_s,
+                    rss_bytes: rss,
+                    heap_used_after_gc_bytes: state.heap_after_gc,
+                };
+                state.detector.push(&observation);
+            }
+        }
+        self.inner
+            .sample(name, t_unix_ms, sample, heap, budget, level);
+    }
+
+    fn incident(&mut self, name: &str, t_unix_ms: i64, reason: &str, snapshot: Option<&str>) {
+        self.inner.incident(name, t_unix_ms, reason, snapshot);
+    }
+}
+
+/// Why the soak ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The duration is over.
+    Done,
+    /// `--fail-fast` and the detector confirmed a leak.
+    LeakConfirmed,
+    /// `--fail-fast` and the budget was reached.
+    BudgetExceeded,
+    /// The load command failed.
+    LoadFailed,
+    /// The target stopped for good by itself.
+    TargetStopped,
+    /// SIGINT or SIGTERM from outside.
+    Interrupted,
+}
+
+/// How the soak went, apart from the samples.
+#[derive(Debug)]
+struct Outcome {
+    stop: Stop,
+    /// Seconds the soak ran.
+    ran_s: f64,
+    /// The load command's failure, for people.
+    load_failure: Option<String>,
+    /// The target's exit status when it stopped for good by itself.
+    target_status: Option<u8>,
+}
+
+/// The soak's loop: the supervisor, the load command, the timer and the progress, together.
+async fn soak(
+    plan: &Plan,
+    output: &mut SoakOutput<'_>,
+    state: &Rc<RefCell<SoakState>>,
+) -> Result<Outcome> {
+    // Installed before the supervisor starts, so a SIGTERM of ours can never kill the process;
+    // this stream tells a stop from outside from our own.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let clock = Instant::now();
+    let mut load = match &plan.load {
+        Some(command) => Some(spawn_load(command)?),
+        None => None,
+    };
+    let supervisor = supervise::supervise(plan.settings.clone(), output);
+    tokio::pin!(supervisor);
+    let deadline = sleep(plan.duration);
+    tokio::pin!(deadline);
+    let mut check = interval(CHECK_EVERY);
+    check.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut progress = Progress::new(plan.duration);
+    let mut stop: Option<Stop> = None;
+    let mut signalled = false;
+    let mut load_failure = None;
+    let status = loop {
+        tokio::select! {
+            status = &mut supervisor => break status?,
+            () = &mut deadline, if stop.is_none() => stop = Some(Stop::Done),
+            status = wait_load(&mut load), if load.is_some() => {
+                load = None;
+                let at = human_seconds(clock.elapsed().as_secs_f64());
+                match status {
+                    Ok(status) if status.success() => {
+                        eprintln!("plimsoll soak: the load command finished (exit 0) after {at}; the soak goes on");
+                    }
+                    Ok(status) => {
+                        let how = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+                            (Some(code), _) => format!("exit code {code}"),
+                            (None, Some(signal)) => format!("signal {signal}"),
+                            (None, None) => "an unknown status".to_owned(),
+                        };
+                        if stop.is_none() {
+                            load_failure = Some(format!("the load command '{}' failed with {how} after {at}", plan.load.as_deref().unwrap_or_default()));
+                            stop = Some(Stop::LoadFailed);
+                        }
+                    }
+                    Err(error) => {
+                        load_failure = Some(format!("the load command '{}' could not be waited for: {error}", plan.load.as_deref().unwrap_or_default()));
+                        stop.get_or_insert(Stop::LoadFailed);
+                    }
+                }
+            }
+            _ = check.tick() => {
+                let elapsed = clock.elapsed();
+                {
+                    let state = state.borrow();
+                    if plan.fail_fast && stop.is_none() {
+                        if state.detector.status().verdict == Verdict::Leak {
+                            stop = Some(Stop::LeakConfirmed);
+                        } else if state.budget_exceeded_at_s.is_some() {
+                            stop = Some(Stop::BudgetExceeded);
+                        }
+                    }
+                    progress.maybe_show(elapsed, &state, plan, stop.is_some());
+                }
+                if stop.is_some() && !signalled && state.borrow().started {
+                    // The supervisor stops the target gracefully on SIGTERM: that is how the
+                    // soak ends it (the handler above keeps the signal from killing us).
+                    state.borrow_mut().stopping = true;
+                    signalled = true;
+                    nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGTERM)
+                        .context("cannot signal the supervisor to stop")?;
+                }
+            }
+            _ = interrupt.recv() => { stop.get_or_insert(Stop::Interrupted); state.borrow_mut().stopping = true; signalled = true; }
+            _ = terminate.recv() => if !signalled { stop.get_or_insert(Stop::Interrupted); state.borrow_mut().stopping = true; signalled = true; },
+        }
+    };
+    progress.finish();
+    if let Some(child) = load.take() {
+        stop_load(child).await;
+    }
+    let stop = match stop {
+        Some(stop) => stop,
+        None => Stop::TargetStopped,
+    };
+    Ok(Outcome {
+        stop,
+        ran_s: clock.elapsed().as_secs_f64(),
+        load_failure,
+        target_status: (stop == Stop::TargetStopped).then_some(status),
+    })
+}
+
+/// Starts `sh -c CMD` in its own process group, its standard output on our standard error.
+fn spawn_load(command: &str) -> Result<tokio::process::Child> {
+    let stdout = nix::unistd::dup(std::io::stderr()).context("cannot set up the load command")?;
+    Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(stdout))
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start the load command '{command}'"))
+}
+
+async fn wait_load(
+    load: &mut Option<tokio::process::Child>,
+) -> std::io::Result<std::process::ExitStatus> {
+    match load {
+        Some(child) => child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGTERM to the load command's group, then SIGKILL after a grace; always reaped.
+async fn stop_load(mut child: tokio::process::Child) {
+    use nix::sys::signal::{killpg, Signal};
+    let Some(pid) = child.id() else { return };
+    let group = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(LOAD_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait().await;
+    } else {
+        // The shell is gone; what it started may not be.
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+}
+
+/// The progress display: a bar redrawn in place on a terminal, plain lines elsewhere.
+struct Progress {
+    terminal: bool,
+    total: Duration,
+    last: Option<Duration>,
+    drawn: bool,
+}
+
+impl Progress {
+    fn new(total: Duration) -> Progress {
+        Progress {
+            terminal: std::io::stderr().is_terminal(),
+            total,
+            last: None,
+            drawn: false,
+        }
+    }
+
+    fn maybe_show(&mut self, elapsed: Duration, state: &SoakState, plan: &Plan, stopping: bool) {
+        let every = if self.terminal {
+            BAR_PROGRESS_EVERY
+        } else {
+            PLAIN_PROGRESS_EVERY
+        };
+        if stopping || self.last.is_some_and(|last| elapsed < last + every) {
+            return;
+        }
+        if self.last.is_none() && !self.terminal {
+            // The first plain line after one period, not at 0 s.
+            self.last = Some(elapsed);
+            return;
+        }
+        self.last = Some(elapsed);
+        let elapsed = elapsed.min(self.total);
+        let mut figures = format!(
+            "{}/{}  rss {}",
+            clock_text(elapsed.as_secs_f64()),
+            clock_text(self.total.as_secs_f64()),
+            state
+                .rss
+                .map_or_else(|| "-".to_owned(), |b| human_bytes(b as f64))
+        );
+        if let Some(heap) = state.heap_used {
+            figures.push_str(&format!("  heap {}", human_bytes(heap as f64)));
+        }
+        let running = running_verdict(state, plan, elapsed.as_secs_f64());
+        let mut stderr = std::io::stderr().lock();
+        if self.terminal {
+            let width = 24;
+            let done = ((elapsed.as_secs_f64() / self.total.as_secs_f64()) * width as f64) as usize;
+            let bar = format!(
+                "{}{}",
+                "#".repeat(done.min(width)),
+                "-".repeat(width - done.min(width))
+            );
+            let _ = write!(stderr, "\r\x1b[2Ksoak [{bar}] {figures}  {running}");
+            self.drawn = true;
+        } else {
+            let _ = writeln!(stderr, "plimsoll soak: {figures}  {running}");
+        }
+        let _ = stderr.flush();
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            let _ = writeln!(std::io::stderr());
+            self.drawn = false;
+        }
+    }
+}
+
+/// `m:ss`.
+fn clock_text(seconds: f64) -> String {
+    let total = seconds.max(0.0) as u64;
+    format!("{}:{:02}", total / 60, total % 60)
+}
+
+/// The detector's view so far, in a few words.
+fn running_verdict(state: &SoakState, plan: &Plan, elapsed_s: f64) -> String {
+    if elapsed_s < plan.warmup.as_secs_f64() {
+        return "warming up".to_owned();
+    }
+    let status = state.detector.status();
+    let rate = || format!("{}/min", human_bytes(status.growth_bytes_per_s * 60.0));
+    match (status.verdict, status.state) {
+        (Verdict::Leak, _) => format!("LEAK confirmed ({})", rate()),
+        (_, LeakState::Suspected) => format!("leak suspected ({})", rate()),
+        (Verdict::NoLeak, _) => "no leak so far".to_owned(),
+        _ => format!(
+            "no leak seen yet (a verdict needs {} more)",
+            human_seconds(status.needs_more_s.unwrap_or(0.0))
+        ),
+    }
+}
+
+/// The soak's verdict: the detector's, the budget's, the load's and the target's, with the
+/// exit code they make together.
+#[derive(Debug)]
+struct Finding {
+    status: LeakStatus,
+    time_to_budget_s: Option<f64>,
+    /// Why the soak failed, for people; empty when it did not.
+    failures: Vec<String>,
+    json: Value,
+    exit_code: u8,
+}
+
+impl Finding {
+    fn of(plan: &Plan, state: &SoakState, outcome: &Outcome) -> Finding {
+        let status = state.detector.status();
+        let time_to_budget_s = state
+            .budget
+            .and_then(|b| state.detector.time_to_budget_s(b));
+        let mut failures = Vec::new();
+        if status.verdict == Verdict::Leak {
+            failures.push(format!(
+                "leak: the retained memory grows {}/min ({})",
+                human_bytes(status.growth_bytes_per_s * 60.0),
+                signal_name(status.signal)
+            ));
+        }
+        if let (Some(at), Some(budget)) = (state.budget_exceeded_at_s, state.budget) {
+            failures.push(format!(
+                "budget exceeded: {} reached after {} (peak rss {})",
+                human_bytes(budget as f64),
+                human_seconds(at),
+                human_bytes(state.peak_rss as f64)
+            ));
+        }
+        if let Some(failure) = &outcome.load_failure {
+            failures.push(failure.clone());
+        }
+        if outcome.stop == Stop::TargetStopped {
+            failures.push(format!(
+                "the target stopped before the soak ended (exit status {})",
+                outcome.target_status.unwrap_or(1)
+            ));
+        } else if !state.unexpected_exits.is_empty() && state.budget_exceeded_at_s.is_none() {
+            failures.push(format!(
+                "the target crashed and was restarted: {}",
+                state.unexpected_exits.join("; ")
+            ));
+        }
+        let exit_code = if !failures.is_empty() {
+            exit::LEAK
+        } else if status.verdict == Verdict::NoLeak {
+            exit::OK
+        } else {
+            exit::INCONCLUSIVE
+        };
+        let mut json = verdict_json(&status, state.budget, time_to_budget_s);
+        if let Some(object) = json.as_object_mut() {
+            let extra = json!({
+                "budget_exceeded": state.budget_exceeded_at_s.is_some(),
+                "budget_exceeded_after_s": state.budget_exceeded_at_s,
+                "load_failed": outcome.load_failure.is_some(),
+                "load_error": outcome.load_failure,
+                "target_crashed": !state.unexpected_exits.is_empty(),
+                "restarts": state.restarts,
+                "peak_rss_bytes": (state.peak_rss > 0).then_some(state.peak_rss),
+                "soak_s": (outcome.ran_s * 100.0).round() / 100.0,
+                "warmup_s": plan.warmup.as_secs_f64(),
+                "time_scale": plan.time_scale,
+                "stopped": stop_name(outcome.stop),
+                "passed": exit_code == exit::OK,
+                "failures": failures,
+            });
+            if let Value::Object(extra) = extra {
+                object.extend(extra);
+            }
+        }
+        Finding {
+            status,
+            time_to_budget_s,
+            failures,
+            json,
+            exit_code,
+        }
+    }
+
+    fn print_human(&self, plan: &Plan) {
+        let status = &self.status;
+        let headline = match (self.exit_code, status.verdict) {
+            (exit::OK, _) => "PASSED: no leak",
+            (exit::INCONCLUSIVE, _) => "INCONCLUSIVE: too short to tell",
+            (_, Verdict::Leak) => "FAILED: leak",
+            _ => "FAILED",
+        };
+        println!("soak of {}: {headline}", plan.settings.name);
+        for failure in &self.failures {
+            println!("  failed         {failure}");
+        }
+        println!(
+            "  observed       {} samples over {} after a warm-up of {}",
+            status.samples,
+            human_seconds(status.observed_s),
+            human_seconds(plan.warmup.as_secs_f64())
+        );
+        println!(
+            "  verdict        {} (confidence {:.0} %)",
+            verdict_name(status.verdict),
+            status.confidence * 100.0
+        );
+        println!(
+            "  growth         {}/min of the retained floor ({})",
+            human_bytes(status.growth_bytes_per_s * 60.0),
+            signal_name(status.signal)
+        );
+        if let Some(t) = status.suspected_after_s {
+            println!("  suspected      after {}", human_seconds(t));
+        }
+        if let Some(t) = status.detected_after_s {
+            println!("  confirmed      after {}", human_seconds(t));
+        }
+        if let Some(t) = self.time_to_budget_s {
+            println!("  budget         reached in about {}", human_seconds(t));
+        }
+        if let Some(more) = status
+            .needs_more_s
+            .filter(|_| self.exit_code == exit::INCONCLUSIVE)
+        {
+            println!(
+                "  needs          about {} more of observation: run with --duration {}",
+                human_seconds(more),
+                human_seconds(plan.duration.as_secs_f64() + more + 1.0)
+            );
+        }
+    }
+}
+
+fn stop_name(stop: Stop) -> &'static str {
+    match stop {
+        Stop::Done => "duration",
+        Stop::LeakConfirmed => "leak-confirmed",
+        Stop::BudgetExceeded => "budget-exceeded",
+        Stop::LoadFailed => "load-failed",
+        Stop::TargetStopped => "target-stopped",
+        Stop::Interrupted => "interrupted",
+    }
+}
+
+/// What the report of this soak shows: the samples and events since it started.
+fn report_input(plan: &Plan, state: &SoakState, finding: &Finding) -> Result<ReportInput> {
+    let (samples, events) =
+        report::load(&plan.data_dir, &plan.settings.name, plan.started_unix_ms)?;
+    let suspects = report::heap_suspects(&events);
+    let settings = vec![
+        ("command".to_owned(), plan.settings.command.join(" ")),
+        (
+            "duration".to_owned(),
+            human_seconds(plan.duration.as_secs_f64()),
+        ),
+        (
+            "warm-up".to_owned(),
+            human_seconds(plan.warmup.as_secs_f64()),
+        ),
+        (
+            "budget".to_owned(),
+            state
+                .budget
+                .map_or_else(|| "none".to_owned(), |b| human_bytes(b as f64)),
+        ),
+        (
+            "interval".to_owned(),
+            format!("{:?}", plan.settings.interval),
+        ),
+        (
+            "load command".to_owned(),
+            plan.load.clone().unwrap_or_else(|| "none".to_owned()),
+        ),
+        (
+            "detector time scale".to_owned(),
+            plan.time_scale.to_string(),
+        ),
+        ("data dir".to_owned(), plan.data_dir.display().to_string()),
+    ];
+    Ok(ReportInput {
+        title: format!("Soak of {}", plan.settings.name),
+        target: plan.settings.name.clone(),
+        verdict: finding.json.clone(),
+        samples,
+        events,
+        settings,
+        suspects,
+        warmup_end_unix_ms: (!plan.warmup.is_zero())
+            .then(|| plan.started_unix_ms + plan.warmup.as_millis() as i64),
+    })
+}

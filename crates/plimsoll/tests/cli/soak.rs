@@ -1,0 +1,314 @@
+//! `plimsoll soak` and `plimsoll report`: real target processes and load commands, short soaks
+//! on a compressed detector clock (`--time-scale`), and the report opened in headless Chromium.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::Cmd;
+
+/// The detector's windows at 4 % of their length: a no-leak verdict needs 840 s × 0.04 =
+/// 33.6 s of observation, a steady leak is confirmed after about 29 s.
+const TIME_SCALE: &str = "0.04";
+/// Warm-up plus the 33.6 s a no-leak verdict needs, with a little room.
+const FULL: &str = "38s";
+
+/// A Python program that holds `mb_per_s` more every second (0 is flat after 20 MB) and churns
+/// short-lived garbage.
+fn python_target(dir: &Path, name: &str, mb_per_s: f64) -> String {
+    let script = format!(
+        r#"
+import time
+hold = [bytearray(b"x" * (20 * 1024 * 1024))]
+while True:
+    junk = bytearray(b"y" * (4 * 1024 * 1024))
+    del junk
+    if {mb_per_s} > 0:
+        hold.append(bytearray(b"z" * int({mb_per_s} * 1024 * 1024 / 10)))
+    time.sleep(0.1)
+"#
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, script).expect("write target");
+    path.display().to_string()
+}
+
+fn soak_in(dir: &Path, duration: &str) -> Cmd {
+    Cmd::new("soak")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--interval")
+        .arg("100ms")
+        .arg("--time-scale")
+        .arg(TIME_SCALE)
+        .arg("--duration")
+        .arg(duration)
+}
+
+#[test]
+fn a_leaking_program_fails_the_soak_and_the_report_draws_it_in_chromium() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = python_target(dir.path(), "leak.py", 2.0);
+    let report = dir.path().join("soak report.html");
+    let started = Instant::now();
+    let out = soak_in(dir.path(), "50s")
+        .arg("--warmup")
+        .arg("2s")
+        .arg("--budget")
+        .arg("1GiB")
+        .arg("--fail-fast")
+        .arg("--json")
+        .arg("--report")
+        .arg(&report)
+        .arg("--")
+        .arg("python3")
+        .arg(&target)
+        .expect_exit(1);
+    let verdict = out.json();
+    assert_eq!(verdict["verdict"], "leak", "{verdict}");
+    assert_eq!(verdict["stopped"], "leak-confirmed", "{verdict}");
+    assert_eq!(verdict["budget_exceeded"], false, "{verdict}");
+    assert_eq!(verdict["load_failed"], false, "{verdict}");
+    let rate = verdict["growth_bytes_per_s"].as_f64().expect("rate");
+    assert!((1.0e6..4.0e6).contains(&rate), "about 2 MiB/s: {verdict}");
+    assert!(verdict["time_to_budget_s"].as_f64().is_some(), "{verdict}");
+    let detected = verdict["detected_after_s"].as_f64().expect("detected");
+    assert!(detected < 45.0, "{verdict}");
+    // --fail-fast: it stopped at the confirmation, not at the end of the 50 s.
+    assert!(started.elapsed() < Duration::from_secs(48), "{verdict}");
+    // Standard output is the verdict alone, even though the target shares it.
+    assert_eq!(out.stdout.trim().lines().count(), 1, "{}", out.stdout);
+
+    let page = std::fs::read_to_string(&report).expect("report written");
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "self-contained"
+    );
+    let dom = chromium_dom(&report);
+    let points: u64 = body_data(&dom, "points")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no data-points in {}", &dom[..dom.len().min(2000)]));
+    assert!(points > 100, "points drawn: {points}");
+    assert_eq!(body_data(&dom, "errors"), Some("[]"), "JS errors");
+    assert!(dom.contains("leak-confirmed"), "the events are listed");
+    assert!(dom.contains("LEAK"), "the verdict is shown");
+
+    // `plimsoll report` of the same data dir, with the same detector clock.
+    let again = dir.path().join("again.html");
+    Cmd::new("report")
+        .arg(dir.path().join("data"))
+        .arg("--out")
+        .arg(&again)
+        .arg("--time-scale")
+        .arg(TIME_SCALE)
+        .expect_exit(0);
+    let dom = chromium_dom(&again);
+    let points: u64 = body_data(&dom, "points")
+        .and_then(|p| p.parse().ok())
+        .expect("points");
+    assert!(points > 100, "points drawn: {points}");
+    assert_eq!(body_data(&dom, "errors"), Some("[]"), "JS errors");
+}
+
+#[test]
+fn a_healthy_program_passes_with_line_based_progress_off_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = python_target(dir.path(), "flat.py", 0.0);
+    let out = soak_in(dir.path(), FULL)
+        .arg("--warmup")
+        .arg("2s")
+        .arg("--budget")
+        .arg("1GiB")
+        .arg("--load")
+        .arg("while true; do sleep 0.2; done")
+        .arg("--")
+        .arg("python3")
+        .arg(&target)
+        .expect_exit(0);
+    assert!(out.stdout.contains("PASSED: no leak"), "{}", out.stdout);
+    let progress: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("plimsoll soak: 0:"))
+        .collect();
+    assert!(progress.len() >= 3, "a line every 10 s: {}", out.stderr);
+    assert!(
+        progress[0].contains("/0:38") && progress[0].contains("rss "),
+        "{progress:?}"
+    );
+    assert!(!out.stderr.contains('\r'), "no bar redrawn off a terminal");
+}
+
+#[test]
+fn a_soak_too_short_to_tell_is_inconclusive_and_says_how_much_longer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = python_target(dir.path(), "flat.py", 0.0);
+    let out = soak_in(dir.path(), "5s")
+        .arg("--json")
+        .arg("--")
+        .arg("python3")
+        .arg(&target)
+        .expect_exit(3);
+    let verdict = out.json();
+    assert_eq!(verdict["verdict"], "inconclusive", "{verdict}");
+    let more = verdict["needs_more_s"].as_f64().expect("needs_more_s");
+    assert!((20.0..35.0).contains(&more), "{verdict}");
+
+    let out = soak_in(dir.path(), "3s")
+        .arg("--")
+        .arg("python3")
+        .arg(&target)
+        .expect_exit(3);
+    assert!(out.stdout.contains("INCONCLUSIVE"), "{}", out.stdout);
+    assert!(out.stdout.contains("more of observation"), "{}", out.stdout);
+}
+
+#[test]
+fn a_failing_load_command_fails_the_soak() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = python_target(dir.path(), "flat.py", 0.0);
+    let started = Instant::now();
+    let out = soak_in(dir.path(), FULL)
+        .arg("--load")
+        .arg("exit 3")
+        .arg("--json")
+        .arg("--")
+        .arg("python3")
+        .arg(&target)
+        .expect_exit(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it stops at once"
+    );
+    let verdict = out.json();
+    assert_eq!(verdict["load_failed"], true, "{verdict}");
+    assert_eq!(verdict["stopped"], "load-failed", "{verdict}");
+    let error = verdict["load_error"].as_str().expect("load_error");
+    assert!(
+        error.contains("'exit 3'") && error.contains("exit code 3"),
+        "{error}"
+    );
+
+    let out = soak_in(dir.path(), FULL)
+        .arg("--load")
+        .arg("exit 3")
+        .arg("--")
+        .arg("python3")
+        .arg(&target)
+        .expect_exit(1);
+    assert!(
+        out.stdout
+            .contains("the load command 'exit 3' failed with exit code 3"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_budget_reached_fails_the_soak() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = python_target(dir.path(), "grow.py", 20.0);
+    let out = soak_in(dir.path(), "30s")
+        .arg("--budget")
+        .arg("60MiB")
+        .arg("--fail-fast")
+        .arg("--json")
+        .arg("--")
+        .arg("python3")
+        .arg(&target)
+        .expect_exit(1);
+    let verdict = out.json();
+    assert_eq!(verdict["budget_exceeded"], true, "{verdict}");
+    assert_eq!(verdict["budget_bytes"], 60 * 1024 * 1024, "{verdict}");
+}
+
+#[test]
+fn bad_usage_exits_2_naming_the_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = soak_in(dir.path(), "10s")
+        .arg("--warmup")
+        .arg("10s")
+        .arg("--")
+        .arg("true")
+        .expect_exit(2);
+    assert!(out.stderr.contains("--warmup 10s"), "{}", out.stderr);
+    let out = Cmd::new("soak")
+        .arg("--time-scale")
+        .arg("0")
+        .arg("--")
+        .arg("true")
+        .expect_exit(2);
+    assert!(out.stderr.contains("'0'"), "{}", out.stderr);
+    let out = Cmd::new("report")
+        .arg(dir.path().join("nothing-here"))
+        .arg("--out")
+        .arg(dir.path().join("r.html"))
+        .expect_exit(2);
+    assert!(out.stderr.contains("no store in"), "{}", out.stderr);
+    assert!(!dir.path().join("r.html").exists(), "nothing written");
+}
+
+/// Headless Chromium's DOM of `page` after its scripts ran; fails when Chromium is missing.
+fn chromium_dom(page: &Path) -> String {
+    let binary = ["/usr/bin/chromium", "chromium", "chromium-browser"]
+        .into_iter()
+        .find(|name| {
+            Command::new(name)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("chromium is missing: install it (Debian: apt-get install -y chromium; .ci/run does)")
+        });
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut child = Command::new(binary)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg("--virtual-time-budget=5000")
+        .arg(format!("file://{}", page.display()).replace(' ', "%20"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn chromium");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 60 s");
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+    reader.join().unwrap_or_default()
+}
+
+/// The value of `data-NAME="…"` on the body of a dumped DOM.
+fn body_data<'a>(dom: &'a str, name: &str) -> Option<&'a str> {
+    let body = &dom[dom.find("<body")?..];
+    let body = &body[..body.find('>')?];
+    let key = format!("data-{name}=\"");
+    let start = body.find(&key)? + key.len();
+    let end = body[start..].find('"')? + start;
+    Some(&body[start..end])
+}
