@@ -124,11 +124,17 @@ pub(crate) fn data_dir(args: &OutputArgs) -> Result<PathBuf> {
 }
 
 /// `dir`, else the default data dir.
+/// Always absolute: targets may run in another working directory and still find it.
 pub(crate) fn data_dir_or_default(dir: Option<&Path>) -> Result<PathBuf> {
-    match dir {
-        Some(dir) => Ok(dir.to_path_buf()),
-        None => default_data_dir(),
+    let dir = match dir {
+        Some(dir) => dir.to_path_buf(),
+        None => default_data_dir()?,
+    };
+    if dir.is_absolute() {
+        return Ok(dir);
     }
+    let here = std::env::current_dir().context("cannot tell the current directory")?;
+    Ok(here.join(dir))
 }
 
 /// `$XDG_STATE_HOME/plimsoll`, else `~/.local/state/plimsoll`.

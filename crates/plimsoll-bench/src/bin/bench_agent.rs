@@ -214,8 +214,8 @@ impl Server {
             .current_dir(dir)
             .env_remove("NODE_OPTIONS")
             .stdin(Stdio::null());
-        let output = fs::File::create(&log)
-            .with_context(|| format!("cannot create '{}'", log.display()))?;
+        let output =
+            fs::File::create(&log).with_context(|| format!("cannot create '{}'", log.display()))?;
         command.stdout(output.try_clone()?).stderr(output);
         let supervisor = command
             .spawn()
@@ -414,7 +414,8 @@ const REQUEST: &[u8] = b"GET /orders/42 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: *
 
 /// One keep-alive connection: requests until `stop`, the latency of each in nanoseconds.
 fn connection(addr: SocketAddr, stop: &AtomicBool) -> Result<Vec<u64>> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+    let mut stream =
+        TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true)?;
     let mut latencies = Vec::with_capacity(1 << 16);
     let mut buffer = vec![0u8; 16 * 1024];
@@ -589,7 +590,11 @@ fn run(args: &Args) -> Result<()> {
         args.connections,
         args.rounds,
         args.seconds,
-        if listen { "" } else { " (this build has no --listen)" },
+        if listen {
+            ""
+        } else {
+            " (this build has no --listen)"
+        },
     );
 
     let temp = tempfile::Builder::new()

@@ -160,3 +160,23 @@ fn check_prints_the_plan_of_the_shipped_example() {
     assert!(out.stdout.contains("leaky-api: 2 x"), "{}", out.stdout);
     assert!(out.stdout.contains("worker: 1 x"), "{}", out.stdout);
 }
+
+#[test]
+fn a_relative_data_dir_works_whatever_the_apps_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("elsewhere")).expect("mkdir");
+    let config = write_config(
+        dir.path(),
+        "[[app]]\nname = \"job\"\ncommand = [\"true\"]\ncwd = \"elsewhere\"\n",
+    );
+    Cmd::new("up")
+        .arg("-c")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg("data")
+        .arg("--listen")
+        .arg("off")
+        .current_dir(dir.path())
+        .expect_exit(0);
+    assert!(dir.path().join("data/plimsoll.db").exists());
+}
