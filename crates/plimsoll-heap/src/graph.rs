@@ -368,29 +368,65 @@ fn eval(
 }
 
 /// Breadth-first search from the root over essential edges: each node's predecessor and
-/// edge on a shortest path.
+/// edge on a shortest path. As DevTools does, the user roots (the root's non-synthetic
+/// children: the global objects) go first; and the handle scopes and strong roots, which hold
+/// whatever the runtime happened to touch while the snapshot was taken, go last: a path then
+/// runs through the variables and structures that really keep an object.
 fn shortest_paths(snap: &Snapshot) -> (Vec<u32>, Vec<u32>) {
     let n = snap.node_count();
     let mut parent = vec![NONE; n];
     let mut via = vec![NONE; n];
+    if n == 0 {
+        return (parent, via);
+    }
+    let synthetic = |w: u32| snap.type_name(w) == "synthetic";
+    // Handle scopes and the strong roots (which include the snapshot generator's own identity
+    // map) point at whatever the runtime touched while writing the snapshot.
+    let deferred = |w: u32| {
+        synthetic(w) && {
+            let name = snap.display_name(w);
+            name.starts_with("(Handle scope") || name.starts_with("(Strong roots")
+        }
+    };
     let mut queue = Vec::with_capacity(n);
+    let mut later = Vec::new();
     parent[0] = 0;
+    for e in snap.edges(0) {
+        let w = snap.edge_to[e];
+        if essential(snap, 0, e) && !synthetic(w) && parent[w as usize] == NONE {
+            parent[w as usize] = 0;
+            via[w as usize] = e as u32;
+            queue.push(w);
+        }
+    }
+    // Then the root itself: the synthetic roots, and what only they reach.
     queue.push(0u32);
     let mut head = 0;
-    while head < queue.len() {
-        let v = queue[head];
-        head += 1;
-        for e in snap.edges(v) {
-            if !essential(snap, v, e) {
-                continue;
-            }
-            let w = snap.edge_to[e];
-            if parent[w as usize] == NONE {
+    loop {
+        while head < queue.len() {
+            let v = queue[head];
+            head += 1;
+            for e in snap.edges(v) {
+                if !essential(snap, v, e) {
+                    continue;
+                }
+                let w = snap.edge_to[e];
+                if parent[w as usize] != NONE {
+                    continue;
+                }
                 parent[w as usize] = v;
                 via[w as usize] = e as u32;
-                queue.push(w);
+                if deferred(w) {
+                    later.push(w);
+                } else {
+                    queue.push(w);
+                }
             }
         }
+        if later.is_empty() {
+            break;
+        }
+        queue.append(&mut later);
     }
     (parent, via)
 }
