@@ -50,37 +50,65 @@ fn settings(args: &RunArgs) -> Result<(Settings, PathBuf)> {
     if args.max_restarts == 0 {
         bail!("--max-restarts 0: give at least 1");
     }
-    let name = match &args.name {
+    let target = Target {
+        name: args.name.as_deref(),
+        command: &args.command,
+        grace: args.grace,
+        max_restarts: args.max_restarts,
+        restart_window: args.restart_window,
+        time_scale: args.time_scale,
+        agent: !args.no_agent,
+    };
+    Ok((target_settings(&common, &target)?, common.data_dir))
+}
+
+/// What the command line says about the one target of `run` or `soak`.
+#[derive(Debug)]
+pub(crate) struct Target<'a> {
+    pub(crate) name: Option<&'a str>,
+    pub(crate) command: &'a [String],
+    pub(crate) grace: Duration,
+    pub(crate) max_restarts: u32,
+    pub(crate) restart_window: Duration,
+    /// Compresses the detector's windows and the investigation's spacing.
+    pub(crate) time_scale: f64,
+    /// Whether to preload the Node.js agent into a Node command.
+    pub(crate) agent: bool,
+}
+
+/// The supervisor settings of a command-line target: its name, the keeper's run dir, the
+/// restart policy, the detector and the Node agent.
+pub(crate) fn target_settings(common: &Common, target: &Target<'_>) -> Result<Settings> {
+    let name = match target.name {
         Some(name) if name.trim().is_empty() => bail!("--name '{name}' is empty"),
-        Some(name) => name.clone(),
-        None => default_name(&args.command),
+        Some(name) => name.to_owned(),
+        None => default_name(target.command),
     };
     let run_dir = common.data_dir.join("run");
     create_private_dir(&run_dir)?;
-    let settings = Settings {
+    Ok(Settings {
         name,
-        command: args.command.clone(),
+        command: target.command.to_vec(),
         budget: common.budget,
         levels: common.levels,
         interval: common.interval,
         warmup: common.warmup,
-        grace: args.grace,
+        grace: target.grace,
         policy: RestartPolicy {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(30),
-            max_restarts: args.max_restarts,
-            window: args.restart_window,
+            max_restarts: target.max_restarts,
+            window: target.restart_window,
         },
         run_dir,
         env: Vec::new(),
         cwd: None,
         rolling: None,
         registry: None,
-        detector: DetectorConfig::recommended().time_scaled(args.time_scale),
-        investigation_spacing: INVESTIGATION_SPACING.mul_f64(args.time_scale),
-        agent: node::setup(&common.data_dir, &args.command, None, !args.no_agent)?,
-    };
-    Ok((settings, common.data_dir))
+        detector: DetectorConfig::recommended().time_scaled(target.time_scale),
+        investigation_spacing: INVESTIGATION_SPACING.mul_f64(target.time_scale),
+        agent: node::setup(&common.data_dir, target.command, None, target.agent)?,
+    })
 }
 
 /// The command's file name: `node` for `/usr/bin/node server.js`.

@@ -23,17 +23,15 @@ use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
 
-use crate::agent::{node, HeapFigures};
+use crate::agent::HeapFigures;
 use crate::analyze::{signal_name, verdict_json, verdict_name};
 use crate::cli::{Listen, MonitorArgs, OutputArgs, SoakArgs};
-use crate::common::{create_private_dir, sink_config, Common};
+use crate::common::{sink_config, Common};
 use crate::event::{Event, EventKind};
 use crate::exit;
 use crate::outputs::Outputs;
 use crate::report::{self, ReportInput};
-use crate::supervise::{
-    self, now_unix_ms, EventOutput, RestartPolicy, Settings, INVESTIGATION_SPACING,
-};
+use crate::supervise::{self, now_unix_ms, EventOutput, Settings};
 use crate::units::{human_bytes, human_seconds};
 
 /// Progress lines off a terminal come this often.
@@ -162,40 +160,18 @@ impl Plan {
             },
         };
         let common = Common::resolve(&monitor)?;
-        let name = match &args.name {
-            Some(name) if name.trim().is_empty() => bail!("--name '{name}' is empty"),
-            Some(name) => name.clone(),
-            None => args
-                .command
-                .first()
-                .and_then(|c| std::path::Path::new(c).file_name())
-                .map_or_else(|| "target".to_owned(), |n| n.to_string_lossy().into_owned()),
-        };
-        let run_dir = common.data_dir.join("run");
-        create_private_dir(&run_dir)?;
-        let settings = Settings {
-            name,
-            command: args.command.clone(),
-            budget: common.budget,
-            levels: common.levels,
-            interval: common.interval,
-            warmup: common.warmup,
-            grace: Duration::from_secs(5),
-            policy: RestartPolicy {
-                base_delay: Duration::from_millis(100),
-                max_delay: Duration::from_secs(30),
+        let settings = crate::run::target_settings(
+            &common,
+            &crate::run::Target {
+                name: args.name.as_deref(),
+                command: &args.command,
+                grace: Duration::from_secs(5),
                 max_restarts: 10,
-                window: Duration::from_secs(60),
+                restart_window: Duration::from_secs(60),
+                time_scale: args.time_scale,
+                agent: !args.no_agent,
             },
-            run_dir,
-            env: Vec::new(),
-            cwd: None,
-            rolling: None,
-            registry: None,
-            detector: DetectorConfig::recommended().time_scaled(args.time_scale),
-            investigation_spacing: INVESTIGATION_SPACING.mul_f64(args.time_scale),
-            agent: node::setup(&common.data_dir, &args.command, None, !args.no_agent)?,
-        };
+        )?;
         Ok(Plan {
             settings,
             monitor,
