@@ -357,6 +357,14 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// VmRSS of a process, in MiB.
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 fn clock_ticks_per_s() -> f64 {
     sysconf(SysconfVar::CLK_TCK)
         .ok()
@@ -375,6 +383,8 @@ struct Window {
     latencies: Vec<u64>,
     /// The server's CPU share over the window, in percent of a core.
     server_cpu: f64,
+    /// The server's resident set size at the end of the window, in MiB.
+    server_rss_mib: f64,
 }
 
 /// Drives `addr` with `connections` keep-alive connections for `length`, each sending its next
@@ -490,11 +500,13 @@ fn window(server: &mut Server, args: &Args, length: Duration) -> Result<Window> 
     let ticks = cpu_ticks(server.pid)
         .context("server CPU time")?
         .saturating_sub(ticks_before);
+    let server_rss_mib = rss_mib(server.pid).context("server RSS")?;
     server.alive()?;
     Ok(Window {
         variant: server.variant,
         elapsed,
         server_cpu: ticks as f64 / clock_ticks_per_s() / elapsed.as_secs_f64() * 100.0,
+        server_rss_mib,
         latencies,
     })
 }
@@ -636,7 +648,9 @@ fn run(args: &Args) -> Result<()> {
         ("p50 ms", Align::Right),
         ("p99 ms", Align::Right),
         ("node CPU %", Align::Right),
+        ("node RSS MiB", Align::Right),
     ]);
+    let mut round_ratios = Vec::with_capacity(args.rounds);
     for round in 0..args.rounds {
         let order = if round % 2 == 0 {
             [&mut with, &mut without]
@@ -653,18 +667,28 @@ fn run(args: &Args) -> Result<()> {
                 format!("{:.3}", figures.p50_ms),
                 format!("{:.3}", figures.p99_ms),
                 format!("{:.1}", figures.server_cpu),
+                format!("{:.1}", measured.server_rss_mib),
             ]);
             println!(
-                "window {} ({}): {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, node {:.0} % CPU",
+                "window {} ({}): {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, node {:.0} % CPU, {:.1} MiB RSS",
                 windows.len() + 1,
                 measured.variant.label(),
                 figures.per_s,
                 figures.p50_ms,
                 figures.p99_ms,
-                figures.server_cpu
+                figures.server_cpu,
+                measured.server_rss_mib,
             );
             windows.push(measured);
         }
+        let [first, second] = [&windows[windows.len() - 2], &windows[windows.len() - 1]];
+        let (with_window, without_window) = if first.variant == Variant::WithAgent {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        round_ratios
+            .push(Figures::of([with_window]).per_s / Figures::of([without_window]).per_s.max(1e-9));
     }
     let still_connected = with.agent_connected();
     drop(with);
@@ -689,6 +713,20 @@ fn run(args: &Args) -> Result<()> {
         format!("≥ {:.2}", 1.0 - BAR_THROUGHPUT_LOSS),
         verdict(throughput >= 1.0 - BAR_THROUGHPUT_LOSS),
     ]);
+    round_ratios.sort_by(f64::total_cmp);
+    ratios.row(vec![
+        "throughput ratio, median of the rounds".to_owned(),
+        format!("{:.4}", round_ratios[round_ratios.len() / 2]),
+        String::new(),
+        format!(
+            "rounds: {}",
+            round_ratios
+                .iter()
+                .map(|ratio| format!("{ratio:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    ]);
     ratios.row(vec![
         "p50 ratio".to_owned(),
         format!("{:.4}", a.p50_ms / b.p50_ms.max(1e-9)),
@@ -710,6 +748,23 @@ fn run(args: &Args) -> Result<()> {
     ratios.row(vec![
         "node CPU % difference".to_owned(),
         format!("{:+.1}", a.server_cpu - b.server_cpu),
+        String::new(),
+        String::new(),
+    ]);
+    let last_rss = |variant: Variant| {
+        windows
+            .iter()
+            .rev()
+            .find(|w| w.variant == variant)
+            .map_or(0.0, |w| w.server_rss_mib)
+    };
+    ratios.row(vec![
+        "node RSS at the end, MiB".to_owned(),
+        format!(
+            "{:.1} / {:.1}",
+            last_rss(Variant::WithAgent),
+            last_rss(Variant::WithoutAgent)
+        ),
         String::new(),
         String::new(),
     ]);
