@@ -282,6 +282,15 @@ impl Store {
     /// minute rows older than `minute_for`, events older than `events_for`, and the oldest
     /// incidents beyond `incidents_kept`. Call it every minute or so; when
     /// [`CompactStats::finished`] is false there was more to do, and the next call goes on.
+    /// Deletes the leak history: every `leak-*` event (the copies kept in incidents stay, as
+    /// evidence). Returns how many events went.
+    pub fn clear_leak_history(&mut self) -> Result<u64, StoreError> {
+        self.write("clear leak history", |tx, _| {
+            tx.execute("DELETE FROM events WHERE kind LIKE 'leak-%'", [])
+                .map(|n| n as u64)
+        })
+    }
+
     pub fn compact(
         &mut self,
         now_unix_ms: i64,

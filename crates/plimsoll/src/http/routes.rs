@@ -282,14 +282,18 @@ pub(crate) async fn leaks(
     Ok(Json(json!({ "leaks": leaks, "current": current })))
 }
 
-/// `DELETE /api/v1/leaks`: the store keeps events until retention removes them, and a reader
-/// cannot delete; the live detectors are not reset behind the supervisors' backs.
-pub(crate) async fn clear_leaks() -> ApiError {
-    ApiError::NotImplemented(
-        "clearing the leak history is not supported: leak events stay in the store until its \
-         retention removes them (30 days); restart a target to reset its leak detector"
-            .to_owned(),
-    )
+/// `DELETE /api/v1/leaks`: deletes the stored leak events (through a connection of its own:
+/// SQLite in WAL mode serialises it with the supervisor's writer). The live detectors are not
+/// reset behind the supervisors' backs: a leak still in progress is reported again.
+pub(crate) async fn clear_leaks(State(state): State<HttpState>) -> Result<Json<Value>, ApiError> {
+    let dir = state.data_dir.clone();
+    let deleted = tokio::task::spawn_blocking(move || {
+        plimsoll_store::Store::open(&dir).and_then(|mut store| store.clear_leak_history())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({ "deleted_events": deleted })))
 }
 
 /// An admin action: handed to the target's loop, answered by it.

@@ -384,7 +384,7 @@ async fn admin_routes_with_the_right_token_reach_the_targets_loop() {
         StatusCode::NOT_IMPLEMENTED, // clear-cache: unsupported
         StatusCode::OK,              // leak-check: done
         StatusCode::OK,              // thresholds: done
-        StatusCode::NOT_IMPLEMENTED, // clearing the leak history
+        StatusCode::OK,              // clearing the leak history
     ];
     for ((m, uri, body), expected) in ADMIN_ROUTES.into_iter().zip(expected) {
         let (status, _, answer) = call(&f.state, method(m), uri, Some(TOKEN), body).await;
@@ -577,4 +577,17 @@ fn metric_names(expr: &str) -> Vec<String> {
         i = end;
     }
     names
+}
+
+#[tokio::test]
+async fn clearing_the_leak_history_deletes_the_leak_events_only() {
+    let f = fixture(Some(TOKEN), Level::Ok);
+    let (status, _, body) =
+        call(&f.state, Method::DELETE, "/api/v1/leaks", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["deleted_events"], 1);
+    let (_, _, body) = get(&f.state, "/api/v1/leaks").await;
+    assert_eq!(body["leaks"].as_array().map(Vec::len), Some(0), "{body}");
+    let (_, _, body) = get(&f.state, "/api/v1/events").await;
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(2), "{body}");
 }
