@@ -4,6 +4,7 @@
 
 pub mod baselines;
 pub mod corpus;
+pub mod interrupt;
 pub mod score;
 pub mod suite;
 pub mod synthetic;

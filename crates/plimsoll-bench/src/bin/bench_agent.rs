@@ -23,10 +23,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{sysconf, Pid, SysconfVar};
+use plimsoll_bench::interrupt::{catch_signals, check_interrupted, interrupted};
 use plimsoll_bench::table::{Align, Table};
-
-/// Set by the signal thread on SIGINT, SIGTERM or SIGHUP: every wait here checks it and stops.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// The bars from the issue.
 const BAR_THROUGHPUT_LOSS: f64 = 0.01;
@@ -94,7 +92,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(error) = catch_signals() {
+    if let Err(error) = catch_signals("bench_agent") {
         eprintln!("bench_agent: {error:#}");
         return ExitCode::FAILURE;
     }
@@ -105,46 +103,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Catches SIGINT, SIGTERM and SIGHUP on a thread of its own, so that Ctrl-C unwinds through
-/// the guards (which stop what was started) instead of killing this process outright.
-fn catch_signals() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("signal runtime")?;
-    let (mut interrupt, mut terminate, mut hangup) = {
-        let _entered = runtime.enter();
-        (
-            signal(SignalKind::interrupt()).context("SIGINT")?,
-            signal(SignalKind::terminate()).context("SIGTERM")?,
-            signal(SignalKind::hangup()).context("SIGHUP")?,
-        )
-    };
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            loop {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                    _ = hangup.recv() => {}
-                }
-                if !INTERRUPTED.swap(true, Ordering::SeqCst) {
-                    eprintln!("bench_agent: interrupted; stopping what was started");
-                }
-            }
-        });
-    });
-    Ok(())
-}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted");
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -399,7 +357,7 @@ fn load(addr: SocketAddr, connections: usize, length: Duration) -> Result<(Durat
         })
         .collect();
     let end = start + length;
-    while Instant::now() < end && !INTERRUPTED.load(Ordering::SeqCst) {
+    while Instant::now() < end && !interrupted() {
         std::thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
     }
     stop.store(true, Ordering::SeqCst);

@@ -19,17 +19,14 @@
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{sysconf, Pid, SysconfVar};
+use plimsoll_bench::interrupt::{catch_signals, check_interrupted, interrupted};
 use plimsoll_bench::table::{Align, Table};
-
-/// Set by the signal thread on SIGINT, SIGTERM or SIGHUP: every wait here checks it and stops.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// The bars from the issue.
 const BAR_RSS_MIB: f64 = 8.0;
@@ -84,7 +81,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(error) = catch_signals() {
+    if let Err(error) = catch_signals("bench_supervisor") {
         eprintln!("bench_supervisor: {error:#}");
         return ExitCode::FAILURE;
     }
@@ -95,46 +92,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Catches SIGINT, SIGTERM and SIGHUP on a thread of its own, so that Ctrl-C unwinds through
-/// the guards (which stop what was started) instead of killing this process outright.
-fn catch_signals() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("signal runtime")?;
-    let (mut interrupt, mut terminate, mut hangup) = {
-        let _entered = runtime.enter();
-        (
-            signal(SignalKind::interrupt()).context("SIGINT")?,
-            signal(SignalKind::terminate()).context("SIGTERM")?,
-            signal(SignalKind::hangup()).context("SIGHUP")?,
-        )
-    };
-    std::thread::spawn(move || {
-        runtime.block_on(async {
-            loop {
-                tokio::select! {
-                    _ = interrupt.recv() => {}
-                    _ = terminate.recv() => {}
-                    _ = hangup.recv() => {}
-                }
-                if !INTERRUPTED.swap(true, Ordering::SeqCst) {
-                    eprintln!("bench_supervisor: interrupted; stopping what was started");
-                }
-            }
-        });
-    });
-    Ok(())
-}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted");
-    }
-    Ok(())
 }
 
 /// Sleeps for `duration`, waking every 50 ms to notice an interruption.
@@ -373,7 +330,7 @@ fn run_bounded(command: &mut Command, limit: Duration) -> Result<ExitStatus> {
         if let Some(status) = child.try_wait()? {
             return Ok(status);
         }
-        if Instant::now() > end || INTERRUPTED.load(Ordering::SeqCst) {
+        if Instant::now() > end || interrupted() {
             let _ = child.kill();
             let _ = child.wait();
             bail!("{command:?} did not finish within {limit:?}");
