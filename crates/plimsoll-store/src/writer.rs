@@ -508,6 +508,11 @@ mod tests {
             assert!(Instant::now() < deadline, "not committed");
             std::thread::yield_now();
         }
+        // The counter is bumped right after the commit the reader already sees.
+        while writer.stats().samples_written < 3 {
+            assert!(Instant::now() < deadline, "not counted");
+            std::thread::yield_now();
+        }
         assert_eq!(writer.stats().samples_written, 3);
         writer.flush_and_close().expect("close");
     }
