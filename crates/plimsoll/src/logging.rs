@@ -6,13 +6,20 @@
 use tracing::level_filters::LevelFilter;
 
 pub(crate) fn init() {
+    init_with_default(LevelFilter::INFO);
+}
+
+/// Like [`init`], with another level when `PLIMSOLL_LOG` does not set one (`soak` keeps the
+/// terminal for its progress bar and logs only warnings there).
+pub(crate) fn init_with_default(default: LevelFilter) {
     let level = match std::env::var("PLIMSOLL_LOG").as_deref().map(str::trim) {
         Ok("error") => LevelFilter::ERROR,
         Ok("warn") => LevelFilter::WARN,
         Ok("debug") => LevelFilter::DEBUG,
         Ok("trace") => LevelFilter::TRACE,
         Ok("off") => LevelFilter::OFF,
-        _ => LevelFilter::INFO,
+        Ok("info") => LevelFilter::INFO,
+        _ => default,
     };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -46,7 +46,13 @@ const LOAD_GRACE: Duration = Duration::from_secs(5);
 pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
     let plan = Plan::resolve(args)?;
     let mut outputs = Outputs::open(&plan.data_dir, &sink_config(&plan.monitor))?;
-    crate::logging::init();
+    // On a terminal the progress bar has the last line: the log keeps to warnings there (the
+    // events are in the store, the report and the final verdict).
+    if std::io::stderr().is_terminal() {
+        crate::logging::init_with_default(tracing::level_filters::LevelFilter::WARN);
+    } else {
+        crate::logging::init();
+    }
     let budget_text = plan.settings.budget.map_or_else(
         || "none (the cgroup limit, if any)".to_owned(),
         |b| format!("{} ({b} bytes)", human_bytes(b as f64)),
