@@ -112,9 +112,9 @@ impl Sinks {
         }
     }
 
-    /// Counters per sink, in the order events, hook, webhook (configured ones only).
-    // Read by the metrics endpoint once it lands; until then only tests use it.
-    #[allow(dead_code)]
+    /// Counters per sink, in the order events, hook, webhook (configured ones only); `close`
+    /// returns the final ones.
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> Vec<SinkStats> {
         self.workers.iter().map(Worker::stats).collect()
     }
@@ -324,6 +324,7 @@ impl Worker {
         }
     }
 
+    #[cfg(test)]
     fn stats(&self) -> SinkStats {
         self.counters.snapshot(self.sink)
     }
