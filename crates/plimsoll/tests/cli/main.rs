@@ -2,6 +2,7 @@
 
 mod analyze;
 mod check;
+mod chromium;
 mod harness;
 mod heap;
 mod http;

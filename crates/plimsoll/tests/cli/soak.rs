@@ -1,11 +1,10 @@
 //! `plimsoll soak` and `plimsoll report`: real target processes and load commands, short soaks
 //! on a compressed detector clock (`--time-scale`), and the report opened in headless Chromium.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::chromium::{body_data, chromium, run_bounded};
 use crate::harness::Cmd;
 
 /// The detector's windows at 4 % of their length: a no-leak verdict needs 840 s × 0.04 =
@@ -251,64 +250,11 @@ fn bad_usage_exits_2_naming_the_value() {
 
 /// Headless Chromium's DOM of `page` after its scripts ran; fails when Chromium is missing.
 fn chromium_dom(page: &Path) -> String {
-    let binary = ["/usr/bin/chromium", "chromium", "chromium-browser"]
-        .into_iter()
-        .find(|name| {
-            Command::new(name)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .unwrap_or_else(|| {
-            panic!("chromium is missing: install it (Debian: apt-get install -y chromium; .ci/run does)")
-        });
     let profile = tempfile::tempdir().expect("profile dir");
-    let mut child = Command::new(binary)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let mut dump = chromium();
+    dump.arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--dump-dom")
         .arg("--virtual-time-budget=5000")
-        .arg(format!("file://{}", page.display()).replace(' ', "%20"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn chromium");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 60 s");
-        }
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-    reader.join().unwrap_or_default()
-}
-
-/// The value of `data-NAME="…"` on the body of a dumped DOM.
-fn body_data<'a>(dom: &'a str, name: &str) -> Option<&'a str> {
-    let body = &dom[dom.find("<body")?..];
-    let body = &body[..body.find('>')?];
-    let key = format!("data-{name}=\"");
-    let start = body.find(&key)? + key.len();
-    let end = body[start..].find('"')? + start;
-    Some(&body[start..end])
+        .arg(format!("file://{}", page.display()).replace(' ', "%20"));
+    run_bounded(dump, Duration::from_secs(60))
 }
