@@ -132,6 +132,38 @@ pub enum Signal {
     HeapAfterGc,
 }
 
+impl LeakState {
+    /// The lowercase name used in JSON and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeakState::Clear => "clear",
+            LeakState::Suspected => "suspected",
+            LeakState::Confirmed => "confirmed",
+        }
+    }
+}
+
+impl Verdict {
+    /// The name used in JSON and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Leak => "leak",
+            Verdict::NoLeak => "no-leak",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+impl Signal {
+    /// The name used in JSON and events (the sample field it comes from).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Rss => "rss",
+            Signal::HeapAfterGc => "heap_used_after_gc",
+        }
+    }
+}
+
 /// What changed, for the event stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeakEventKind {

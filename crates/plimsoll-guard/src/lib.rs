@@ -14,6 +14,8 @@
 //! - `alloc` (feature `jemalloc`, `pprof`): allocator statistics, purging, heap profiles.
 //! - `redis` (feature `redis`): read-through caches and a spill queue on a shared Redis.
 
+mod error;
+
 pub mod admission;
 pub mod buffer;
 pub mod cache;
@@ -26,3 +28,5 @@ pub mod shutdown;
 pub mod alloc;
 #[cfg(feature = "redis")]
 pub mod redis;
+
+pub use error::GuardError;

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 
 use anyhow::{bail, Context, Result};
-use plimsoll_analysis::{DetectorConfig, LeakDetector, LeakStatus, Signal, Verdict};
+use plimsoll_analysis::{DetectorConfig, LeakDetector, LeakStatus, Verdict};
 use serde_json::json;
 
 use crate::cli::AnalyzeArgs;
@@ -57,21 +57,6 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
     })
 }
 
-pub(crate) fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Leak => "leak",
-        Verdict::NoLeak => "no-leak",
-        Verdict::Inconclusive => "inconclusive",
-    }
-}
-
-pub(crate) fn signal_name(signal: Signal) -> &'static str {
-    match signal {
-        Signal::Rss => "rss",
-        Signal::HeapAfterGc => "heap_used_after_gc",
-    }
-}
-
 /// The verdict object of DESIGN.md, with a few more fields after the named ones.
 pub(crate) fn verdict_json(
     status: &LeakStatus,
@@ -79,7 +64,7 @@ pub(crate) fn verdict_json(
     time_to_budget_s: Option<f64>,
 ) -> serde_json::Value {
     json!({
-        "verdict": verdict_name(status.verdict),
+        "verdict": status.verdict.as_str(),
         "detected_after_s": status.detected_after_s,
         "suspected_after_s": status.suspected_after_s,
         "growth_bytes_per_s": round2(status.growth_bytes_per_s),
@@ -87,7 +72,7 @@ pub(crate) fn verdict_json(
         "samples": status.samples,
         "duration_s": round2(status.observed_s),
         "confidence": round2(status.confidence),
-        "signal": signal_name(status.signal),
+        "signal": status.signal.as_str(),
         "needs_more_s": status.needs_more_s.map(round2),
         "budget_bytes": budget,
     })
@@ -117,7 +102,7 @@ fn print_human(
     println!(
         "  growth         {}/min of the retained floor ({})",
         human_bytes(status.growth_bytes_per_s * 60.0),
-        signal_name(status.signal)
+        status.signal.as_str()
     );
     if let Some(t) = status.suspected_after_s {
         println!("  suspected      after {}", human_seconds(t));

@@ -6,38 +6,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use plimsoll_analysis::{LeakStatus, Level, LevelConfig};
+use plimsoll_analysis::LevelConfig;
+use plimsoll_http::TargetStatus;
 use tokio::sync::{mpsc, oneshot};
 
-/// One target as its supervisor last saw it.
+/// One target as its supervisor last saw it, with the way into its loop.
 #[derive(Debug, Clone)]
 pub(crate) struct TargetView {
-    /// The target's name.
-    pub(crate) name: String,
-    /// The root of its process tree, while it runs.
-    pub(crate) pid: Option<u32>,
-    /// When the current run started (or watching began), milliseconds since the Unix epoch.
-    pub(crate) started_unix_ms: Option<i64>,
-    /// RSS of the tree at the last sample, bytes.
-    pub(crate) rss_bytes: Option<u64>,
-    /// Runtime heap in use at the last report of an agent, bytes.
-    pub(crate) heap_used_bytes: Option<u64>,
-    /// Runtime heap in use after the last major GC, bytes.
-    pub(crate) heap_used_after_gc_bytes: Option<u64>,
-    /// The budget in force, bytes.
-    pub(crate) budget_bytes: Option<u64>,
-    /// The budget level.
-    pub(crate) level: Level,
-    /// Marks and holds of the levels in force.
-    pub(crate) levels: LevelConfig,
-    /// The leak detector's view.
-    pub(crate) leak: Option<LeakStatus>,
-    /// Projected seconds until the budget is reached, while a leak is suspected or confirmed.
-    pub(crate) time_to_budget_s: Option<f64>,
-    /// Restarts so far.
-    pub(crate) restarts: u32,
-    /// Whether plimsoll owns the process (run, up) or only watches it.
-    pub(crate) owned: bool,
+    /// What the HTTP server shows of it.
+    pub(crate) status: TargetStatus,
     /// Admin requests to the target's loop; `None` when it takes none.
     pub(crate) admin: Option<mpsc::Sender<AdminRequest>>,
 }
@@ -46,19 +23,7 @@ impl TargetView {
     /// A view of a target before its first sample.
     pub(crate) fn new(name: &str, levels: LevelConfig, owned: bool) -> TargetView {
         TargetView {
-            name: name.to_owned(),
-            pid: None,
-            started_unix_ms: None,
-            rss_bytes: None,
-            heap_used_bytes: None,
-            heap_used_after_gc_bytes: None,
-            budget_bytes: None,
-            level: Level::Ok,
-            levels,
-            leak: None,
-            time_to_budget_s: None,
-            restarts: 0,
-            owned,
+            status: TargetStatus::new(name, levels, owned),
             admin: None,
         }
     }
@@ -112,7 +77,7 @@ impl Registry {
 
     /// Adds or replaces a target's view.
     pub(crate) fn insert(&self, view: TargetView) {
-        self.lock().insert(view.name.clone(), view);
+        self.lock().insert(view.status.name.clone(), view);
     }
 
     /// Changes a target's view in place; nothing when it is not registered.
@@ -152,9 +117,12 @@ mod tests {
     fn views_are_inserted_updated_and_removed() {
         let registry = Registry::new();
         registry.insert(TargetView::new("api", LevelConfig::recommended(), true));
-        registry.update("api", |v| v.rss_bytes = Some(42));
-        registry.update("missing", |v| v.rss_bytes = Some(1));
-        assert_eq!(registry.get("api").and_then(|v| v.rss_bytes), Some(42));
+        registry.update("api", |v| v.status.rss_bytes = Some(42));
+        registry.update("missing", |v| v.status.rss_bytes = Some(1));
+        assert_eq!(
+            registry.get("api").and_then(|v| v.status.rss_bytes),
+            Some(42)
+        );
         assert_eq!(registry.all().len(), 1);
         registry.remove("api");
         assert!(registry.get("api").is_none());

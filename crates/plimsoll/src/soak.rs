@@ -24,7 +24,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
 
 use crate::agent::HeapFigures;
-use crate::analyze::{signal_name, verdict_json, verdict_name};
+use crate::analyze::verdict_json;
 use crate::cli::{Listen, MonitorArgs, OutputArgs, SoakArgs};
 use crate::common::{sink_config, Common};
 use crate::event::{Event, EventKind};
@@ -604,7 +604,7 @@ impl Finding {
             failures.push(format!(
                 "leak: the retained memory grows {}/min ({})",
                 human_bytes(status.growth_bytes_per_s * 60.0),
-                signal_name(status.signal)
+                status.signal.as_str()
             ));
         }
         if let (Some(at), Some(budget)) = (state.budget_exceeded_at_s, state.budget) {
@@ -686,13 +686,13 @@ impl Finding {
         );
         println!(
             "  verdict        {} (confidence {:.0} %)",
-            verdict_name(status.verdict),
+            status.verdict.as_str(),
             status.confidence * 100.0
         );
         println!(
             "  growth         {}/min of the retained floor ({})",
             human_bytes(status.growth_bytes_per_s * 60.0),
-            signal_name(status.signal)
+            status.signal.as_str()
         );
         if let Some(t) = status.suspected_after_s {
             println!("  suspected      after {}", human_seconds(t));

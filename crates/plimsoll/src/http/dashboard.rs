@@ -5,7 +5,7 @@ use axum::extract::Path;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::error::ApiError;
+use plimsoll_http::ApiError;
 
 const PAGE: &str = include_str!("../../assets/dashboard.html");
 

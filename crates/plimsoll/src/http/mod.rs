@@ -3,13 +3,11 @@
 //! dashboard. `router(state)` is the whole server without a socket, so tests call it with
 //! `oneshot`; `bind` takes the port before any target starts, so a taken port fails fast.
 //!
-//! Files: `routes.rs` the handlers, `metrics.rs` the Prometheus text, `auth.rs` the admin guard,
-//! `error.rs` the one error type, `dashboard.rs` the page and its embedded assets.
+//! Files: `routes.rs` the handlers, `dashboard.rs` the page and its embedded assets. The wire
+//! formats (the status JSON, the Prometheus text, the admin guard and the error type) live in
+//! `plimsoll-http`, shared with `plimsoll-guard`.
 
-mod auth;
 mod dashboard;
-mod error;
-mod metrics;
 mod routes;
 
 use std::future::Future;
@@ -19,15 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tokio::sync::oneshot;
 
 use crate::common::HttpSettings;
 use crate::registry::{AdminAction, Registry};
+use plimsoll_http::AdminToken;
 
 /// The name of the file in the run dir that holds the bound address (`127.0.0.1:9464`), for
 /// scripts and tests that listen on port 0.
@@ -49,7 +46,8 @@ pub(crate) struct HttpState {
 
 /// The whole server, without a socket.
 pub(crate) fn router(state: HttpState) -> Router {
-    let guard = || middleware::from_fn_with_state(state.clone(), auth::require_admin);
+    let token = AdminToken(state.admin_token.clone());
+    let guard = || middleware::from_fn_with_state(token.clone(), plimsoll_http::require_admin);
     let action = |action: AdminAction| {
         post(move |state, name| routes::admin_action(state, name, action.clone()))
             .route_layer(guard())
@@ -88,7 +86,7 @@ pub(crate) fn router(state: HttpState) -> Router {
             put(routes::thresholds).route_layer(guard()),
         )
         .fallback(routes::not_found)
-        .layer(middleware::from_fn(log_server_errors))
+        .layer(middleware::from_fn(plimsoll_http::log_server_errors))
         .with_state(state)
 }
 
@@ -104,21 +102,6 @@ pub(crate) async fn serve(
     {
         tracing::warn!(%error, "the HTTP server stopped");
     }
-}
-
-/// Logs the responses that are our fault (5xx), with the detail the client did not get.
-async fn log_server_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    if response.status().is_server_error() {
-        let detail = response
-            .extensions()
-            .get::<error::ErrorDetail>()
-            .map_or("", |d| d.0.as_str());
-        tracing::warn!(%method, %path, status = response.status().as_u16(), error = %detail, "HTTP request failed");
-    }
-    response
 }
 
 /// A port taken before any target starts; the server itself starts inside the runtime.

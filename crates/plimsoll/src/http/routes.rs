@@ -7,18 +7,16 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use plimsoll_analysis::{LeakState, Level, LevelConfig};
+use plimsoll_http::{metrics, target_json, ApiError};
 use plimsoll_store::{EventRow, Resolution, SampleRow, StoreReader};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::error::ApiError;
-use super::{metrics, HttpState};
-use crate::analyze::{signal_name, verdict_name};
+use super::HttpState;
 use crate::registry::{AdminAction, AdminReply, AdminRequest, TargetView};
 use crate::supervise::now_unix_ms;
 
@@ -33,66 +31,14 @@ const LEAK_EVENTS: [&str; 3] = ["leak-suspected", "leak-confirmed", "leak-cleare
 /// `GET /health`: 200 while no target is critical, else 503.
 pub(crate) async fn health(State(state): State<HttpState>) -> Response {
     let views = state.registry.all();
-    let now = now_unix_ms();
-    let worst = views.iter().map(|v| v.level).max().unwrap_or(Level::Ok);
-    let status = match worst {
-        Level::Ok => "ok",
-        Level::Warn => "warn",
-        Level::Critical | Level::Breach => "critical",
-    };
-    let code = if worst >= Level::Critical {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    let targets: Vec<Value> = views.iter().map(|v| target_json(v, now)).collect();
-    (code, Json(json!({ "status": status, "targets": targets }))).into_response()
-}
-
-/// One target as `/health` and `/api/v1/targets` show it.
-pub(crate) fn target_json(view: &TargetView, now_unix_ms: i64) -> Value {
-    let leak = view.leak.map(|leak| {
-        json!({
-            "state": leak_state_name(leak.state),
-            "verdict": verdict_name(leak.verdict),
-            "growth_bytes_per_s": round2(leak.growth_bytes_per_s),
-            "time_to_budget_s": view.time_to_budget_s.map(round2),
-            "confidence": round2(leak.confidence),
-            "signal": signal_name(leak.signal),
-        })
-    });
-    json!({
-        "name": view.name,
-        "owned": view.owned,
-        "pid": view.pid,
-        "rss_bytes": view.rss_bytes,
-        "heap_used_bytes": view.heap_used_bytes,
-        "heap_used_after_gc_bytes": view.heap_used_after_gc_bytes,
-        "budget_bytes": view.budget_bytes,
-        "level": view.level.as_str(),
-        "warn_percent": round2(view.levels.warn * 100.0),
-        "critical_percent": round2(view.levels.critical * 100.0),
-        "leak": leak,
-        "restarts": view.restarts,
-        "uptime_s": view.started_unix_ms.map(|start| round2((now_unix_ms - start).max(0) as f64 / 1000.0)),
-    })
-}
-
-fn leak_state_name(state: LeakState) -> &'static str {
-    match state {
-        LeakState::Clear => "clear",
-        LeakState::Suspected => "suspected",
-        LeakState::Confirmed => "confirmed",
-    }
-}
-
-fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
+    let (code, body) = plimsoll_http::health(views.iter().map(|v| &v.status), now_unix_ms());
+    (code, Json(body)).into_response()
 }
 
 /// `GET /metrics`: Prometheus text, built from the registry now.
 pub(crate) async fn metrics(State(state): State<HttpState>) -> Result<Response, ApiError> {
-    let text = metrics::render(state.registry.all(), now_unix_ms())
+    let statuses = state.registry.all().into_iter().map(|v| v.status).collect();
+    let text = metrics::render(statuses, now_unix_ms())
         .map_err(|_| ApiError::Internal("cannot encode the metrics".to_owned()))?;
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
@@ -110,7 +56,7 @@ async fn read_store<T: Send + 'static>(
     })
     .await
     .map_err(|error| ApiError::Internal(format!("the store reader failed: {error}")))?
-    .map_err(ApiError::from)
+    .map_err(|error| ApiError::Internal(format!("{error:#}")))
 }
 
 /// `GET /api/v1/targets`: the live targets, then the ones only the store remembers.
@@ -121,13 +67,13 @@ pub(crate) async fn targets(State(state): State<HttpState>) -> Result<Json<Value
     let mut targets: Vec<Value> = views
         .iter()
         .map(|view| {
-            let mut entry = target_json(view, now);
+            let mut entry = target_json(&view.status, now);
             entry["live"] = Value::Bool(true);
             entry
         })
         .collect();
     for name in stored {
-        if !views.iter().any(|v| v.name == name) {
+        if !views.iter().any(|v| v.status.name == name) {
             targets.push(json!({ "name": name, "live": false }));
         }
     }
@@ -276,7 +222,7 @@ pub(crate) async fn leaks(
         .registry
         .all()
         .iter()
-        .map(|view| json!({ "name": view.name, "leak": target_json(view, now)["leak"] }))
+        .map(|view| json!({ "name": view.status.name, "leak": target_json(&view.status, now)["leak"] }))
         .collect();
     let leaks: Vec<Value> = rows.iter().map(event_json).collect();
     Ok(Json(json!({ "leaks": leaks, "current": current })))
@@ -311,9 +257,9 @@ pub(crate) async fn admin_action(
 
 /// Sends `action` to the loop of `view` and turns its reply into a response.
 async fn ask(view: &TargetView, action: AdminAction) -> Result<Json<Value>, ApiError> {
-    let name = &view.name;
+    let name = &view.status.name;
     let Some(admin) = view.admin.clone() else {
-        return Err(if view.owned {
+        return Err(if view.status.owned {
             ApiError::Conflict(format!("target '{name}' takes no admin actions"))
         } else {
             ApiError::Conflict(format!("target '{name}' is watched, not owned"))
@@ -340,9 +286,9 @@ async fn ask(view: &TargetView, action: AdminAction) -> Result<Json<Value>, ApiE
         Ok(Some(reply)) => reply,
     };
     match reply {
-        AdminReply::Done(result) => Ok(Json(
-            json!({ "target": name, "action": action_name, "result": result }),
-        )),
+        AdminReply::Done(result) => {
+            Ok(Json(plimsoll_http::action_reply(name, action_name, result)))
+        }
         AdminReply::Unsupported(why) => Err(ApiError::NotImplemented(why)),
         AdminReply::Failed(why) => Err(ApiError::Conflict(why)),
     }
@@ -359,55 +305,18 @@ fn action_name(action: &AdminAction) -> &'static str {
     }
 }
 
-/// The body of `PUT …/thresholds`: percentages of the budget; a missing one keeps its value.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Thresholds {
-    warn: Option<f64>,
-    critical: Option<f64>,
-}
-
 /// `PUT /api/v1/targets/{name}/thresholds` with `{"warn": 70, "critical": 90}`.
 pub(crate) async fn thresholds(
     State(state): State<HttpState>,
     Path(name): Path<String>,
-    body: Result<Json<Thresholds>, JsonRejection>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body.map_err(|rejection| {
-        ApiError::BadRequest(format!(
-            "{} (expected e.g. {{\"warn\": 70, \"critical\": 90}})",
-            rejection.body_text()
-        ))
-    })?;
     let view = state
         .registry
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("no target '{name}'")))?;
-    let levels = new_levels(view.levels, &body)?;
+    let levels = plimsoll_http::thresholds::apply(view.status.levels, body)?;
     ask(&view, AdminAction::Thresholds(levels)).await
-}
-
-/// The marks of `body` over `current`, checked: 0 < warn < critical ≤ 100.
-fn new_levels(current: LevelConfig, body: &Thresholds) -> Result<LevelConfig, ApiError> {
-    let warn = body.warn.map_or(current.warn * 100.0, |w| w);
-    let critical = body.critical.map_or(current.critical * 100.0, |c| c);
-    for (what, value) in [("warn", warn), ("critical", critical)] {
-        if !(value > 0.0 && value <= 100.0) {
-            return Err(ApiError::BadRequest(format!(
-                "invalid {what} '{value}' (expected a percentage above 0 and at most 100)"
-            )));
-        }
-    }
-    if warn >= critical {
-        return Err(ApiError::BadRequest(format!(
-            "warn {warn} must be below critical {critical}"
-        )));
-    }
-    Ok(LevelConfig {
-        warn: warn / 100.0,
-        critical: critical / 100.0,
-        ..current
-    })
 }
 
 /// No route: a 404 that names the path.

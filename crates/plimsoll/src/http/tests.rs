@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
-use super::{metrics, router, HttpState};
+use plimsoll_http::{contract, metrics};
+
+use super::{router, HttpState};
 use crate::registry::{AdminAction, AdminReply, AdminRequest, Registry, TargetView};
 
 const TOKEN: &str = "s3cret-token";
@@ -69,16 +71,16 @@ fn fixture(admin_token: Option<&str>, api_level: Level) -> Fixture {
     store(dir.path());
     let registry = Registry::new();
     let mut api = TargetView::new("api", LevelConfig::recommended(), true);
-    api.pid = Some(4242);
-    api.rss_bytes = Some(110 << 20);
-    api.budget_bytes = Some(512 << 20);
-    api.level = api_level;
-    api.restarts = 1;
-    api.started_unix_ms = Some(1_000);
+    api.status.pid = Some(4242);
+    api.status.rss_bytes = Some(110 << 20);
+    api.status.budget_bytes = Some(512 << 20);
+    api.status.level = api_level;
+    api.status.restarts = 1;
+    api.status.started_unix_ms = Some(1_000);
     api.admin = Some(fake_loop());
     registry.insert(api);
     let mut watched = TargetView::new("watched", LevelConfig::recommended(), false);
-    watched.pid = Some(77);
+    watched.status.pid = Some(77);
     registry.insert(watched);
     Fixture {
         state: HttpState {
@@ -137,6 +139,7 @@ async fn health_lists_every_target_and_is_200_while_none_is_critical() {
     let f = fixture(None, Level::Warn);
     let (status, _, body) = get(&f.state, "/health").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    contract::check_health(&body).expect("the shared /health shape");
     assert_eq!(body["status"], "warn");
     let targets = body["targets"].as_array().expect("targets");
     assert_eq!(targets.len(), 2);
@@ -175,6 +178,7 @@ async fn metrics_are_prometheus_text_with_one_series_per_target() {
         "{content_type}"
     );
     let text = body.as_str().expect("text");
+    contract::check_metrics(text).expect("the shared /metrics families");
     assert!(
         text.contains("plimsoll_rss_bytes{target=\"api\"} 115343360"),
         "{text}"
@@ -300,20 +304,13 @@ async fn dashboard_page_and_its_embedded_assets() {
     assert!(body["error"].as_str().unwrap_or("").contains("'/nowhere'"));
 }
 
-/// Every admin route with the method and body that make a valid request.
-const ADMIN_ROUTES: [(&str, &str, Option<&str>); 7] = [
-    ("POST", "/api/v1/targets/api/restart", None),
-    ("POST", "/api/v1/targets/api/snapshot", None),
-    ("POST", "/api/v1/targets/api/gc", None),
-    ("POST", "/api/v1/targets/api/clear-cache", None),
-    ("POST", "/api/v1/targets/api/leak-check", None),
-    (
-        "PUT",
-        "/api/v1/targets/api/thresholds",
-        Some(r#"{"warn": 70, "critical": 90}"#),
-    ),
-    ("DELETE", "/api/v1/leaks", None),
-];
+/// Every admin route of the shared contract, for the target `api`.
+fn admin_routes() -> Vec<(&'static str, String, Option<&'static str>)> {
+    contract::ADMIN_ROUTES
+        .iter()
+        .map(|&(m, path, body)| (m, path.replace("{name}", "api"), body))
+        .collect()
+}
 
 fn method(name: &str) -> Method {
     Method::from_bytes(name.as_bytes()).expect("method")
@@ -322,7 +319,8 @@ fn method(name: &str) -> Method {
 #[tokio::test]
 async fn admin_routes_are_off_without_a_configured_token() {
     let f = fixture(None, Level::Ok);
-    for (m, uri, body) in ADMIN_ROUTES {
+    for (m, uri, body) in admin_routes() {
+        let uri = uri.as_str();
         for token in [None, Some(TOKEN), Some("")] {
             let (status, _, answer) = call(&f.state, method(m), uri, token, body).await;
             assert_eq!(
@@ -341,7 +339,8 @@ async fn admin_routes_are_off_without_a_configured_token() {
 #[tokio::test]
 async fn admin_routes_refuse_a_missing_or_wrong_token() {
     let f = fixture(Some(TOKEN), Level::Ok);
-    for (m, uri, body) in ADMIN_ROUTES {
+    for (m, uri, body) in admin_routes() {
+        let uri = uri.as_str();
         for token in [
             None,
             Some("wrong"),
@@ -386,14 +385,11 @@ async fn admin_routes_with_the_right_token_reach_the_targets_loop() {
         StatusCode::OK,              // thresholds: done
         StatusCode::OK,              // clearing the leak history
     ];
-    for ((m, uri, body), expected) in ADMIN_ROUTES.into_iter().zip(expected) {
-        let (status, _, answer) = call(&f.state, method(m), uri, Some(TOKEN), body).await;
+    for ((m, uri, body), expected) in admin_routes().into_iter().zip(expected) {
+        let (status, _, answer) = call(&f.state, method(m), &uri, Some(TOKEN), body).await;
         assert_eq!(status, expected, "{m} {uri}: {answer}");
         if status != StatusCode::OK {
-            assert!(
-                !answer["error"].as_str().unwrap_or("").is_empty(),
-                "{m} {uri}: a reason"
-            );
+            contract::check_error(&answer).expect("the shared error shape");
         }
     }
     let (_, _, answer) = call(
@@ -404,10 +400,8 @@ async fn admin_routes_with_the_right_token_reach_the_targets_loop() {
         None,
     )
     .await;
-    assert_eq!(
-        answer,
-        json!({"target": "api", "action": "restart", "result": {"restarting_in_ms": 100}})
-    );
+    contract::check_action_reply(&answer, "api", "restart").expect("the shared reply shape");
+    assert_eq!(answer["result"], json!({"restarting_in_ms": 100}));
     let (_, _, answer) = call(
         &f.state,
         Method::POST,

@@ -10,7 +10,7 @@ pub(crate) mod monitor;
 mod sampler;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use plimsoll_analysis::{DetectorConfig, LeakState, Level, LevelConfig};
@@ -121,12 +121,7 @@ struct Run {
     sampler: tokio::task::JoinHandle<()>,
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use plimsoll_http::now_unix_ms;
 
 /// Supervises the target until it stops for good; returns its exit status.
 pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) -> Result<u8> {
@@ -322,10 +317,10 @@ async fn start(
     let child = Child::spawn(settings, &settings.run_dir, &env).await?;
     if let Some(registry) = &settings.registry {
         registry.update(&settings.name, |view| {
-            view.pid = Some(child.pid);
-            view.started_unix_ms = Some(now_unix_ms());
-            view.restarts = (*generation - 1) as u32;
-            view.levels = levels;
+            view.status.pid = Some(child.pid);
+            view.status.started_unix_ms = Some(now_unix_ms());
+            view.status.restarts = (*generation - 1) as u32;
+            view.status.levels = levels;
         });
     }
     output.emit(&Event {
@@ -453,13 +448,13 @@ fn publish(settings: &Settings, run: &Run, sample: &Sample, heap: Option<&HeapFi
         return;
     };
     registry.update(&settings.name, |view| {
-        view.rss_bytes = Some(sample.rss.0);
-        view.heap_used_bytes = heap.map(|h| h.heap_used_bytes);
-        view.heap_used_after_gc_bytes = heap.and_then(|h| h.heap_used_after_gc_bytes);
-        view.budget_bytes = run.monitor.budget();
-        view.level = run.monitor.level();
-        view.leak = Some(run.monitor.leak());
-        view.time_to_budget_s = run.monitor.time_to_budget_s();
+        view.status.rss_bytes = Some(sample.rss.0);
+        view.status.heap_used_bytes = heap.map(|h| h.heap_used_bytes);
+        view.status.heap_used_after_gc_bytes = heap.and_then(|h| h.heap_used_after_gc_bytes);
+        view.status.budget_bytes = run.monitor.budget();
+        view.status.level = run.monitor.level();
+        view.status.leak = Some(run.monitor.leak());
+        view.status.time_to_budget_s = run.monitor.time_to_budget_s();
     });
 }
 

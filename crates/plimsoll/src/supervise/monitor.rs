@@ -13,7 +13,6 @@ use tokio::time::Instant;
 
 use super::{now_unix_ms, EventOutput};
 use crate::agent::HeapFigures;
-use crate::analyze::signal_name;
 use crate::event::{Event, EventKind, LeakChange};
 use crate::units::human_bytes;
 
@@ -144,7 +143,7 @@ impl Monitor {
                 growth_bytes_per_s: leak.growth_bytes_per_s,
                 confidence: leak.confidence,
                 time_to_budget_s: self.budget.and_then(|b| self.detector.time_to_budget_s(b)),
-                signal: signal_name(leak.signal),
+                signal: leak.signal.as_str(),
             };
             self.emit(output, t_unix_ms, EventKind::Leak(change));
         }

@@ -194,9 +194,9 @@ fn handle(
         );
         // Published with no admin channel: a watched process takes no admin actions.
         let mut view = TargetView::new(&name, common.levels, false);
-        view.pid = Some(found.pid);
-        view.started_unix_ms = Some(now_unix_ms());
-        view.budget_bytes = common.budget;
+        view.status.pid = Some(found.pid);
+        view.status.started_unix_ms = Some(now_unix_ms());
+        view.status.budget_bytes = common.budget;
         registry.insert(view);
         targets.insert(
             found.pid,

@@ -8,16 +8,27 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::error::ApiError;
-use super::HttpState;
+use crate::ApiError;
 
-/// Middleware on the admin routes.
-pub(crate) async fn require_admin(
-    State(state): State<HttpState>,
+/// The bearer token of the admin routes; `None` turns them off.
+#[derive(Debug, Clone)]
+pub struct AdminToken(pub Option<String>);
+
+impl AdminToken {
+    /// The token of `PLIMSOLL_ADMIN_TOKEN` (surrounding blanks trimmed), if set and not blank.
+    pub fn from_env() -> AdminToken {
+        let token = std::env::var("PLIMSOLL_ADMIN_TOKEN").ok();
+        AdminToken(token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()))
+    }
+}
+
+/// Middleware on the admin routes: `from_fn_with_state(AdminToken(..), require_admin)`.
+pub async fn require_admin(
+    State(AdminToken(token)): State<AdminToken>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(token) = state.admin_token.as_deref() else {
+    let Some(token) = token.as_deref() else {
         return Err(ApiError::AdminDisabled);
     };
     let given = request

@@ -3,14 +3,16 @@
 //! rides along in the response's extensions for the logging middleware (`log_server_errors`),
 //! which is the only place that logs.
 
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
 /// What went wrong while answering a request.
 #[derive(Debug)]
-pub(crate) enum ApiError {
+pub enum ApiError {
     /// The request names something that does not exist (a target, …); the message names it.
     NotFound(String),
     /// The request is malformed (a bad `since`, a bad body); the message names the value.
@@ -31,7 +33,7 @@ pub(crate) enum ApiError {
 
 /// The detail of a server error, for the logging middleware.
 #[derive(Debug, Clone)]
-pub(crate) struct ErrorDetail(pub(crate) String);
+pub struct ErrorDetail(pub String);
 
 impl ApiError {
     fn status(&self) -> StatusCode {
@@ -61,8 +63,8 @@ impl IntoResponse for ApiError {
                 None,
             ),
             ApiError::AdminDisabled => (
-                "admin actions are off: no admin token is configured (--admin-token-file or \
-                 PLIMSOLL_ADMIN_TOKEN)"
+                "admin actions are off: no admin token is configured (PLIMSOLL_ADMIN_TOKEN, or \
+                 --admin-token-file of plimsoll)"
                     .to_owned(),
                 None,
             ),
@@ -82,11 +84,20 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Our failures keep their context chain for the log.
-impl From<anyhow::Error> for ApiError {
-    fn from(error: anyhow::Error) -> ApiError {
-        ApiError::Internal(format!("{error:#}"))
+/// Middleware: logs the responses that are our fault (5xx), with the detail the client did
+/// not get.
+pub async fn log_server_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if response.status().is_server_error() {
+        let detail = response
+            .extensions()
+            .get::<ErrorDetail>()
+            .map_or("", |d| d.0.as_str());
+        tracing::warn!(%method, %path, status = response.status().as_u16(), error = %detail, "HTTP request failed");
     }
+    response
 }
 
 #[cfg(test)]

@@ -10,15 +10,14 @@ use prometheus_client::registry::Unit;
 
 use plimsoll_analysis::{LeakState, Level};
 
-use crate::registry::TargetView;
+use crate::TargetStatus;
 
 /// The content type of the exposition: the classic Prometheus text format (the `# UNIT` lines
 /// prometheus-client writes are comments there).
-pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The names of every metric family `/metrics` exposes, as scraped (for the Grafana check).
-#[cfg(test)]
-pub(crate) const FAMILIES: &[&str] = &[
+pub const FAMILIES: &[&str] = &[
     "plimsoll_targets",
     "plimsoll_rss_bytes",
     "plimsoll_budget_bytes",
@@ -35,7 +34,7 @@ pub(crate) const FAMILIES: &[&str] = &[
 ];
 
 /// The exposition of `views`, taken at `now_unix_ms`.
-pub(crate) fn render(views: Vec<TargetView>, now_unix_ms: i64) -> Result<String, std::fmt::Error> {
+pub fn render(views: Vec<TargetStatus>, now_unix_ms: i64) -> Result<String, std::fmt::Error> {
     let mut registry = prometheus_client::registry::Registry::default();
     let labels = views.iter().map(|v| escape_label(&v.name)).collect();
     registry.register_collector(Box::new(Scrape {
@@ -49,7 +48,7 @@ pub(crate) fn render(views: Vec<TargetView>, now_unix_ms: i64) -> Result<String,
 }
 
 /// The level as a number: 0 ok, 1 warn, 2 critical, 3 breach.
-pub(crate) fn level_number(level: Level) -> i64 {
+pub fn level_number(level: Level) -> i64 {
     match level {
         Level::Ok => 0,
         Level::Warn => 1,
@@ -59,7 +58,7 @@ pub(crate) fn level_number(level: Level) -> i64 {
 }
 
 /// The leak state as a number: 0 clear, 1 suspected, 2 confirmed.
-pub(crate) fn leak_number(state: LeakState) -> i64 {
+pub fn leak_number(state: LeakState) -> i64 {
     match state {
         LeakState::Clear => 0,
         LeakState::Suspected => 1,
@@ -70,7 +69,7 @@ pub(crate) fn leak_number(state: LeakState) -> i64 {
 /// One scrape's worth of views.
 #[derive(Debug)]
 struct Scrape {
-    views: Vec<TargetView>,
+    views: Vec<TargetStatus>,
     /// The views' names as label values, escaped (the encoder writes them as they are).
     labels: Vec<String>,
     now_unix_ms: i64,
@@ -103,7 +102,7 @@ impl Scrape {
         name: &str,
         help: &str,
         unit: Option<&Unit>,
-        value: impl Fn(&TargetView) -> Option<N>,
+        value: impl Fn(&TargetStatus) -> Option<N>,
     ) -> Result<(), std::fmt::Error> {
         let mut family =
             encoder.encode_descriptor(name, help, unit, ConstGauge::new(0i64).metric_type())?;
@@ -233,8 +232,8 @@ mod tests {
     use super::*;
     use plimsoll_analysis::LevelConfig;
 
-    fn view(name: &str) -> TargetView {
-        let mut view = TargetView::new(name, LevelConfig::recommended(), true);
+    fn view(name: &str) -> TargetStatus {
+        let mut view = TargetStatus::new(name, LevelConfig::recommended(), true);
         view.rss_bytes = Some(1 << 20);
         view.budget_bytes = Some(1 << 30);
         view.restarts = 2;

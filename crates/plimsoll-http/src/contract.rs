@@ -1,0 +1,190 @@
+//! The shapes both servers promise, as checks: the `plimsoll` binary's HTTP tests and
+//! `plimsoll-guard`'s router tests run the same ones on their own answers, so the two cannot
+//! drift apart. Each check returns what is wrong, naming the field.
+
+use serde_json::Value;
+
+use crate::metrics::FAMILIES;
+
+/// The fields of one target in `/health`, in order.
+pub const TARGET_FIELDS: [&str; 13] = [
+    "name",
+    "owned",
+    "pid",
+    "rss_bytes",
+    "heap_used_bytes",
+    "heap_used_after_gc_bytes",
+    "budget_bytes",
+    "level",
+    "warn_percent",
+    "critical_percent",
+    "leak",
+    "restarts",
+    "uptime_s",
+];
+
+/// The fields of a target's `leak` object, when it has one.
+pub const LEAK_FIELDS: [&str; 6] = [
+    "state",
+    "verdict",
+    "growth_bytes_per_s",
+    "time_to_budget_s",
+    "confidence",
+    "signal",
+];
+
+/// Every admin route as (method, path with `{name}` for the target, a valid body).
+pub const ADMIN_ROUTES: [(&str, &str, Option<&str>); 7] = [
+    ("POST", "/api/v1/targets/{name}/restart", None),
+    ("POST", "/api/v1/targets/{name}/snapshot", None),
+    ("POST", "/api/v1/targets/{name}/gc", None),
+    ("POST", "/api/v1/targets/{name}/clear-cache", None),
+    ("POST", "/api/v1/targets/{name}/leak-check", None),
+    (
+        "PUT",
+        "/api/v1/targets/{name}/thresholds",
+        Some(r#"{"warn": 70, "critical": 90}"#),
+    ),
+    ("DELETE", "/api/v1/leaks", None),
+];
+
+/// Checks a `/health` body: a status and targets with exactly [`TARGET_FIELDS`].
+pub fn check_health(body: &Value) -> Result<(), String> {
+    let status = body["status"].as_str().ok_or("no 'status' string")?;
+    if !["ok", "warn", "critical"].contains(&status) {
+        return Err(format!("invalid status '{status}'"));
+    }
+    let targets = body["targets"].as_array().ok_or("no 'targets' array")?;
+    if targets.is_empty() {
+        return Err("no target".to_owned());
+    }
+    targets.iter().try_for_each(check_target)
+}
+
+/// Checks one target object of `/health` or `/api/v1/targets`.
+pub fn check_target(target: &Value) -> Result<(), String> {
+    let object = target.as_object().ok_or("a target is not an object")?;
+    let missing: Vec<&str> = TARGET_FIELDS
+        .iter()
+        .copied()
+        .filter(|field| !object.contains_key(*field))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("target without {missing:?}: {target}"));
+    }
+    let extra: Vec<&String> = object
+        .keys()
+        .filter(|key| !TARGET_FIELDS.contains(&key.as_str()) && key.as_str() != "live")
+        .collect();
+    if !extra.is_empty() {
+        return Err(format!("target with unknown fields {extra:?}"));
+    }
+    let level = target["level"].as_str().ok_or("no 'level' string")?;
+    if !["ok", "warn", "critical", "breach"].contains(&level) {
+        return Err(format!("invalid level '{level}'"));
+    }
+    for field in ["warn_percent", "critical_percent"] {
+        target[field]
+            .as_f64()
+            .ok_or(format!("'{field}' is not a number"))?;
+    }
+    target["name"].as_str().ok_or("'name' is not a string")?;
+    target["restarts"]
+        .as_u64()
+        .ok_or("'restarts' is not a count")?;
+    for field in ["pid", "rss_bytes", "heap_used_bytes", "budget_bytes"] {
+        if !(target[field].is_null() || target[field].is_u64()) {
+            return Err(format!("'{field}' is neither null nor a count"));
+        }
+    }
+    match &target["leak"] {
+        Value::Null => Ok(()),
+        Value::Object(leak) => {
+            let fields: Vec<&str> = leak.keys().map(String::as_str).collect();
+            let mut expected = LEAK_FIELDS.to_vec();
+            expected.sort_unstable();
+            let mut fields = fields;
+            fields.sort_unstable();
+            if fields == expected {
+                Ok(())
+            } else {
+                Err(format!("leak fields {fields:?}, expected {expected:?}"))
+            }
+        }
+        other => Err(format!("'leak' is neither null nor an object: {other}")),
+    }
+}
+
+/// Checks a `/metrics` text: every family of [`FAMILIES`] has its `# TYPE` line, and every
+/// sample is a `plimsoll_` metric.
+pub fn check_metrics(text: &str) -> Result<(), String> {
+    for family in FAMILIES {
+        let declared = text.contains(&format!("# TYPE {family} "))
+            || text.contains(&format!("# TYPE {} ", family.trim_end_matches("_total")));
+        if !declared {
+            return Err(format!("no family '{family}'"));
+        }
+    }
+    match text
+        .lines()
+        .find(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with("plimsoll_"))
+    {
+        Some(line) => Err(format!("a sample outside the plimsoll_ names: '{line}'")),
+        None => Ok(()),
+    }
+}
+
+/// Checks the answer of a done admin action: `{"target", "action", "result"}`.
+pub fn check_action_reply(body: &Value, target: &str, action: &str) -> Result<(), String> {
+    if body["target"] != target || body["action"] != action || body.get("result").is_none() {
+        return Err(format!(
+            "expected {{\"target\": \"{target}\", \"action\": \"{action}\", \"result\": …}}, got {body}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an error answer: `{"error": "a message"}` and nothing else.
+pub fn check_error(body: &Value) -> Result<(), String> {
+    match body.as_object() {
+        Some(object)
+            if object.len() == 1 && body["error"].as_str().is_some_and(|m| !m.is_empty()) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("expected {{\"error\": \"…\"}}, got {body}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{health, metrics, TargetStatus};
+    use plimsoll_analysis::LevelConfig;
+
+    #[test]
+    fn what_this_crate_renders_passes_its_own_checks() {
+        let mut target = TargetStatus::new("api", LevelConfig::recommended(), true);
+        target.rss_bytes = Some(1 << 20);
+        let (_, body) = health([&target], 0);
+        check_health(&body).expect("health");
+        let text = metrics::render(vec![target], 0).expect("render");
+        check_metrics(&text).expect("metrics");
+    }
+
+    #[test]
+    fn the_checks_catch_a_missing_field_and_a_stray_metric() {
+        let target = TargetStatus::new("api", LevelConfig::recommended(), true);
+        let (_, mut body) = health([&target], 0);
+        if let Some(object) = body["targets"][0].as_object_mut() {
+            object.remove("rss_bytes");
+        }
+        let error = check_health(&body).expect_err("missing rss_bytes");
+        assert!(error.contains("rss_bytes"), "{error}");
+        let text = metrics::render(vec![target], 0).expect("render") + "other_metric 1\n";
+        assert!(check_metrics(&text)
+            .expect_err("stray")
+            .contains("other_metric"));
+        assert!(check_error(&serde_json::json!({"error": ""})).is_err());
+    }
+}

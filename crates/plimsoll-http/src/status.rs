@@ -1,0 +1,124 @@
+//! One target as the HTTP server shows it: [`TargetStatus`] is the plain data a server keeps
+//! per target, [`target_json`] its JSON in `/health` and `/api/v1/targets`, [`health`] the
+//! whole `/health` answer.
+
+use axum::http::StatusCode;
+use plimsoll_analysis::{LeakStatus, Level, LevelConfig};
+use serde_json::{json, Value};
+
+/// What is known of one target right now.
+#[derive(Debug, Clone)]
+pub struct TargetStatus {
+    /// The target's name.
+    pub name: String,
+    /// The root of its process tree, while it runs.
+    pub pid: Option<u32>,
+    /// When the current run started (or watching began), milliseconds since the Unix epoch.
+    pub started_unix_ms: Option<i64>,
+    /// RSS of the tree at the last sample, bytes.
+    pub rss_bytes: Option<u64>,
+    /// Runtime heap in use at the last report (the V8 heap, or jemalloc's allocated bytes),
+    /// bytes.
+    pub heap_used_bytes: Option<u64>,
+    /// Runtime heap in use after the last major GC, bytes.
+    pub heap_used_after_gc_bytes: Option<u64>,
+    /// The budget in force, bytes.
+    pub budget_bytes: Option<u64>,
+    /// The budget level.
+    pub level: Level,
+    /// Marks and holds of the levels in force.
+    pub levels: LevelConfig,
+    /// The leak detector's view.
+    pub leak: Option<LeakStatus>,
+    /// Projected seconds until the budget is reached, while a leak is suspected or confirmed.
+    pub time_to_budget_s: Option<f64>,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// Whether the server owns the process (run, up, a guarded service) or only watches it.
+    pub owned: bool,
+}
+
+impl TargetStatus {
+    /// A target before its first sample.
+    pub fn new(name: &str, levels: LevelConfig, owned: bool) -> TargetStatus {
+        TargetStatus {
+            name: name.to_owned(),
+            pid: None,
+            started_unix_ms: None,
+            rss_bytes: None,
+            heap_used_bytes: None,
+            heap_used_after_gc_bytes: None,
+            budget_bytes: None,
+            level: Level::Ok,
+            levels,
+            leak: None,
+            time_to_budget_s: None,
+            restarts: 0,
+            owned,
+        }
+    }
+}
+
+/// `/health`: 200 while no target is critical, else 503, with every target.
+pub fn health<'a>(
+    targets: impl IntoIterator<Item = &'a TargetStatus>,
+    now_unix_ms: i64,
+) -> (StatusCode, Value) {
+    let mut worst = Level::Ok;
+    let mut shown = Vec::new();
+    for target in targets {
+        worst = worst.max(target.level);
+        shown.push(target_json(target, now_unix_ms));
+    }
+    let status = match worst {
+        Level::Ok => "ok",
+        Level::Warn => "warn",
+        Level::Critical | Level::Breach => "critical",
+    };
+    let code = if worst >= Level::Critical {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, json!({ "status": status, "targets": shown }))
+}
+
+/// One target as `/health` and `/api/v1/targets` show it.
+pub fn target_json(target: &TargetStatus, now_unix_ms: i64) -> Value {
+    let leak = target.leak.map(|leak| {
+        json!({
+            "state": leak.state.as_str(),
+            "verdict": leak.verdict.as_str(),
+            "growth_bytes_per_s": round2(leak.growth_bytes_per_s),
+            "time_to_budget_s": target.time_to_budget_s.map(round2),
+            "confidence": round2(leak.confidence),
+            "signal": leak.signal.as_str(),
+        })
+    });
+    json!({
+        "name": target.name,
+        "owned": target.owned,
+        "pid": target.pid,
+        "rss_bytes": target.rss_bytes,
+        "heap_used_bytes": target.heap_used_bytes,
+        "heap_used_after_gc_bytes": target.heap_used_after_gc_bytes,
+        "budget_bytes": target.budget_bytes,
+        "level": target.level.as_str(),
+        "warn_percent": round2(target.levels.warn * 100.0),
+        "critical_percent": round2(target.levels.critical * 100.0),
+        "leak": leak,
+        "restarts": target.restarts,
+        "uptime_s": target
+            .started_unix_ms
+            .map(|start| round2((now_unix_ms - start).max(0) as f64 / 1000.0)),
+    })
+}
+
+/// The answer of a done admin action: `{"target", "action", "result"}`.
+pub fn action_reply(target: &str, action: &str, result: Value) -> Value {
+    json!({ "target": target, "action": action, "result": result })
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
