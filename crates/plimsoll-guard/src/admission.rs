@@ -33,8 +33,7 @@ pub enum GateState {
 /// The admission gate.
 #[derive(Debug)]
 pub struct Gate {
-    soft_limit_bytes: u64,
-    resume_below_bytes: u64,
+    soft_limit_bytes: AtomicU64,
     state: watch::Sender<GateState>,
     pauses: AtomicU64,
 }
@@ -47,10 +46,8 @@ impl Gate {
                 "invalid soft limit '0' (expected a number of bytes above zero)".to_owned(),
             ));
         }
-        let resume_below_bytes = (soft_limit_bytes as f64 * RESUME_RATIO) as u64;
         Ok(Gate {
-            soft_limit_bytes,
-            resume_below_bytes,
+            soft_limit_bytes: AtomicU64::new(soft_limit_bytes),
             state: watch::Sender::new(GateState::Open),
             pauses: AtomicU64::new(0),
         })
@@ -58,21 +55,32 @@ impl Gate {
 
     /// The soft limit, bytes.
     pub fn soft_limit_bytes(&self) -> u64 {
-        self.soft_limit_bytes
+        self.soft_limit_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Moves the soft limit (e.g. once the budget is known); takes effect at the next reading.
+    /// Zero is ignored.
+    pub fn set_soft_limit_bytes(&self, soft_limit_bytes: u64) {
+        if soft_limit_bytes > 0 {
+            self.soft_limit_bytes
+                .store(soft_limit_bytes, Ordering::Relaxed);
+        }
     }
 
     /// The mark below which a paused gate opens again, bytes.
     pub fn resume_below_bytes(&self) -> u64 {
-        self.resume_below_bytes
+        (self.soft_limit_bytes() as f64 * RESUME_RATIO) as u64
     }
 
     /// Takes a memory reading; returns the new state when it changed.
     pub fn observe(&self, used_bytes: u64) -> Option<GateState> {
+        let soft_limit_bytes = self.soft_limit_bytes();
+        let resume_below_bytes = self.resume_below_bytes();
         let mut changed = None;
         self.state.send_if_modified(|state| {
             let next = match *state {
-                GateState::Open if used_bytes > self.soft_limit_bytes => GateState::Paused,
-                GateState::Paused if used_bytes < self.resume_below_bytes => GateState::Open,
+                GateState::Open if used_bytes > soft_limit_bytes => GateState::Paused,
+                GateState::Paused if used_bytes < resume_below_bytes => GateState::Open,
                 unchanged => unchanged,
             };
             if next == *state {
@@ -87,16 +95,12 @@ impl Gate {
                 self.pauses.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     used_bytes,
-                    soft_limit_bytes = self.soft_limit_bytes,
+                    soft_limit_bytes,
                     "admission paused: memory above the soft limit"
                 );
             }
             Some(GateState::Open) => {
-                tracing::info!(
-                    used_bytes,
-                    resume_below_bytes = self.resume_below_bytes,
-                    "admission resumed"
-                );
+                tracing::info!(used_bytes, resume_below_bytes, "admission resumed");
             }
             None => {}
         }

@@ -8,20 +8,22 @@
 //! - [`cache`]: caches bounded by bytes, entries and TTL (on moka), registered so that "clear
 //!   caches" and critical pressure shrink them; [`buffer`] and [`dedupe`]: bounded buffers and
 //!   dedupe sets with size and age limits.
-//! - [`router`]: `/health`, `/metrics` and the admin actions, in the binary's shapes.
+//! - [`Guard`]: all of it wired together; [`Guard::router`] serves `/health`, `/metrics` and
+//!   the admin actions in the binary's shapes.
 //! - [`shutdown`]: a cancellation token and task tracker that stop timers and tasks and flush
 //!   buffers.
 //! - `alloc` (feature `jemalloc`, `pprof`): allocator statistics, purging, heap profiles.
 //! - `redis` (feature `redis`): read-through caches and a spill queue on a shared Redis.
 
 mod error;
+mod guard;
 
 pub mod admission;
 pub mod buffer;
 pub mod cache;
 pub mod dedupe;
 pub mod monitor;
-pub mod router;
+mod router;
 pub mod shutdown;
 
 #[cfg(feature = "jemalloc")]
@@ -30,3 +32,5 @@ pub mod alloc;
 pub mod redis;
 
 pub use error::GuardError;
+pub use guard::{Guard, GuardConfig};
+pub use plimsoll_http::AdminToken;

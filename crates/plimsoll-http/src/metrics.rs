@@ -35,6 +35,16 @@ pub const FAMILIES: &[&str] = &[
 
 /// The exposition of `views`, taken at `now_unix_ms`.
 pub fn render(views: Vec<TargetStatus>, now_unix_ms: i64) -> Result<String, std::fmt::Error> {
+    render_with(views, now_unix_ms, Vec::new())
+}
+
+/// The exposition of `views` followed by the server's own `extra` families (a guarded
+/// service's caches and admission gate, say).
+pub fn render_with(
+    views: Vec<TargetStatus>,
+    now_unix_ms: i64,
+    extra: Vec<Family>,
+) -> Result<String, std::fmt::Error> {
     let mut registry = prometheus_client::registry::Registry::default();
     let labels = views.iter().map(|v| escape_label(&v.name)).collect();
     registry.register_collector(Box::new(Scrape {
@@ -42,9 +52,65 @@ pub fn render(views: Vec<TargetStatus>, now_unix_ms: i64) -> Result<String, std:
         labels,
         now_unix_ms,
     }));
+    registry.register_collector(Box::new(Extra(extra)));
     let mut text = String::with_capacity(4096);
     prometheus_client::encoding::text::encode_registry(&mut text, &registry)?;
     Ok(text)
+}
+
+/// What a series counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A level that goes up and down.
+    Gauge,
+    /// A count of things that happened (the name ends `_total`).
+    Counter,
+}
+
+/// One metric family a server adds: its full name as scraped (`plimsoll_cache_bytes`), help,
+/// kind, and its series as (label pairs, value). Label values are escaped when written.
+#[derive(Debug, Clone)]
+pub struct Family {
+    /// The full name, with its unit suffix.
+    pub name: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// Gauge or counter.
+    pub kind: Kind,
+    /// The series: labels and value.
+    pub series: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+#[derive(Debug)]
+struct Extra(Vec<Family>);
+
+impl Collector for Extra {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for family in &self.0 {
+            let metric_type = match family.kind {
+                Kind::Gauge => ConstGauge::new(0i64).metric_type(),
+                Kind::Counter => ConstCounter::new(0u64).metric_type(),
+            };
+            // The full name and no unit: written as is, like `plimsoll_restarts_total`.
+            let mut encoded =
+                encoder.encode_descriptor(family.name, family.help, None, metric_type)?;
+            if let [(labels, value)] = family.series.as_slice() {
+                if labels.is_empty() {
+                    // One series without labels: `name value`, not `name{} value`.
+                    ConstGauge::new(*value).encode(encoded)?;
+                    continue;
+                }
+            }
+            for (labels, value) in &family.series {
+                let escaped: Vec<(&str, String)> =
+                    labels.iter().map(|(k, v)| (*k, escape_label(v))).collect();
+                let pairs: Vec<(&str, &str)> =
+                    escaped.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                ConstGauge::new(*value).encode(encoded.encode_family(&pairs)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The level as a number: 0 ok, 1 warn, 2 critical, 3 breach.
@@ -283,6 +349,42 @@ mod tests {
                 "{family}: {text}"
             );
         }
+    }
+
+    #[test]
+    fn extra_families_follow_the_target_families() {
+        let extra = vec![
+            Family {
+                name: "plimsoll_cache_bytes",
+                help: "Bytes held by the cache.",
+                kind: Kind::Gauge,
+                series: vec![(vec![("cache", "us\"ers".to_owned())], 1024.0)],
+            },
+            Family {
+                name: "plimsoll_cache_hits_total",
+                help: "Cache hits.",
+                kind: Kind::Counter,
+                series: vec![(vec![("cache", "users".to_owned())], 7.0)],
+            },
+        ];
+        let text = render_with(vec![view("api")], 0, extra).expect("render");
+        assert!(
+            text.contains("# TYPE plimsoll_cache_bytes gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"plimsoll_cache_bytes{cache="us\"ers"} 1024"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE plimsoll_cache_hits_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("plimsoll_cache_hits_total{cache=\"users\"} 7"),
+            "{text}"
+        );
+        assert!(text.find("plimsoll_rss_bytes") < text.find("plimsoll_cache_bytes"));
     }
 
     #[test]

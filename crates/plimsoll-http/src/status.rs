@@ -119,6 +119,28 @@ pub fn action_reply(target: &str, action: &str, result: Value) -> Value {
     json!({ "target": target, "action": action, "result": result })
 }
 
+/// The leak verdict object of DESIGN.md (`analyze --json`, `leak-check`), with a few more
+/// fields after the named ones.
+pub fn verdict_json(
+    status: &LeakStatus,
+    budget_bytes: Option<u64>,
+    time_to_budget_s: Option<f64>,
+) -> Value {
+    json!({
+        "verdict": status.verdict.as_str(),
+        "detected_after_s": status.detected_after_s,
+        "suspected_after_s": status.suspected_after_s,
+        "growth_bytes_per_s": round2(status.growth_bytes_per_s),
+        "time_to_budget_s": time_to_budget_s.map(round2),
+        "samples": status.samples,
+        "duration_s": round2(status.observed_s),
+        "confidence": round2(status.confidence),
+        "signal": status.signal.as_str(),
+        "needs_more_s": status.needs_more_s.map(round2),
+        "budget_bytes": budget_bytes,
+    })
+}
+
 fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }

@@ -6,7 +6,7 @@ use std::io::{self, BufReader, Read};
 
 use anyhow::{bail, Context, Result};
 use plimsoll_analysis::{DetectorConfig, LeakDetector, LeakStatus, Verdict};
-use serde_json::json;
+use plimsoll_http::verdict_json;
 
 use crate::cli::AnalyzeArgs;
 use crate::exit;
@@ -55,31 +55,6 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
         Verdict::NoLeak => exit::OK,
         Verdict::Inconclusive => exit::INCONCLUSIVE,
     })
-}
-
-/// The verdict object of DESIGN.md, with a few more fields after the named ones.
-pub(crate) fn verdict_json(
-    status: &LeakStatus,
-    budget: Option<u64>,
-    time_to_budget_s: Option<f64>,
-) -> serde_json::Value {
-    json!({
-        "verdict": status.verdict.as_str(),
-        "detected_after_s": status.detected_after_s,
-        "suspected_after_s": status.suspected_after_s,
-        "growth_bytes_per_s": round2(status.growth_bytes_per_s),
-        "time_to_budget_s": time_to_budget_s.map(round2),
-        "samples": status.samples,
-        "duration_s": round2(status.observed_s),
-        "confidence": round2(status.confidence),
-        "signal": status.signal.as_str(),
-        "needs_more_s": status.needs_more_s.map(round2),
-        "budget_bytes": budget,
-    })
-}
-
-fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
 }
 
 fn print_human(

@@ -12,10 +12,10 @@ use plimsoll_analysis::{DetectorConfig, LeakDetector, Observation};
 use plimsoll_store::{EventRow, SampleRow, StoreReader};
 use serde_json::{json, Value};
 
-use crate::analyze::verdict_json;
 use crate::cli::ReportArgs;
 use crate::exit;
 use crate::units::{human_bytes, human_seconds};
+use plimsoll_http::verdict_json;
 
 /// At most this many samples are read for one report (a week at one per 1.2 s).
 const MAX_SAMPLES: usize = 500_000;

@@ -24,7 +24,6 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
 
 use crate::agent::HeapFigures;
-use crate::analyze::verdict_json;
 use crate::cli::{Listen, MonitorArgs, OutputArgs, SoakArgs};
 use crate::common::{sink_config, Common};
 use crate::event::{Event, EventKind};
@@ -33,6 +32,7 @@ use crate::outputs::Outputs;
 use crate::report::{self, ReportInput};
 use crate::supervise::{self, now_unix_ms, EventOutput, Settings};
 use crate::units::{human_bytes, human_seconds};
+use plimsoll_http::verdict_json;
 
 /// Progress lines off a terminal come this often.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(10);

@@ -237,7 +237,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                         AdminReply::Done(serde_json::json!({ "warn": config.warn, "critical": config.critical }))
                     }
                     AdminAction::LeakCheck => match run.as_ref() {
-                        Some(current) => AdminReply::Done(crate::analyze::verdict_json(&current.monitor.leak(), budget, current.monitor.time_to_budget_s())),
+                        Some(current) => AdminReply::Done(plimsoll_http::verdict_json(&current.monitor.leak(), budget, current.monitor.time_to_budget_s())),
                         None => AdminReply::Failed(format!("target '{}' is between two runs", settings.name)),
                     },
                     AdminAction::Snapshot | AdminAction::Gc | AdminAction::ClearCache => match &hub {
