@@ -36,16 +36,33 @@ pub struct MonitorConfig {
     pub interval: Duration,
 }
 
+/// The variable `plimsoll run` sets to the target's budget, bytes.
+pub const BUDGET_ENV: &str = "PLIMSOLL_BUDGET_BYTES";
+
 impl MonitorConfig {
     /// The binary's defaults: warn at 75 % held 2 min, critical at 85 % held 5 min, the
-    /// recommended leak detector, one sample a second, the cgroup limit as the budget.
+    /// recommended leak detector, one sample a second; the budget `plimsoll run` gives in
+    /// `PLIMSOLL_BUDGET_BYTES`, else the cgroup limit.
     pub fn recommended(name: &str) -> MonitorConfig {
         MonitorConfig {
             name: name.to_owned(),
-            budget_bytes: None,
+            budget_bytes: budget_from_env(),
             levels: LevelConfig::recommended(),
             detector: DetectorConfig::recommended(),
             interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The budget of `PLIMSOLL_BUDGET_BYTES`, when it is a number of bytes above zero (anything
+/// else is ignored with a warning: the cgroup limit still applies).
+fn budget_from_env() -> Option<u64> {
+    let text = std::env::var(BUDGET_ENV).ok()?;
+    match text.trim().parse::<u64>() {
+        Ok(bytes) if bytes > 0 => Some(bytes),
+        _ => {
+            tracing::warn!(value = %text, "ignoring {BUDGET_ENV}: not a number of bytes above zero");
+            None
         }
     }
 }
@@ -426,7 +443,10 @@ mod tests {
 
     #[test]
     fn the_cgroup_limit_is_the_budget_when_none_is_given() {
-        let mut tracker = PressureTracker::new(&MonitorConfig::recommended("svc"));
+        let mut tracker = PressureTracker::new(&MonitorConfig {
+            budget_bytes: None,
+            ..MonitorConfig::recommended("svc")
+        });
         let mut first = reading(0.0, 10 * MIB);
         assert_eq!(tracker.observe(&first).budget_bytes, None);
         first.cgroup_limit_bytes = Some(64 * MIB);

@@ -300,6 +300,9 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
     }
 }
 
+/// The variable that tells the target its budget, bytes (read by plimsoll-guard).
+pub(crate) const BUDGET_ENV: &str = "PLIMSOLL_BUDGET_BYTES";
+
 async fn start(
     settings: &Settings,
     hub: Option<&AgentHub>,
@@ -310,10 +313,14 @@ async fn start(
     output: &mut dyn EventOutput,
 ) -> Result<Run> {
     *generation += 1;
-    let env = match (&settings.agent, hub) {
+    let mut env = match (&settings.agent, hub) {
         (Some(agent), Some(hub)) => agent_env(settings, agent, hub, budget),
         _ => Vec::new(),
     };
+    // A service that guards itself in-process (plimsoll-guard) takes the same budget.
+    if let Some(budget) = budget {
+        env.push((BUDGET_ENV.to_owned(), budget.to_string()));
+    }
     let child = Child::spawn(settings, &settings.run_dir, &env).await?;
     if let Some(registry) = &settings.registry {
         registry.update(&settings.name, |view| {

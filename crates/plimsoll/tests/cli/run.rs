@@ -181,6 +181,26 @@ fn a_clean_exit_ends_run_with_status_0() {
     assert_eq!(plimsoll.wait_exit(WITHIN), Some(0));
 }
 
+#[test]
+fn the_target_is_told_its_budget_for_an_in_process_guard() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let noted = dir.path().join("budget.txt");
+    let mut plimsoll = run_in(dir.path())
+        .arg("--budget")
+        .arg("64MiB")
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo \"$PLIMSOLL_BUDGET_BYTES\" > '{}'",
+            noted.display()
+        ))
+        .spawn_in(dir.path());
+    assert_eq!(plimsoll.wait_exit(WITHIN), Some(0));
+    let budget = std::fs::read_to_string(&noted).expect("the target wrote its budget");
+    assert_eq!(budget.trim(), (64u64 << 20).to_string());
+}
+
 /// Pids of the processes whose process group is `group`.
 fn group_members(group: u32) -> Vec<u32> {
     let mut members = Vec::new();
