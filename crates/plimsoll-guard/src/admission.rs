@@ -214,6 +214,14 @@ impl BatchSizer {
         })
     }
 
+    /// Moves the soft limit (e.g. to follow the gate's, once the budget is known); zero is
+    /// ignored.
+    pub fn set_soft_limit_bytes(&mut self, soft_limit_bytes: u64) {
+        if soft_limit_bytes > 0 {
+            self.config.soft_limit_bytes = soft_limit_bytes;
+        }
+    }
+
     /// The batch size to use now.
     pub fn size(&self) -> usize {
         self.size

@@ -146,7 +146,12 @@ impl Reaction {
         let was_critical = self.level >= Level::Critical;
         self.level = pressure.level;
         if pressure.level >= Level::Critical && !was_critical {
-            let report = self.guard.caches.shrink_all(self.shrink_to);
+            // The fraction was checked when the guard was made.
+            let report = self
+                .guard
+                .caches
+                .shrink_all(self.shrink_to)
+                .unwrap_or_default();
             tracing::warn!(
                 level = pressure.level.as_str(),
                 caches = report.caches,
