@@ -380,9 +380,9 @@ fn alloc_figures() -> Option<AllocFigures> {
         return None;
     }
     crate::alloc::stats().ok().map(|s| AllocFigures {
-        allocated_bytes: s.allocated_bytes,
-        active_bytes: s.active_bytes,
-        resident_bytes: s.resident_bytes,
+        allocated_bytes: s.allocated_bytes.0,
+        active_bytes: s.active_bytes.0,
+        resident_bytes: s.resident_bytes.0,
     })
 }
 

@@ -201,8 +201,8 @@ async fn gc(State(guard): State<Guard>, Path(name): Path<String>) -> Result<Json
             &guard,
             "gc",
             json!({
-                "resident_before_bytes": report.resident_before,
-                "resident_after_bytes": report.resident_after,
+                "resident_before_bytes": report.resident_before.0,
+                "resident_after_bytes": report.resident_after.0,
             }),
         ));
     }

@@ -172,11 +172,17 @@ fn eventually<T>(what: &str, check: impl Fn() -> Option<T>) -> T {
 
 #[test]
 fn the_example_serves_the_shared_shapes_and_stops_gracefully() {
+    let dir = tempfile::tempdir().expect("tempdir");
     let mut command = Command::new(example());
     command
         .args(["--listen", "127.0.0.1:0", "--name", "shop"])
         .env("PLIMSOLL_BUDGET_BYTES", (512u64 << 20).to_string())
-        .env("PLIMSOLL_ADMIN_TOKEN", TOKEN);
+        .env("PLIMSOLL_ADMIN_TOKEN", TOKEN)
+        .env("TMPDIR", dir.path())
+        .env(
+            "_RJEM_MALLOC_CONF",
+            "prof:true,prof_active:true,lg_prof_sample:19",
+        );
     let mut service = Running::start(command);
     let addr = service.addr();
 
@@ -238,6 +244,8 @@ fn the_example_serves_the_shared_shapes_and_stops_gracefully() {
         "{metrics}"
     );
 
+    allocator_actions(addr, dir.path());
+
     // SIGTERM: a graceful stop that flushes the buffered log lines, exit 0.
     service.signal("TERM");
     service.line("the flush", |l| l.starts_with("flushed "));
@@ -247,6 +255,43 @@ fn the_example_serves_the_shared_shapes_and_stops_gracefully() {
         service.seen
     );
     assert_eq!(service.wait(), Some(0));
+}
+
+/// With the allocator features (`scripts/test.sh` builds with all of them), `gc` purges
+/// jemalloc and `snapshot` writes a gzipped pprof profile; without them, both are a 501 that
+/// names the feature.
+fn allocator_actions(addr: SocketAddr, dir: &std::path::Path) {
+    let (status, gc) = http(addr, "POST", "/api/v1/targets/shop/gc", Some(TOKEN));
+    let (status_snapshot, snapshot) =
+        http(addr, "POST", "/api/v1/targets/shop/snapshot", Some(TOKEN));
+    if cfg!(feature = "jemalloc") {
+        assert_eq!(status, 200, "{gc}");
+        assert!(json(&gc)["result"]["resident_after_bytes"].is_u64(), "{gc}");
+        let (_, metrics) = http(addr, "GET", "/metrics", None);
+        assert!(
+            metrics.contains("plimsoll_alloc_allocated_bytes "),
+            "{metrics}"
+        );
+    } else {
+        assert_eq!(status, 501, "{gc}");
+        assert!(gc.contains("'jemalloc' feature"), "{gc}");
+    }
+    if cfg!(feature = "pprof") {
+        assert_eq!(status_snapshot, 200, "{snapshot}");
+        let path = json(&snapshot)["result"]["path"]
+            .as_str()
+            .map(PathBuf::from)
+            .expect("a path");
+        assert!(
+            path.starts_with(dir),
+            "profiles go to the temp dir: {}",
+            path.display()
+        );
+        let profile = std::fs::read(&path).expect("the profile");
+        assert_eq!(profile.get(..2), Some(&[0x1f, 0x8b][..]), "gzipped pprof");
+    } else {
+        assert_eq!(status_snapshot, 501, "{snapshot}");
+    }
 }
 
 fn promtool_accepts(metrics: &str) {
