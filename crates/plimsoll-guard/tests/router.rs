@@ -3,14 +3,12 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::StatusCode;
 use plimsoll_guard::monitor::{Monitor, MonitorConfig, Reading};
 use plimsoll_guard::shutdown::Shutdown;
 use plimsoll_guard::{AdminToken, Guard, GuardConfig};
 use plimsoll_http::contract;
 use serde_json::Value;
-use tower::ServiceExt;
 
 const MIB: u64 = 1 << 20;
 const TOKEN: &str = "guard-token";
@@ -42,29 +40,8 @@ async fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut request = Request::builder()
-        .method(Method::from_bytes(method.as_bytes()).expect("method"))
-        .uri(uri);
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let request = match body {
-        Some(body) => request
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_owned())),
-        None => request.body(Body::empty()),
-    }
-    .expect("request");
-    let response = guard.router().oneshot(request).await.expect("response");
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
-        .await
-        .expect("body");
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let answer = contract::call(guard.router(), method, uri, token, body).await;
+    (answer.status, answer.body)
 }
 
 #[tokio::test]

@@ -1,8 +1,13 @@
 //! The shapes both servers promise, as checks: the `plimsoll` binary's HTTP tests and
 //! `plimsoll-guard`'s router tests run the same ones on their own answers, so the two cannot
-//! drift apart. Each check returns what is wrong, naming the field.
+//! drift apart. Each check returns what is wrong, naming the field. [`call`] is the one way
+//! both test suites ask a router without a socket.
 
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
 use serde_json::Value;
+use tower::ServiceExt;
 
 use crate::metrics::FAMILIES;
 
@@ -153,6 +158,59 @@ pub fn check_error(body: &Value) -> Result<(), String> {
             Ok(())
         }
         _ => Err(format!("expected {{\"error\": \"…\"}}, got {body}")),
+    }
+}
+
+/// A router's answer to [`call`].
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The `Content-Type` header, empty when there is none.
+    pub content_type: String,
+    /// The body: JSON when it parses, else the text as a JSON string.
+    pub body: Value,
+}
+
+/// Sends one request to `router` without a socket, with a bearer `token` and a JSON `body`
+/// when given. A test fixture: it panics when the request cannot be built (a bad method or
+/// URI) or the router fails, which a test wants to see.
+pub async fn call(
+    router: Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Answer {
+    let method = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned())),
+        None => request.body(Body::empty()),
+    }
+    .expect("a request");
+    let response = router.oneshot(request).await.expect("a response");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .expect("a body under 16 MiB");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        content_type,
+        body,
     }
 }
 
