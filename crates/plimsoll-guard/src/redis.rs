@@ -5,8 +5,9 @@
 //! connection, reconnected in the background) and a key prefix, so that every key this module
 //! writes is `PREFIX:KEY`.
 //!
-//! Values are bytes: callers serialize. The in-process cache lives in [`crate::cache`]; nothing
-//! here keeps values in memory.
+//! Values are bytes: callers serialize. [`TieredCache`] puts a bounded in-process layer (a
+//! [`BoundedCache`], registered, so critical pressure shrinks it) in front of [`ReadThrough`]:
+//! what the process drops under pressure is read back from Redis, not recomputed.
 //!
 //! Failure policy, deliberately different for the two users:
 //! - [`ReadThrough`] treats Redis as an optimisation: when Redis fails (down, timed out, a wrong
@@ -35,6 +36,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::cache::BoundedCache;
 
 /// How long one command may wait for its reply in [`RedisTier::connect`]'s configuration.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -265,6 +268,44 @@ impl ReadThrough {
             );
         }
         Ok(value)
+    }
+}
+
+/// A two-level cache: a bounded in-process [`BoundedCache`] in front of a [`ReadThrough`] on
+/// Redis. A lookup tries the process, then Redis, then the loader; what Redis or the loader
+/// gives is kept in the process too. When the guard shrinks or clears the local layer (critical
+/// pressure, the clear-cache admin action), later lookups are served from Redis.
+#[derive(Debug, Clone)]
+pub struct TieredCache {
+    local: BoundedCache<String, Arc<[u8]>>,
+    shared: ReadThrough,
+}
+
+impl TieredCache {
+    /// A tiered cache over `local` (build it with keys `String`, values `Arc<[u8]>`, and a
+    /// weigher such as `|k, v| (k.len() + v.len()) as u64`) and `shared`.
+    pub fn new(local: BoundedCache<String, Arc<[u8]>>, shared: ReadThrough) -> TieredCache {
+        TieredCache { local, shared }
+    }
+
+    /// The value at `key`, from the process, Redis or `loader`, in that order. Returns the
+    /// loader's error when it is needed and fails; Redis errors only log a warning.
+    pub async fn get_or_load<F, Fut, E>(&self, key: &str, loader: F) -> Result<Arc<[u8]>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, E>>,
+    {
+        if let Some(value) = self.local.get(key) {
+            return Ok(value);
+        }
+        let value: Arc<[u8]> = self.shared.get_or_load(key, loader).await?.into();
+        self.local.insert(key.to_owned(), Arc::clone(&value));
+        Ok(value)
+    }
+
+    /// The in-process layer.
+    pub fn local(&self) -> &BoundedCache<String, Arc<[u8]>> {
+        &self.local
     }
 }
 

@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use plimsoll_guard::redis::{ReadThrough, RedisTier, SpillQueue, TierError};
+use plimsoll_guard::cache::{BoundedCache, CacheRegistry};
+use plimsoll_guard::redis::{ReadThrough, RedisTier, SpillQueue, TierError, TieredCache};
 
 /// How long a server may take to answer PING after it was started.
 const START_DEADLINE: Duration = Duration::from_secs(10);
@@ -465,4 +466,52 @@ async fn prefixes_keep_tiers_apart_on_one_connection() {
     a.push(b"for a").await.expect("push");
     assert_eq!(b.len().await.expect("len"), 0);
     assert_eq!(a.len().await.expect("len"), 1);
+}
+
+#[tokio::test]
+async fn a_tiered_cache_reads_back_from_redis_what_the_process_dropped() {
+    let server = RedisServer::start();
+    let tier = RedisTier::connect(&server.url(), "svc")
+        .await
+        .expect("connect");
+    let registry = CacheRegistry::new();
+    let local = BoundedCache::builder("profiles")
+        .max_bytes(1 << 20)
+        .max_entries(1000)
+        .ttl(Duration::from_secs(60))
+        .weigher(|k: &String, v: &std::sync::Arc<[u8]>| (k.len() + v.len()) as u64)
+        .build(&registry)
+        .expect("local layer");
+    let shared = ReadThrough::new(&tier, Duration::from_secs(60)).expect("shared layer");
+    let cache = TieredCache::new(local, shared);
+    let calls = AtomicUsize::new(0);
+    for _ in 0..3 {
+        let value = cache
+            .get_or_load("user:1", counting_loader(&calls, b"alice"))
+            .await
+            .expect("value");
+        assert_eq!(&value[..], b"alice");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "loaded once");
+    assert_eq!(cache.local().get("user:1").as_deref(), Some(&b"alice"[..]));
+
+    // Critical pressure or the clear-cache action empties the process's layer...
+    let cleared = registry.clear_all();
+    assert_eq!(cleared.entries, 1);
+    assert!(cache.local().get("user:1").is_none());
+    // ...and the next lookup comes from Redis, not from the loader.
+    let value = cache
+        .get_or_load("user:1", counting_loader(&calls, b"recomputed"))
+        .await
+        .expect("value");
+    assert_eq!(&value[..], b"alice");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the loader did not run again"
+    );
+    assert!(
+        cache.local().get("user:1").is_some(),
+        "kept in the process again"
+    );
 }
