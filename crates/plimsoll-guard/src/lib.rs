@@ -14,6 +14,38 @@
 //!   buffers.
 //! - `alloc` (feature `jemalloc`, `pprof`): allocator statistics, purging, heap profiles.
 //! - `redis` (feature `redis`): read-through caches and a spill queue on a shared Redis.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use plimsoll_guard::cache::BoundedCache;
+//! use plimsoll_guard::{Guard, GuardConfig};
+//!
+//! # async fn service() -> Result<(), Box<dyn std::error::Error>> {
+//! // The budget comes from `plimsoll run --budget` (PLIMSOLL_BUDGET_BYTES) or the cgroup.
+//! let guard = Guard::start(GuardConfig::recommended("orders"))?;
+//! let users: BoundedCache<u64, String> = BoundedCache::builder("users")
+//!     .max_bytes(64 << 20)
+//!     .max_entries(100_000)
+//!     .ttl(Duration::from_secs(600))
+//!     .weigher(|_id, name: &String| 8 + name.len() as u64)
+//!     .build(guard.caches())?;
+//! let app = axum::Router::new().merge(guard.router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9465").await?;
+//! let stopped = guard.shutdown().clone();
+//! tokio::spawn(async move {
+//!     let stop = async move { stopped.cancelled().await };
+//!     axum::serve(listener, app).with_graceful_shutdown(stop).await
+//! });
+//!
+//! guard.gate().admit().await; // before taking new work: waits while memory is high
+//! users.insert(7, "alice".to_owned());
+//!
+//! plimsoll_guard::shutdown::signal().await?; // SIGTERM from plimsoll run, systemd, …
+//! let report = guard.shutdown().shutdown(Duration::from_secs(10)).await;
+//! assert!(report.tasks_stopped);
+//! # Ok(())
+//! # }
+//! ```
 
 mod error;
 mod guard;
