@@ -141,8 +141,14 @@ pub fn purge() -> Result<PurgeReport, AllocError> {
 /// read, one MiB is allocated through the global allocator and the counter is read again. When
 /// jemalloc served the allocation the counter grew by at least that MiB; when another allocator
 /// is global (jemalloc is then linked but idle) it did not move. Any error reading the counter
-/// means "no".
+/// means "no". The global allocator cannot change while the program runs: the check is made
+/// once and remembered (the monitor asks at every sample).
 pub fn in_use() -> bool {
+    static IN_USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN_USE.get_or_init(allocation_is_counted)
+}
+
+fn allocation_is_counted() -> bool {
     const PROBE: usize = 1024 * 1024;
     let Ok(counter) = thread::allocatedp::read() else {
         return false;
