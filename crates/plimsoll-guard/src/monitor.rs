@@ -91,6 +91,19 @@ pub struct Reading {
     pub alloc: Option<AllocFigures>,
 }
 
+impl Reading {
+    /// A reading of RSS alone at `t_s` (no cgroup limit, no allocator figures), for services
+    /// that measure themselves and for tests.
+    pub fn rss(t_s: f64, rss_bytes: u64) -> Reading {
+        Reading {
+            t_s,
+            rss_bytes,
+            cgroup_limit_bytes: None,
+            alloc: None,
+        }
+    }
+}
+
 /// What the monitor last concluded.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pressure {
@@ -406,12 +419,7 @@ mod tests {
     }
 
     fn reading(t_s: f64, rss_bytes: u64) -> Reading {
-        Reading {
-            t_s,
-            rss_bytes,
-            cgroup_limit_bytes: None,
-            alloc: None,
-        }
+        Reading::rss(t_s, rss_bytes)
     }
 
     #[test]

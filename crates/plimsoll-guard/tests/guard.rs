@@ -13,12 +13,7 @@ const MIB: u64 = 1 << 20;
 const WITHIN: Duration = Duration::from_secs(10);
 
 fn reading(t_s: f64, rss_bytes: u64) -> Reading {
-    Reading {
-        t_s,
-        rss_bytes,
-        cgroup_limit_bytes: None,
-        alloc: None,
-    }
+    Reading::rss(t_s, rss_bytes)
 }
 
 fn guard(soft_limit_bytes: Option<u64>) -> Guard {

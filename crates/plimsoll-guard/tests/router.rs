@@ -19,12 +19,7 @@ fn guard(token: Option<&str>) -> Guard {
         ..MonitorConfig::recommended("svc")
     };
     let monitor = Monitor::detached(&monitor_config, std::process::id());
-    monitor.observe(&Reading {
-        t_s: 0.0,
-        rss_bytes: 300 * MIB,
-        cgroup_limit_bytes: None,
-        alloc: None,
-    });
+    monitor.observe(&Reading::rss(0.0, 300 * MIB));
     let config = GuardConfig {
         monitor: monitor_config,
         admin_token: AdminToken(token.map(str::to_owned)),
@@ -63,12 +58,7 @@ async fn health_has_the_binarys_shape_with_the_service_as_its_target() {
 #[tokio::test]
 async fn health_is_503_at_the_budget() {
     let guard = guard(None);
-    guard.monitor().observe(&Reading {
-        t_s: 1.0,
-        rss_bytes: 1000 * MIB,
-        cgroup_limit_bytes: None,
-        alloc: None,
-    });
+    guard.monitor().observe(&Reading::rss(1.0, 1000 * MIB));
     let (status, body) = call(&guard, "GET", "/health", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["status"], "critical");
