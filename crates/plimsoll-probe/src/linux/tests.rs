@@ -617,6 +617,20 @@ fn fast_samples_between_status_reads_match_the_kernel_figures() {
         sample.processes[0].name == "sleep"
     });
     let process = Process::new(i32::try_from(shell.pid().0).expect("pid")).expect("process");
+    // Right after the exec, the loader is still mapping `sleep`'s pages: wait until it sleeps
+    // with a settled RSS, so statm and status are read of the same pages.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last_rss = None;
+    loop {
+        let sleeping = process.stat().map(|s| s.state == 'S').unwrap_or(false);
+        let rss = process.status().ok().and_then(|s| s.vmrss);
+        if sleeping && rss.is_some() && rss == last_rss {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sleep did not settle");
+        last_rss = rss;
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
     for _ in 0..2 * STATUS_EVERY {
         let sample = probe.sample(SampleDepth::Fast).expect("sample");
         let status = process.status().expect("status");
