@@ -232,6 +232,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The guard logs through `tracing`: level changes, admission pauses, cache shrinks.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
