@@ -138,7 +138,7 @@ impl Reaction {
         let gate = &self.guard.gate;
         if !self.explicit_soft_limit {
             if let Some(budget) = pressure.budget_bytes {
-                let warn = self.guard.monitor.status().levels.warn;
+                let warn = self.guard.monitor.levels().warn;
                 gate.set_soft_limit_bytes((budget as f64 * warn) as u64);
             }
         }

@@ -237,7 +237,6 @@ impl PressureTracker {
 #[derive(Debug, Clone)]
 pub struct Monitor {
     inner: Arc<Shared>,
-    pressure: watch::Receiver<Pressure>,
 }
 
 #[derive(Debug)]
@@ -307,7 +306,7 @@ impl Monitor {
     /// or a service that measures itself another way).
     pub fn detached(config: &MonitorConfig, pid: u32) -> Monitor {
         let tracker = PressureTracker::new(config);
-        let (publish, pressure) = watch::channel(tracker.pressure());
+        let publish = watch::Sender::new(tracker.pressure());
         Monitor {
             inner: Arc::new(Shared {
                 name: config.name.clone(),
@@ -316,7 +315,6 @@ impl Monitor {
                 tracker: Mutex::new(tracker),
                 publish,
             }),
-            pressure,
         }
     }
 
@@ -329,7 +327,7 @@ impl Monitor {
 
     /// The latest pressure.
     pub fn pressure(&self) -> Pressure {
-        *self.pressure.borrow()
+        *self.inner.publish.borrow()
     }
 
     /// A receiver that sees every new pressure (`changed().await`).
@@ -340,6 +338,11 @@ impl Monitor {
     /// The service's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The level marks and holds in force.
+    pub fn levels(&self) -> LevelConfig {
+        self.with_tracker(|tracker| tracker.levels())
     }
 
     /// Replaces the level marks and holds.

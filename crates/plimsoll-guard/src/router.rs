@@ -292,7 +292,7 @@ async fn thresholds(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     this_service(&guard, &name)?;
-    let levels = plimsoll_http::thresholds::apply(guard.monitor.status().levels, body)?;
+    let levels = plimsoll_http::thresholds::apply(guard.monitor.levels(), body)?;
     guard.monitor.set_levels(levels);
     Ok(done(
         &guard,
