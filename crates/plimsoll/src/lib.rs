@@ -1,0 +1,82 @@
+//! The `plimsoll` binary's code, as a library so that the fuzz targets (`fuzz/`) can reach its
+//! parsers; `main.rs` only calls [`main`]. Nothing here is a stable API.
+
+mod agent;
+mod analyze;
+mod check;
+mod cli;
+mod common;
+mod control;
+mod event;
+mod heap;
+mod http;
+mod logging;
+mod outputs;
+mod registry;
+mod report;
+mod run;
+mod series;
+mod sinks;
+mod snapshot;
+mod soak;
+mod supervise;
+mod units;
+mod up;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit codes are a contract (DESIGN.md): 0 no leak, 1 leak or budget failed, 2 bad usage or
+/// bad input, 3 inconclusive.
+pub(crate) mod exit {
+    pub(crate) const OK: u8 = 0;
+    pub(crate) const LEAK: u8 = 1;
+    pub(crate) const USAGE: u8 = 2;
+    pub(crate) const INCONCLUSIVE: u8 = 3;
+}
+
+/// The whole program: parse, dispatch, map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if args
+        .nth(1)
+        .is_some_and(|a| a == supervise::keeper::SUBCOMMAND)
+    {
+        return supervise::keeper::main(args.collect());
+    }
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("plimsoll: {error:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        cli::Command::Analyze(args) => analyze::run(&args),
+        cli::Command::Check(args) => check::run(&args),
+        cli::Command::Run(args) => run::run(&args),
+        cli::Command::Watch(args) => watch::run(&args),
+        cli::Command::Up(args) => up::run(&args),
+        cli::Command::Heap(command) => heap::run(&command),
+        cli::Command::Snapshot(args) => snapshot::run(&args),
+        cli::Command::Soak(args) => soak::run(&args),
+        cli::Command::Report(args) => report::run(&args),
+    }
+}
