@@ -301,7 +301,8 @@ pub(crate) struct RunArgs {
     /// Give up after this many restarts within --restart-window
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub(crate) max_restarts: u32,
-    /// The window restarts are counted over
+    /// The window restarts are counted over, in the target's run time (the backoff delays
+    /// between runs do not count)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub(crate) restart_window: Duration,
     /// The command to supervise, after `--`

@@ -122,7 +122,7 @@ impl Event {
                 )
             }
             EventKind::GaveUp { restarts, window_s } => {
-                format!("{name}: {restarts} restarts within {window_s:.0} s; not restarting again")
+                format!("{name}: {restarts} restarts within {window_s:.0} s of run time; not restarting again")
             }
             EventKind::LevelChanged {
                 from,

@@ -94,12 +94,7 @@ pub(crate) fn target_settings(common: &Common, target: &Target<'_>) -> Result<Se
         interval: common.interval,
         warmup: common.warmup,
         grace: target.grace,
-        policy: RestartPolicy {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(30),
-            max_restarts: target.max_restarts,
-            window: target.restart_window,
-        },
+        policy: RestartPolicy::with_limit(target.max_restarts, target.restart_window),
         run_dir,
         env: Vec::new(),
         cwd: None,

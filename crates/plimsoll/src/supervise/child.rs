@@ -41,6 +41,8 @@ pub(crate) struct Child {
     group: Pid,
     /// The target's own pid: the root of the tree that is sampled.
     pub(crate) pid: u32,
+    /// When the target started: the restart policy counts run time.
+    pub(crate) started: Instant,
     status_path: PathBuf,
 }
 
@@ -83,6 +85,7 @@ impl Child {
                     keeper,
                     group,
                     pid,
+                    started: Instant::now(),
                     status_path,
                 });
             }

@@ -206,7 +206,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                         _rolling = group.clone().acquire_owned().await.ok();
                     }
                     let run_now = run.take().context("no run")?;
-                    match restart(&settings, run_now, RestartReason::Budget, &mut history, clock, output).await {
+                    match restart(&settings, run_now, RestartReason::Budget, &mut history, output).await {
                         Ok(delay) => restart_at = Some(Instant::now() + delay),
                         Err(exit) => return Ok(exit.shell_status()),
                     }
@@ -216,7 +216,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                 let reply = match request.action {
                     AdminAction::Restart => match run.take() {
                         Some(current) => {
-                                    match restart(&settings, current, RestartReason::Admin, &mut history, clock, output).await {
+                                    match restart(&settings, current, RestartReason::Admin, &mut history, output).await {
                                 Ok(delay) => {
                                     restart_at = Some(Instant::now() + delay);
                                     AdminReply::Done(serde_json::json!({ "restarting_in_ms": delay.as_millis() as u64 }))
@@ -259,7 +259,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                     return Ok(0);
                 }
                 output.incident(&settings.name, now_unix_ms(), RestartReason::Crash.as_str(), None);
-                match decide(&settings, RestartReason::Crash, &mut history, clock, output) {
+                match decide(&settings, RestartReason::Crash, &mut history, ended.child.started.elapsed(), output) {
                     Some(delay) => restart_at = Some(Instant::now() + delay),
                     None => return Ok(exit.shell_status()),
                 }
@@ -287,7 +287,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                     Err(error) => {
                         // A start that fails is one more crash: back off, or give up.
                         tracing::error!(target_name = %settings.name, error = %format!("{error:#}"), "cannot restart");
-                        match decide(&settings, RestartReason::Crash, &mut history, clock, output) {
+                        match decide(&settings, RestartReason::Crash, &mut history, Duration::ZERO, output) {
                             Some(delay) => restart_at = Some(Instant::now() + delay),
                             None => return Ok(127),
                         }
@@ -472,26 +472,26 @@ async fn restart(
     mut run: Run,
     reason: RestartReason,
     history: &mut RestartHistory,
-    clock: Instant,
     output: &mut dyn EventOutput,
 ) -> Result<Duration, ChildExit> {
     run.sampler.abort();
     output.incident(&settings.name, now_unix_ms(), reason.as_str(), None);
     let exit = run.child.stop(settings.grace).await;
     emit_exit(settings, &run, exit, output);
-    decide(settings, reason, history, clock, output).ok_or(exit)
+    let ran = run.child.started.elapsed();
+    decide(settings, reason, history, ran, output).ok_or(exit)
 }
 
-/// Asks the restart policy; emits `restarted` or `gave-up`.
+/// Asks the restart policy about a run that lasted `ran`; emits `restarted` or `gave-up`.
 fn decide(
     settings: &Settings,
     reason: RestartReason,
     history: &mut RestartHistory,
-    clock: Instant,
+    ran: Duration,
     output: &mut dyn EventOutput,
 ) -> Option<Duration> {
     let t_unix_ms = now_unix_ms();
-    match history.decide(&settings.policy, clock.elapsed().as_secs_f64()) {
+    match history.decide(&settings.policy, ran) {
         Decision::Restart { attempt, delay } => {
             output.emit(&Event {
                 t_unix_ms,

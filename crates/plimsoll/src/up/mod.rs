@@ -143,12 +143,7 @@ fn instance_settings(
         interval: app.interval,
         warmup: app.warmup,
         grace: app.grace,
-        policy: RestartPolicy {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(30),
-            max_restarts: app.max_restarts,
-            window: app.restart_window,
-        },
+        policy: RestartPolicy::with_limit(app.max_restarts, app.restart_window),
         run_dir: run_dir.to_path_buf(),
         env,
         cwd: Some(app.cwd.clone()),

@@ -172,6 +172,35 @@ fn a_crash_loop_backs_off_then_gives_up_with_the_childs_status() {
 }
 
 #[test]
+fn a_command_that_fails_at_once_gives_up_with_the_default_policy_within_10_s() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events_path = dir.path().join("events.jsonl");
+    let started = std::time::Instant::now();
+    // No restart flags: the defaults (10 restarts within 60 s of run time) must end it.
+    let mut plimsoll = Cmd::new("run")
+        .arg("--listen")
+        .arg("off")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--events")
+        .arg(&events_path)
+        .arg("--")
+        .arg("false")
+        .spawn_in(dir.path());
+    assert_eq!(plimsoll.wait_exit(WITHIN), Some(1));
+    let took = started.elapsed();
+    // 7.5 s of delays (100, 200, 400, 800 ms, then 1 s six times) plus eleven starts.
+    assert!(took >= Duration::from_millis(7500), "{took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let events = read_events(&events_path);
+    let gave_up = events.last().expect("events");
+    assert_eq!(gave_up["event"], "gave-up", "{events:?}");
+    assert_eq!(gave_up["restarts"], 10);
+    let names = event_names(&events);
+    assert_eq!(names.iter().filter(|n| *n == "started").count(), 11);
+}
+
+#[test]
 fn a_clean_exit_ends_run_with_status_0() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut plimsoll = run_in(dir.path())
