@@ -28,6 +28,9 @@ pub const TARGET_FIELDS: [&str; 13] = [
     "uptime_s",
 ];
 
+/// Fields a target object may have besides [`TARGET_FIELDS`].
+pub const OPTIONAL_TARGET_FIELDS: [&str; 2] = ["live", "containment"];
+
 /// The fields of a target's `leak` object, when it has one.
 pub const LEAK_FIELDS: [&str; 6] = [
     "state",
@@ -79,7 +82,10 @@ pub fn check_target(target: &Value) -> Result<(), String> {
     }
     let extra: Vec<&String> = object
         .keys()
-        .filter(|key| !TARGET_FIELDS.contains(&key.as_str()) && key.as_str() != "live")
+        .filter(|key| {
+            !TARGET_FIELDS.contains(&key.as_str())
+                && !OPTIONAL_TARGET_FIELDS.contains(&key.as_str())
+        })
         .collect();
     if !extra.is_empty() {
         return Err(format!("target with unknown fields {extra:?}"));

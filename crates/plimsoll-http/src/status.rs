@@ -36,6 +36,9 @@ pub struct TargetStatus {
     pub restarts: u32,
     /// Whether the server owns the process (run, up, a guarded service) or only watches it.
     pub owned: bool,
+    /// How an owned target is kept from outliving its supervisor (`cgroup-v2`, `cgroup-v1`,
+    /// `subreaper+pgroup`), once started; shown only when known.
+    pub containment: Option<&'static str>,
 }
 
 impl TargetStatus {
@@ -55,6 +58,7 @@ impl TargetStatus {
             time_to_budget_s: None,
             restarts: 0,
             owned,
+            containment: None,
         }
     }
 }
@@ -95,7 +99,7 @@ pub fn target_json(target: &TargetStatus, now_unix_ms: i64) -> Value {
             "signal": leak.signal.as_str(),
         })
     });
-    json!({
+    let mut shown = json!({
         "name": target.name,
         "owned": target.owned,
         "pid": target.pid,
@@ -111,7 +115,11 @@ pub fn target_json(target: &TargetStatus, now_unix_ms: i64) -> Value {
         "uptime_s": target
             .started_unix_ms
             .map(|start| round2((now_unix_ms - start).max(0) as f64 / 1000.0)),
-    })
+    });
+    if let Some(containment) = target.containment {
+        shown["containment"] = json!(containment);
+    }
+    shown
 }
 
 /// The answer of a done admin action: `{"target", "action", "result"}`.

@@ -20,7 +20,12 @@ pub(crate) struct Event {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum EventKind {
     /// The target's process was started.
-    Started { pid: u32, command: Vec<String> },
+    Started {
+        pid: u32,
+        command: Vec<String>,
+        /// How an owned target is contained (`cgroup-v2`, …); `None` for a watched process.
+        containment: Option<&'static str>,
+    },
     /// The target's process exited; `code` or `signal` says how.
     Exited {
         pid: u32,
@@ -105,6 +110,11 @@ impl Event {
         let name = self.kind.name();
         let mib = |b: u64| human_bytes(b as f64);
         match &self.kind {
+            EventKind::Started {
+                pid,
+                containment: Some(containment),
+                ..
+            } => format!("{name}: pid {pid}, contained by {containment}"),
             EventKind::Started { pid, .. } => format!("{name}: pid {pid}"),
             EventKind::Exited { pid, code, signal } => match (code, signal) {
                 (Some(code), _) => format!("{name}: pid {pid} with code {code}"),
@@ -196,7 +206,16 @@ impl Event {
             "event": self.kind.name(),
         });
         let fields = match &self.kind {
-            EventKind::Started { pid, command } => json!({ "pid": pid, "command": command }),
+            EventKind::Started {
+                pid,
+                command,
+                containment: None,
+            } => json!({ "pid": pid, "command": command }),
+            EventKind::Started {
+                pid,
+                command,
+                containment: Some(containment),
+            } => json!({ "pid": pid, "command": command, "containment": containment }),
             EventKind::Exited { pid, code, signal } => {
                 json!({ "pid": pid, "code": code, "signal": signal })
             }

@@ -1,5 +1,7 @@
-//! One run of the target: started through the keeper in its own process group, stopped
-//! gracefully (SIGTERM to the group, the grace, then SIGKILL), always reaped.
+//! One run of the target: started through the keeper in its own process group (and cgroup,
+//! where one can be made), stopped gracefully (SIGTERM, the grace, then SIGKILL: the keeper
+//! does it for everything it contains; the supervisor kills what is left should the keeper
+//! itself die), always reaped.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,8 +12,13 @@ use nix::unistd::Pid;
 use tokio::process::Command;
 use tokio::time::{sleep, timeout, Instant};
 
+use super::contain::{self, Containment};
 use super::keeper::{self, KeeperStatus};
 use super::Settings;
+
+/// How long past the grace the supervisor waits for the keeper to have killed everything
+/// before it kills the keeper's group and the target's cgroup itself.
+const KEEPER_MARGIN: Duration = Duration::from_secs(2);
 
 /// How a run of the target ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +50,10 @@ pub(crate) struct Child {
     pub(crate) pid: u32,
     /// When the target started: the restart policy counts run time.
     pub(crate) started: Instant,
+    /// How the target is contained.
+    pub(crate) containment: Containment,
+    /// The target's own cgroup, when it has one.
+    cgroup: Option<PathBuf>,
     status_path: PathBuf,
 }
 
@@ -80,12 +91,15 @@ impl Child {
         let group = Pid::from_raw(keeper.id().context("keeper exited at once")? as i32);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(pid) = KeeperStatus::read(&status_path).pid {
+            let reported = KeeperStatus::read(&status_path);
+            if let Some(pid) = reported.pid {
                 return Ok(Child {
                     keeper,
                     group,
                     pid,
                     started: Instant::now(),
+                    containment: reported.containment.unwrap_or(Containment::SubreaperPgroup),
+                    cgroup: reported.cgroup,
                     status_path,
                 });
             }
@@ -107,8 +121,17 @@ impl Child {
     /// Waits for the target to exit; reaps the keeper and whatever is left of the group.
     pub(crate) async fn wait(&mut self) -> ChildExit {
         let keeper_status = self.keeper.wait().await;
-        // Whatever the target left behind in its group goes with it.
+        // Whatever the target left behind in its group and cgroup goes with it (the keeper
+        // did that already, unless it was killed itself).
         let _ = killpg(self.group, Signal::SIGKILL);
+        if let Some(cgroup) = self.cgroup.take() {
+            if cgroup.exists() {
+                let _ = tokio::task::spawn_blocking(move || {
+                    contain::destroy_cgroup(&cgroup, Duration::from_secs(5));
+                })
+                .await;
+            }
+        }
         let reported = KeeperStatus::read(&self.status_path);
         let _ = std::fs::remove_file(&self.status_path);
         if reported.code.is_some() || reported.signal.is_some() {
@@ -135,10 +158,12 @@ impl Child {
         let _ = killpg(self.group, signal);
     }
 
-    /// Stops the target gracefully: SIGTERM to the group, up to `grace` to exit, then SIGKILL.
+    /// Stops the target gracefully: SIGTERM to the group (the keeper passes it on to the rest
+    /// of what it contains), up to `grace` to exit, then SIGKILL: from the keeper, or, should
+    /// it not be done a little later, to the keeper's group and the cgroup from here.
     pub(crate) async fn stop(&mut self, grace: Duration) -> ChildExit {
         self.signal(Signal::SIGTERM);
-        match timeout(grace, self.keeper.wait()).await {
+        match timeout(grace.saturating_add(KEEPER_MARGIN), self.keeper.wait()).await {
             Ok(_) => {}
             Err(_) => {
                 tracing::warn!(

@@ -1,8 +1,11 @@
 //! The keeper: a small process (this same binary, `plimsoll __keep -- CMD…`) between the
-//! supervisor and the target. It leads the target's process group and asks the kernel for a
-//! SIGTERM when the supervisor dies (PR_SET_PDEATHSIG), even by SIGKILL; it then takes the
-//! whole group down (SIGTERM, grace, SIGKILL), so no part of the target outlives its
-//! supervisor. It reports the target's pid and exit status through a small status file.
+//! supervisor and the target. It leads the target's process group, puts the target in a cgroup
+//! of its own where one can be made, is the child subreaper of the target's tree, and asks the
+//! kernel for a SIGTERM when the supervisor dies (PR_SET_PDEATHSIG), even by SIGKILL; it then
+//! takes everything contained down (SIGTERM, grace, SIGKILL), so no part of the target outlives
+//! its supervisor (see `contain.rs`). When the target exits, the rest of its tree and cgroup is
+//! killed with it. It reports the target's pid, containment and exit status through a small
+//! status file.
 
 use std::ffi::OsString;
 use std::fs;
@@ -10,9 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::{getpgrp, getppid, Pid};
 use tokio::signal::unix::{signal, SignalKind};
+
+use super::contain::{self, Cgroup, Containment};
 
 /// The hidden subcommand that runs the keeper.
 pub(crate) const SUBCOMMAND: &str = "__keep";
@@ -24,10 +29,14 @@ pub(crate) const ENV_STATUS: &str = "PLIMSOLL_KEEPER_STATUS";
 pub(crate) const ENV_GRACE_MS: &str = "PLIMSOLL_KEEPER_GRACE_MS";
 
 /// What the keeper reports about the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct KeeperStatus {
     /// The target's pid, once started.
     pub(crate) pid: Option<u32>,
+    /// How the target is contained, once started.
+    pub(crate) containment: Option<Containment>,
+    /// The target's own cgroup, when it has one.
+    pub(crate) cgroup: Option<PathBuf>,
     /// Its exit code, when it exited normally.
     pub(crate) code: Option<i32>,
     /// The signal that ended it, when one did.
@@ -40,14 +49,14 @@ impl KeeperStatus {
         let text = fs::read_to_string(path).unwrap_or_default();
         let mut status = KeeperStatus::default();
         for line in text.lines() {
-            let mut words = line.split_whitespace();
-            match (
-                words.next(),
-                words.next().and_then(|w| w.parse::<i64>().ok()),
-            ) {
-                (Some("pid"), Some(pid)) => status.pid = u32::try_from(pid).ok(),
-                (Some("code"), Some(code)) => status.code = i32::try_from(code).ok(),
-                (Some("signal"), Some(signal)) => status.signal = i32::try_from(signal).ok(),
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            let number = value.trim().parse::<i64>().ok();
+            match (key, number) {
+                ("pid", Some(pid)) => status.pid = u32::try_from(pid).ok(),
+                ("code", Some(code)) => status.code = i32::try_from(code).ok(),
+                ("signal", Some(signal)) => status.signal = i32::try_from(signal).ok(),
+                ("containment", _) => status.containment = Containment::parse(value),
+                ("cgroup", _) if !value.is_empty() => status.cgroup = Some(PathBuf::from(value)),
                 _ => {}
             }
         }
@@ -83,6 +92,9 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(Duration::from_secs(5), Duration::from_millis);
+    let only = std::env::var(contain::ENV_CONTAINMENT)
+        .ok()
+        .and_then(|v| Containment::parse(&v));
     let (program, rest) = command.split_first().ok_or("no command to run")?;
 
     // Ask for SIGTERM when the supervisor dies; then check that it has not died already (the
@@ -93,41 +105,116 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
             return Err("the supervisor is gone".to_owned());
         }
     }
+    // Orphans of the target's tree (a double fork, a `setsid` whose parent exited) re-parent
+    // to the keeper instead of init, so they stay findable and are reaped here.
+    let subreaper = nix::sys::prctl::set_child_subreaper(true).is_ok();
     // Catch the signals before the target exists, so that none of them kills the keeper; the
     // target starts with default handlers (exec resets caught signals).
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut child_exited = signal(SignalKind::child()).map_err(|e| e.to_string())?;
 
-    let mut child = tokio::process::Command::new(program)
-        .args(rest)
-        .spawn()
-        .map_err(|e| format!("cannot run '{}': {e}", program.to_string_lossy()))?;
-    if let (Some(path), Some(pid)) = (&status_path, child.id()) {
-        write_status(path, &format!("pid {pid}\n"));
+    let me = std::process::id() as i32;
+    let cgroup = match only {
+        Some(Containment::SubreaperPgroup) => None,
+        _ => Cgroup::create(&format!("plimsoll-keeper-{me}"), only),
+    };
+    let containment = cgroup
+        .as_ref()
+        .map_or(Containment::SubreaperPgroup, |c| c.kind);
+    let mut target = tokio::process::Command::new(program);
+    target.args(rest);
+    for key in [ENV_SUPERVISOR, ENV_STATUS, ENV_GRACE_MS] {
+        target.env_remove(key);
     }
-    let mut orphaned_at: Option<tokio::time::Instant> = None;
-    let status = loop {
-        let deadline = orphaned_at.map(|t| t + grace);
-        tokio::select! {
-            status = child.wait() => break status.map_err(|e| e.to_string())?,
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-            _ = hangup.recv() => {}
-            () = sleep_until(deadline) => {
-                // The grace is over: SIGKILL takes the keeper down with the group.
-                let _ = killpg(getpgrp(), Signal::SIGKILL);
+    let join = cgroup.as_ref().map(|c| c.procs.try_clone()).transpose();
+    let join = join.map_err(|e| format!("cgroup: {e}"))?;
+    // SAFETY: between fork and exec the closure only calls write(2) on a descriptor opened
+    // before the fork: async-signal-safe, no allocation, no lock.
+    #[allow(unsafe_code)]
+    unsafe {
+        target.pre_exec(move || match &join {
+            Some(procs) => nix::unistd::write(std::os::fd::AsFd::as_fd(procs), b"0")
+                .map(|_| ())
+                .map_err(std::io::Error::from),
+            None => Ok(()),
+        });
+    }
+    let spawned = target.spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            if let Some(cgroup) = &cgroup {
+                contain::destroy_cgroup(&cgroup.path, Duration::from_secs(1));
             }
-        }
-        // A signal while the supervisor lives came from the supervisor, sent to the whole
-        // group: the target has it too, and its exit will end the loop. With the supervisor
-        // gone, the keeper stops the group itself.
-        let parent_alive = supervisor.is_none_or(|s| getppid() == Pid::from_raw(s));
-        if !parent_alive && orphaned_at.is_none() {
-            orphaned_at = Some(tokio::time::Instant::now());
-            let _ = killpg(getpgrp(), Signal::SIGTERM);
+            return Err(format!(
+                "cannot run '{}': {error}",
+                program.to_string_lossy()
+            ));
         }
     };
+    let target_pid = child.id().map_or(0, |p| p as i32);
+    let mut reported = format!("pid {target_pid}\ncontainment {}\n", containment.as_str());
+    if let Some(cgroup) = &cgroup {
+        reported.push_str(&format!("cgroup {}\n", cgroup.path.display()));
+    }
+    if !subreaper {
+        eprintln!("plimsoll keeper: cannot become the child subreaper; orphans go to init");
+    }
+    if let Some(path) = &status_path {
+        write_status(path, &reported);
+    }
+    let cgroup_path = cgroup.as_ref().map(|c| c.path.clone());
+    let everyone = |signal: Signal, outside_group: bool| {
+        let group = getpgrp().as_raw();
+        let mut pids: Vec<i32> = contain::tree_and_group(&contain::processes(), me, group)
+            .into_iter()
+            .filter(|p| !outside_group || p.pgid != group)
+            .map(|p| p.pid)
+            .collect();
+        if let Some(path) = &cgroup_path {
+            pids.extend(contain::cgroup_pids(path).iter().map(|p| p.as_raw()));
+        }
+        for pid in pids.into_iter().filter(|&p| p != me) {
+            let Some(process) = contain::process(pid) else {
+                continue;
+            };
+            if !outside_group || process.pgid != group {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+            }
+        }
+    };
+    let mut stopping_at: Option<tokio::time::Instant> = None;
+    let status = loop {
+        let deadline = stopping_at.map(|t| t + grace);
+        let stop = tokio::select! {
+            status = child.wait() => break status.map_err(|e| e.to_string())?,
+            _ = terminate.recv() => true,
+            _ = interrupt.recv() => true,
+            _ = hangup.recv() => true,
+            _ = child_exited.recv() => {
+                reap_orphans(target_pid);
+                false
+            }
+            () = sleep_until(deadline) => {
+                // The grace is over: everything contained is killed; the target's exit ends
+                // the loop.
+                everyone(Signal::SIGKILL, false);
+                false
+            }
+        };
+        if stop && stopping_at.is_none() {
+            // While the supervisor lives, it sent the signal to the whole process group: the
+            // rest of the target (a `setsid`, a detached child) gets it from the keeper. With
+            // the supervisor gone, the keeper stops everything itself.
+            stopping_at = Some(tokio::time::Instant::now());
+            let parent_alive = supervisor.is_none_or(|s| getppid() == Pid::from_raw(s));
+            everyone(Signal::SIGTERM, parent_alive);
+        }
+    };
+    // The target is gone: so is whatever it left behind.
+    kill_the_rest(&everyone, cgroup_path.as_deref());
     use std::os::unix::process::ExitStatusExt;
     let (line, code) = match (status.code(), status.signal()) {
         (Some(code), _) => (
@@ -141,11 +228,42 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
         (None, None) => ("code 1\n".to_owned(), 1),
     };
     if let Some(path) = &status_path {
-        let pid = child.id().map(|p| format!("pid {p}\n")).unwrap_or_default();
-        let previous = fs::read_to_string(path).unwrap_or(pid);
-        write_status(path, &format!("{previous}{line}"));
+        write_status(path, &format!("{reported}{line}"));
     }
     Ok(code)
+}
+
+/// Kills and reaps everything left of the target (its tree, the keeper's group and the
+/// cgroup) until nothing is left or 5 s have passed, then removes the cgroup.
+fn kill_the_rest(everyone: &dyn Fn(Signal, bool), cgroup: Option<&Path>) {
+    let me = std::process::id() as i32;
+    let group = getpgrp().as_raw();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        everyone(Signal::SIGKILL, false);
+        reap_orphans(0);
+        let left = contain::tree_and_group(&contain::processes(), me, group).len()
+            + cgroup.map_or(0, |c| contain::cgroup_pids(c).len());
+        if left == 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if let Some(cgroup) = cgroup {
+        contain::destroy_cgroup(cgroup, Duration::from_secs(1));
+    }
+}
+
+/// Reaps the keeper's exited children other than `target` (orphans it adopted as subreaper);
+/// the target's status is left for its own wait. `target` 0 reaps every one.
+fn reap_orphans(target: i32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let me = std::process::id() as i32;
+    for process in contain::processes() {
+        if process.ppid == me && process.state == 'Z' && process.pid != target {
+            let _ = waitpid(Pid::from_raw(process.pid), Some(WaitPidFlag::WNOHANG));
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -178,14 +296,20 @@ mod tests {
             KeeperStatus {
                 pid: Some(42),
                 code: Some(3),
-                signal: None
+                ..KeeperStatus::default()
             }
         );
-        fs::write(&path, "pid 42\nsignal 9\ngarbage\npid x\n").expect("write");
+        fs::write(
+            &path,
+            "pid 42\ncontainment cgroup-v1\ncgroup /sys/fs/cgroup/a b\nsignal 9\ngarbage\npid x\n",
+        )
+        .expect("write");
         assert_eq!(
             KeeperStatus::read(&path),
             KeeperStatus {
                 pid: Some(42),
+                containment: Some(Containment::CgroupV1),
+                cgroup: Some(PathBuf::from("/sys/fs/cgroup/a b")),
                 code: None,
                 signal: Some(9)
             }

@@ -4,6 +4,7 @@
 
 mod backoff;
 mod child;
+mod contain;
 mod investigate;
 pub(crate) mod keeper;
 pub(crate) mod monitor;
@@ -328,6 +329,7 @@ async fn start(
             view.status.started_unix_ms = Some(now_unix_ms());
             view.status.restarts = (*generation - 1) as u32;
             view.status.levels = levels;
+            view.status.containment = Some(child.containment.as_str());
         });
     }
     output.emit(&Event {
@@ -336,6 +338,7 @@ async fn start(
         kind: EventKind::Started {
             pid: child.pid,
             command: settings.command.clone(),
+            containment: Some(child.containment.as_str()),
         },
     });
     let sampler = sampler::spawn(child.pid, settings.interval, *generation, sender.clone());

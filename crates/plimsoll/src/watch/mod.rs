@@ -183,6 +183,7 @@ fn handle(
             kind: EventKind::Started {
                 pid: found.pid,
                 command: found.command,
+                containment: None,
             },
         });
         let monitor = Monitor::new(

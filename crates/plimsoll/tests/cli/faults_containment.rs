@@ -1,0 +1,260 @@
+//! Containment under faults: `kill -9` of the supervisor, at rest or in the middle of a restart
+//! loop, leaves no process of the target behind, whichever containment it has (its own cgroup
+//! v2 or v1, or subreaper + process group), even processes that `setsid`, double-fork, detach
+//! or ignore SIGTERM; the store survives intact.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::{event_names, eventually, read_events, Cmd, Running};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// A `sleep` argument unique to this test process and `tag`, to find its processes by.
+fn marker(tag: u32) -> String {
+    format!("77{tag}{}", std::process::id())
+}
+
+/// Live processes whose command line is `sleep MARKER`.
+fn marker_pids(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_marker =
+            args.len() >= 2 && args[0].ends_with(b"sleep") && args[1] == marker.as_bytes();
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if is_marker && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn run_in(dir: &Path, containment: &str) -> Cmd {
+    Cmd::new("run")
+        .env("PLIMSOLL_CONTAINMENT", containment)
+        .arg("--listen")
+        .arg("off")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--events")
+        .arg(dir.join("events.jsonl"))
+        .arg("--interval")
+        .arg("200ms")
+        .arg("--grace")
+        .arg("500ms")
+}
+
+/// The containment the `started` events report, once there is one.
+fn started_containment(events_path: &Path) -> String {
+    eventually("started", WITHIN, || {
+        read_events(events_path)
+            .into_iter()
+            .find(|e| e["event"] == "started")
+            .and_then(|e| e["containment"].as_str().map(str::to_owned))
+    })
+}
+
+/// Polls until none of `markers` has a live process.
+fn assert_none_survives(markers: &[String]) {
+    eventually("no marker process left", WITHIN, || {
+        let left: Vec<u32> = markers.iter().flat_map(|m| marker_pids(m)).collect();
+        left.is_empty().then_some(())
+    });
+}
+
+/// Starts a target that escapes its process group every way it can: a `setsid` child that
+/// ignores SIGTERM, a double fork, and (when node is here) a detached Node child; then
+/// `kill -9` of the supervisor must leave none of them.
+fn kill_9_leaves_no_survivor(containment: &str, tag: u32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events_path = dir.path().join("events.jsonl");
+    let markers: Vec<String> = (0..3).map(|i| marker(tag * 10 + i)).collect();
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let detached = if node {
+        format!(
+            "node -e \"require('child_process').spawn('sleep', ['{}'], {{detached: true, stdio: 'ignore'}}).unref()\"; ",
+            markers[2]
+        )
+    } else {
+        String::new()
+    };
+    let script = format!(
+        "setsid sh -c \"trap '' TERM; exec sleep {}\" & (sleep {} &); {detached}sleep 1000",
+        markers[0], markers[1]
+    );
+    let mut plimsoll = run_in(dir.path(), containment)
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(&script)
+        .spawn_in(dir.path());
+    assert_eq!(started_containment(&events_path), containment);
+    let expected = if node { 3 } else { 2 };
+    eventually("every marker process running", WITHIN, || {
+        (markers
+            .iter()
+            .filter(|m| !marker_pids(m).is_empty())
+            .count()
+            == expected)
+            .then_some(())
+    });
+    // The setsid child is in the target's own cgroup, when it has one.
+    let pid = marker_pids(&markers[0])[0];
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let own = cgroups.lines().find_map(|line| {
+        let (_, path) = line.rsplit_once(':')?;
+        let mount = match containment {
+            "cgroup-v2" => line
+                .starts_with("0::")
+                .then_some("/sys/fs/cgroup/unified")?,
+            "cgroup-v1" => line
+                .contains(":memory:")
+                .then_some("/sys/fs/cgroup/memory")?,
+            _ => return None,
+        };
+        path.contains("/plimsoll-keeper-")
+            .then(|| std::path::PathBuf::from(format!("{mount}{path}")))
+    });
+    assert_eq!(
+        own.is_some(),
+        containment != "subreaper+pgroup",
+        "{cgroups}"
+    );
+    plimsoll.signal("KILL");
+    plimsoll.wait_exit(WITHIN);
+    assert_none_survives(&markers);
+    if let Some(own) = own {
+        eventually("the target's cgroup removed", WITHIN, || {
+            (!own.exists()).then_some(())
+        });
+    }
+}
+
+#[test]
+fn kill_9_of_run_leaves_no_survivor_with_a_cgroup_v2() {
+    kill_9_leaves_no_survivor("cgroup-v2", 1);
+}
+
+#[test]
+fn kill_9_of_run_leaves_no_survivor_with_a_cgroup_v1() {
+    kill_9_leaves_no_survivor("cgroup-v1", 2);
+}
+
+#[test]
+fn kill_9_of_run_leaves_no_survivor_with_subreaper_and_process_group() {
+    kill_9_leaves_no_survivor("subreaper+pgroup", 3);
+}
+
+#[test]
+fn a_stop_kills_a_setsid_child_that_ignores_sigterm_after_the_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events_path = dir.path().join("events.jsonl");
+    let escaped = marker(41);
+    let mut plimsoll = run_in(dir.path(), "cgroup-v2")
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(format!(
+            "setsid sh -c \"trap '' TERM; exec sleep {escaped}\" & trap '' TERM; while true; do sleep 0.05; done"
+        ))
+        .spawn_in(dir.path());
+    started_containment(&events_path);
+    eventually("the setsid child", WITHIN, || {
+        (!marker_pids(&escaped).is_empty()).then_some(())
+    });
+    let asked = Instant::now();
+    plimsoll.signal("TERM");
+    assert_eq!(plimsoll.wait_exit(WITHIN), Some(128 + 9));
+    let took = asked.elapsed();
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(marker_pids(&escaped).is_empty());
+    let events = read_events(&events_path);
+    let exited = events
+        .iter()
+        .find(|e| e["event"] == "exited")
+        .expect("exited");
+    assert_eq!(exited["signal"], 9);
+}
+
+#[test]
+fn a_crash_leaves_no_setsid_child_behind_for_the_next_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events_path = dir.path().join("events.jsonl");
+    let escaped = marker(51);
+    let mut plimsoll = run_in(dir.path(), "subreaper+pgroup")
+        .arg("--max-restarts")
+        .arg("2")
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(format!("setsid sleep {escaped} & sleep 0.3; exit 4"))
+        .spawn_in(dir.path());
+    assert_eq!(plimsoll.wait_exit(WITHIN), Some(4));
+    assert_eq!(
+        event_names(&read_events(&events_path))
+            .iter()
+            .filter(|n| *n == "started")
+            .count(),
+        3
+    );
+    assert!(marker_pids(&escaped).is_empty());
+}
+
+/// A small deterministic generator (xorshift), so the kill moments repeat from run to run.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next_ms(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+#[test]
+fn kill_9_at_seeded_moments_of_a_restart_loop_leaves_no_survivor_and_an_intact_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut random = Seeded(0x5eed_1234_abcd_0001);
+    for round in 0..4u32 {
+        let escaped = marker(60 + round);
+        let events_path = dir.path().join("events.jsonl");
+        let _ = std::fs::remove_file(&events_path);
+        let plimsoll: Running = run_in(dir.path(), "cgroup-v2")
+            .arg("--")
+            .arg("sh")
+            .arg("-c")
+            .arg(format!("setsid sleep {escaped} & sleep 0.1; exit 1"))
+            .spawn_in(dir.path());
+        let mut plimsoll = plimsoll;
+        started_containment(&events_path);
+        // Somewhere in the first second and a half: a start, a crash, a delay or a stop.
+        std::thread::sleep(Duration::from_millis(100 + random.next_ms(1400)));
+        plimsoll.signal("KILL");
+        plimsoll.wait_exit(WITHIN);
+        assert_none_survives(std::slice::from_ref(&escaped));
+        let store = plimsoll_store::Store::open(&data).expect("reopen after kill -9");
+        assert_eq!(
+            store.integrity_problems().expect("integrity_check"),
+            Vec::<String>::new(),
+            "round {round}"
+        );
+    }
+}
