@@ -305,6 +305,11 @@ pub(crate) struct RunArgs {
     /// between runs do not count)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub(crate) restart_window: Duration,
+    /// The target's OOM score adjustment (-1000 to 1000); by default a negative one inherited
+    /// from plimsoll (which may protect itself) is reset to 0
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    pub(crate) oom_score_adj: Option<i32>,
     /// The command to supervise, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub(crate) command: Vec<String>,

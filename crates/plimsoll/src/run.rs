@@ -56,6 +56,7 @@ fn settings(args: &RunArgs) -> Result<(Settings, PathBuf)> {
         grace: args.grace,
         max_restarts: args.max_restarts,
         restart_window: args.restart_window,
+        oom_score_adj: args.oom_score_adj,
         time_scale: args.time_scale,
         agent: !args.no_agent,
     };
@@ -70,6 +71,8 @@ pub(crate) struct Target<'a> {
     pub(crate) grace: Duration,
     pub(crate) max_restarts: u32,
     pub(crate) restart_window: Duration,
+    /// The target's OOM score adjustment; `None` resets a negative one to 0.
+    pub(crate) oom_score_adj: Option<i32>,
     /// Compresses the detector's windows and the investigation's spacing.
     pub(crate) time_scale: f64,
     /// Whether to preload the Node.js agent into a Node command.
@@ -95,6 +98,7 @@ pub(crate) fn target_settings(common: &Common, target: &Target<'_>) -> Result<Se
         warmup: common.warmup,
         grace: target.grace,
         policy: RestartPolicy::with_limit(target.max_restarts, target.restart_window),
+        oom_score_adj: target.oom_score_adj,
         run_dir,
         env: Vec::new(),
         cwd: None,

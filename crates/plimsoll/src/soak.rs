@@ -174,6 +174,7 @@ impl Plan {
                 grace: Duration::from_secs(5),
                 max_restarts: 10,
                 restart_window: Duration::from_secs(60),
+                oom_score_adj: None,
                 time_scale: args.time_scale,
                 agent: !args.no_agent,
             },

@@ -20,6 +20,9 @@ use super::Settings;
 /// before it kills the keeper's group and the target's cgroup itself.
 const KEEPER_MARGIN: Duration = Duration::from_secs(2);
 
+/// The supervisor's variables with this prefix are not passed to targets.
+const SCRUBBED_PREFIX: &str = "PLIMSOLL_";
+
 /// How a run of the target ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ChildExit {
@@ -75,7 +78,21 @@ impl Child {
             settings.name
         ));
         let _ = std::fs::remove_file(&status_path);
-        let mut keeper = Command::new(me)
+        let mut keeper = Command::new(me);
+        // No Plimsoll secret (admin, read or ingest token…) reaches a target: every PLIMSOLL_*
+        // variable of the supervisor is removed; the ones set on purpose are added below.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with(SCRUBBED_PREFIX) {
+                keeper.env_remove(key);
+            }
+        }
+        if let Ok(only) = std::env::var(contain::ENV_CONTAINMENT) {
+            keeper.env(contain::ENV_CONTAINMENT, only);
+        }
+        if let Some(adj) = settings.oom_score_adj {
+            keeper.env(keeper::ENV_OOM_SCORE_ADJ, adj.to_string());
+        }
+        let mut keeper = keeper
             .arg(keeper::SUBCOMMAND)
             .arg("--")
             .args(command)

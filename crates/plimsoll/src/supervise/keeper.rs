@@ -27,6 +27,8 @@ pub(crate) const ENV_SUPERVISOR: &str = "PLIMSOLL_KEEPER_SUPERVISOR";
 pub(crate) const ENV_STATUS: &str = "PLIMSOLL_KEEPER_STATUS";
 /// Environment: milliseconds between SIGTERM and SIGKILL when the supervisor is gone.
 pub(crate) const ENV_GRACE_MS: &str = "PLIMSOLL_KEEPER_GRACE_MS";
+/// Environment: the target's OOM score adjustment; without it a negative one is reset to 0.
+pub(crate) const ENV_OOM_SCORE_ADJ: &str = "PLIMSOLL_KEEPER_OOM_SCORE_ADJ";
 
 /// What the keeper reports about the target.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -125,20 +127,39 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
         .map_or(Containment::SubreaperPgroup, |c| c.kind);
     let mut target = tokio::process::Command::new(program);
     target.args(rest);
-    for key in [ENV_SUPERVISOR, ENV_STATUS, ENV_GRACE_MS] {
+    for key in [
+        ENV_SUPERVISOR,
+        ENV_STATUS,
+        ENV_GRACE_MS,
+        ENV_OOM_SCORE_ADJ,
+        contain::ENV_CONTAINMENT,
+    ] {
         target.env_remove(key);
     }
+    // The supervisor may protect itself from the OOM killer; its targets are not protected.
+    let oom_score_adj = target_oom_score_adj(
+        std::env::var(ENV_OOM_SCORE_ADJ)
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
+    )
+    .map(|adj| adj.to_string());
     let join = cgroup.as_ref().map(|c| c.procs.try_clone()).transpose();
     let join = join.map_err(|e| format!("cgroup: {e}"))?;
     // SAFETY: between fork and exec the closure only calls write(2) on a descriptor opened
     // before the fork: async-signal-safe, no allocation, no lock.
     #[allow(unsafe_code)]
     unsafe {
-        target.pre_exec(move || match &join {
-            Some(procs) => nix::unistd::write(std::os::fd::AsFd::as_fd(procs), b"0")
-                .map(|_| ())
-                .map_err(std::io::Error::from),
-            None => Ok(()),
+        target.pre_exec(move || {
+            if let Some(procs) = &join {
+                nix::unistd::write(std::os::fd::AsFd::as_fd(procs), b"0")?;
+            }
+            if let Some(value) = &oom_score_adj {
+                set_oom_score_adj(value.as_bytes())?;
+            }
+            Ok(())
         });
     }
     let spawned = target.spawn();
@@ -233,6 +254,38 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
     Ok(code)
 }
 
+/// The OOM score adjustment to give the target, if any: the configured one, else 0 when the
+/// keeper inherited a negative one (the supervisor protects itself, not its targets). A
+/// positive one is left alone: lowering it may need a privilege the supervisor lacks.
+fn target_oom_score_adj(configured: Option<i32>, inherited: Option<i32>) -> Option<i32> {
+    configured.or(inherited.filter(|&adj| adj < 0).map(|_| 0))
+}
+
+/// Writes `value` to `/proc/self/oom_score_adj`. Only async-signal-safe calls (open, write,
+/// close): it runs between fork and exec.
+#[allow(unsafe_code)]
+fn set_oom_score_adj(value: &[u8]) -> std::io::Result<()> {
+    use nix::libc;
+    // SAFETY: a NUL-terminated path and a buffer that outlive the calls; the descriptor is
+    // closed on every path.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let written = libc::write(fd, value.as_ptr().cast(), value.len());
+        let error = std::io::Error::last_os_error();
+        libc::close(fd);
+        if written < 0 {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 /// Kills and reaps everything left of the target (its tree, the keeper's group and the
 /// cgroup) until nothing is left or 5 s have passed, then removes the cgroup.
 fn kill_the_rest(everyone: &dyn Fn(Signal, bool), cgroup: Option<&Path>) {
@@ -284,6 +337,16 @@ fn write_status(path: &Path, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_negative_oom_score_adj_is_reset_and_a_configured_one_wins() {
+        assert_eq!(target_oom_score_adj(None, Some(-500)), Some(0));
+        assert_eq!(target_oom_score_adj(None, Some(0)), None);
+        assert_eq!(target_oom_score_adj(None, Some(300)), None);
+        assert_eq!(target_oom_score_adj(None, None), None);
+        assert_eq!(target_oom_score_adj(Some(-100), Some(-500)), Some(-100));
+        assert_eq!(target_oom_score_adj(Some(200), Some(500)), Some(200));
+    }
 
     #[test]
     fn status_files_are_read_leniently() {

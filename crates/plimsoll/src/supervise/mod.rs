@@ -50,6 +50,9 @@ pub(crate) struct Settings {
     pub(crate) grace: Duration,
     /// Backoff and crash-loop limit.
     pub(crate) policy: RestartPolicy,
+    /// The target's OOM score adjustment; `None` resets a negative one inherited to 0, so the
+    /// supervisor can protect itself without protecting its targets.
+    pub(crate) oom_score_adj: Option<i32>,
     /// Where the keeper's status files go.
     pub(crate) run_dir: PathBuf,
     /// Variables added to the target's environment.

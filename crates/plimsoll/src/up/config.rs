@@ -41,6 +41,7 @@ struct AppFields {
     grace: Option<String>,
     max_restarts: Option<u32>,
     restart_window: Option<String>,
+    oom_score_adj: Option<i32>,
     on_event: Option<String>,
     webhook: Option<String>,
 }
@@ -73,6 +74,8 @@ pub(crate) struct App {
     pub(crate) grace: Duration,
     pub(crate) max_restarts: u32,
     pub(crate) restart_window: Duration,
+    /// The targets' OOM score adjustment; `None` resets a negative one inherited to 0.
+    pub(crate) oom_score_adj: Option<i32>,
     /// This app's own hook, besides `--on-event`.
     pub(crate) on_event: Option<String>,
     /// This app's own webhook, besides `--webhook`.
@@ -202,6 +205,13 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
     if max_restarts == 0 {
         bail!("{} '0': give at least 1", context("max_restarts"));
     }
+    let oom_score_adj = own.oom_score_adj.or(defaults.oom_score_adj);
+    if let Some(adj) = oom_score_adj.filter(|a| !(-1000..=1000).contains(a)) {
+        bail!(
+            "{} '{adj}': expected -1000 to 1000",
+            context("oom_score_adj")
+        );
+    }
     let cwd = own
         .cwd
         .clone()
@@ -227,6 +237,7 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
             pick(|f| f.restart_window.clone()),
             Duration::from_secs(60),
         )?,
+        oom_score_adj,
         on_event: pick(|f| f.on_event.clone()),
         webhook: pick(|f| f.webhook.clone()),
         name,
@@ -328,5 +339,21 @@ mod tests {
                 "{text:?}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn oom_score_adj_is_checked_and_inherited_from_the_defaults() {
+        let error = error_of("[[app]]\nname = \"api\"\ncommand = [\"x\"]\noom_score_adj = -1001");
+        assert!(
+            error.contains("app 'api': oom_score_adj '-1001'"),
+            "{error}"
+        );
+        let apps = parse(
+            "[defaults]\noom_score_adj = 500\n[[app]]\ncommand = [\"x\"]\n[[app]]\nname = \"y\"\ncommand = [\"y\"]\noom_score_adj = -1000",
+            Path::new("/srv"),
+        )
+        .expect("valid");
+        assert_eq!(apps[0].oom_score_adj, Some(500));
+        assert_eq!(apps[1].oom_score_adj, Some(-1000));
     }
 }

@@ -144,6 +144,7 @@ fn instance_settings(
         warmup: app.warmup,
         grace: app.grace,
         policy: RestartPolicy::with_limit(app.max_restarts, app.restart_window),
+        oom_score_adj: app.oom_score_adj,
         run_dir: run_dir.to_path_buf(),
         env,
         cwd: Some(app.cwd.clone()),
