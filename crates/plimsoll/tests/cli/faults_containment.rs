@@ -258,3 +258,96 @@ fn kill_9_at_seeded_moments_of_a_restart_loop_leaves_no_survivor_and_an_intact_s
         );
     }
 }
+
+#[test]
+fn a_killed_keeper_still_takes_the_targets_cgroup_down_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events_path = dir.path().join("events.jsonl");
+    let escaped = marker(71);
+    let first = dir.path().join("first-run");
+    // Only the first run starts the escaping child, so a restart cannot bring it back.
+    let script = format!(
+        "if [ ! -e '{f}' ]; then touch '{f}'; setsid sleep {escaped} & fi; sleep 1000",
+        f = first.display()
+    );
+    let mut plimsoll = run_in(dir.path(), "cgroup-v2")
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(&script)
+        .spawn_in(dir.path());
+    assert_eq!(started_containment(&events_path), "cgroup-v2");
+    let target = read_events(&events_path)
+        .into_iter()
+        .find(|e| e["event"] == "started")
+        .and_then(|e| e["pid"].as_u64())
+        .expect("pid");
+    eventually("the setsid child", WITHIN, || {
+        (!marker_pids(&escaped).is_empty()).then_some(())
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{target}/stat")).expect("target stat");
+    let keeper: i32 = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+        .expect("ppid");
+    std::process::Command::new("kill")
+        .arg("-9")
+        .arg(keeper.to_string())
+        .status()
+        .expect("kill");
+    // The supervisor sees the run end and kills what is left in the target's cgroup.
+    assert_none_survives(std::slice::from_ref(&escaped));
+    plimsoll.signal("TERM");
+    plimsoll.wait_exit(WITHIN);
+}
+
+/// `GET path` over HTTP/1.0 on `addr`; the body.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read");
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .expect("an HTTP response")
+}
+
+#[test]
+fn health_and_the_targets_api_say_how_the_target_is_contained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let _plimsoll = Cmd::new("run")
+        .env("PLIMSOLL_CONTAINMENT", "cgroup-v1")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--interval")
+        .arg("200ms")
+        .arg("--")
+        .arg("sleep")
+        .arg(marker(81))
+        .spawn_in(dir.path());
+    let addr = eventually("the bound address in run/http.addr", WITHIN, || {
+        let text = std::fs::read_to_string(data.join("run/http.addr")).ok()?;
+        text.ends_with('\n').then(|| text.trim().to_owned())
+    });
+    let health: serde_json::Value = eventually("a started target in /health", WITHIN, || {
+        let health: serde_json::Value = serde_json::from_str(&get(&addr, "/health")).ok()?;
+        health["targets"][0]["pid"].is_u64().then_some(health)
+    });
+    assert_eq!(health["targets"][0]["containment"], "cgroup-v1", "{health}");
+    plimsoll_http::contract::check_health(&health).expect("the /health contract");
+    let targets: serde_json::Value =
+        serde_json::from_str(&get(&addr, "/api/v1/targets")).expect("JSON");
+    let target = targets
+        .as_array()
+        .and_then(|t| t.first())
+        .or_else(|| targets["targets"].as_array().and_then(|t| t.first()))
+        .expect("a target");
+    assert_eq!(target["containment"], "cgroup-v1", "{targets}");
+}
