@@ -19,7 +19,6 @@ use plimsoll_analysis::{
 };
 use plimsoll_probe::Sample;
 use serde_json::{json, Value};
-use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
 
@@ -446,15 +445,13 @@ async fn soak(
     })
 }
 
-/// Starts `sh -c CMD` in its own process group, its standard output on our standard error.
+/// Starts `sh -c CMD` under a keeper (its own process group and cgroup: nothing of it outlives
+/// the soak), its standard output on our standard error.
 fn spawn_load(command: &str) -> Result<tokio::process::Child> {
     let stdout = nix::unistd::dup(std::io::stderr()).context("cannot set up the load command")?;
-    Command::new("sh")
-        .arg("-c")
-        .arg(command)
+    supervise::keeper_command(&["sh", "-c", command], LOAD_GRACE)?
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::from(stdout))
-        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start the load command '{command}'"))
@@ -475,7 +472,8 @@ async fn stop_load(mut child: tokio::process::Child) {
     let Some(pid) = child.id() else { return };
     let group = nix::unistd::Pid::from_raw(pid as i32);
     let _ = killpg(group, Signal::SIGTERM);
-    if tokio::time::timeout(LOAD_GRACE, child.wait())
+    // The keeper SIGKILLs what is left after the grace; this is for a keeper that cannot.
+    if tokio::time::timeout(LOAD_GRACE + supervise::KEEPER_MARGIN, child.wait())
         .await
         .is_err()
     {

@@ -18,7 +18,7 @@ use super::Settings;
 
 /// How long past the grace the supervisor waits for the keeper to have killed everything
 /// before it kills the keeper's group and the target's cgroup itself.
-const KEEPER_MARGIN: Duration = Duration::from_secs(2);
+pub(crate) const KEEPER_MARGIN: Duration = Duration::from_secs(2);
 
 /// The supervisor's variables with this prefix are not passed to targets.
 const SCRUBBED_PREFIX: &str = "PLIMSOLL_";
@@ -60,6 +60,35 @@ pub(crate) struct Child {
     status_path: PathBuf,
 }
 
+/// `plimsoll __keep -- COMMAND…` in a new process group, with `grace` between SIGTERM and
+/// SIGKILL should this process die, and without any PLIMSOLL_* variable of this process (no
+/// Plimsoll secret — admin, read or ingest token — reaches a target; the variables set on
+/// purpose are added by the caller).
+pub(crate) fn keeper_command(
+    command: &[impl AsRef<std::ffi::OsStr>],
+    grace: Duration,
+) -> Result<Command> {
+    let me =
+        std::env::current_exe().context("cannot find the plimsoll binary to start the keeper")?;
+    let mut keeper = Command::new(me);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with(SCRUBBED_PREFIX) {
+            keeper.env_remove(key);
+        }
+    }
+    if let Ok(only) = std::env::var(contain::ENV_CONTAINMENT) {
+        keeper.env(contain::ENV_CONTAINMENT, only);
+    }
+    keeper
+        .arg(keeper::SUBCOMMAND)
+        .arg("--")
+        .args(command)
+        .env(keeper::ENV_SUPERVISOR, std::process::id().to_string())
+        .env(keeper::ENV_GRACE_MS, grace.as_millis().to_string())
+        .process_group(0);
+    Ok(keeper)
+}
+
 impl Child {
     /// Starts `command` under a keeper, with `env` added to the environment, and waits until the
     /// keeper reports the target's pid.
@@ -69,8 +98,6 @@ impl Child {
         extra_env: &[(String, String)],
     ) -> Result<Child> {
         let command = &settings.command;
-        let me = std::env::current_exe()
-            .context("cannot find the plimsoll binary to start the keeper")?;
         // One status file per target and supervisor process.
         let status_path = run_dir.join(format!(
             "keeper-{}-{}.status",
@@ -78,30 +105,14 @@ impl Child {
             settings.name
         ));
         let _ = std::fs::remove_file(&status_path);
-        let mut keeper = Command::new(me);
-        // No Plimsoll secret (admin, read or ingest token…) reaches a target: every PLIMSOLL_*
-        // variable of the supervisor is removed; the ones set on purpose are added below.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with(SCRUBBED_PREFIX) {
-                keeper.env_remove(key);
-            }
-        }
-        if let Ok(only) = std::env::var(contain::ENV_CONTAINMENT) {
-            keeper.env(contain::ENV_CONTAINMENT, only);
-        }
+        let mut keeper = keeper_command(command, settings.grace)?;
         if let Some(adj) = settings.oom_score_adj {
             keeper.env(keeper::ENV_OOM_SCORE_ADJ, adj.to_string());
         }
         let mut keeper = keeper
-            .arg(keeper::SUBCOMMAND)
-            .arg("--")
-            .args(command)
             .envs(settings.env.iter().chain(extra_env).map(|(k, v)| (k, v)))
-            .env(keeper::ENV_SUPERVISOR, std::process::id().to_string())
             .env(keeper::ENV_STATUS, &status_path)
-            .env(keeper::ENV_GRACE_MS, settings.grace.as_millis().to_string())
             .current_dir(settings.cwd.as_deref().unwrap_or(Path::new(".")))
-            .process_group(0)
             .kill_on_drop(false)
             .spawn()
             .with_context(|| format!("cannot start '{}'", command.join(" ")))?;

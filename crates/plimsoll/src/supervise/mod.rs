@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 pub(crate) use backoff::RestartPolicy;
 use backoff::{Decision, RestartHistory};
+pub(crate) use child::{keeper_command, KEEPER_MARGIN};
 use child::{Child, ChildExit};
 use monitor::Monitor;
 

@@ -351,3 +351,68 @@ fn health_and_the_targets_api_say_how_the_target_is_contained() {
         .expect("a target");
     assert_eq!(target["containment"], "cgroup-v1", "{targets}");
 }
+
+#[test]
+fn kill_9_of_up_leaves_no_survivor_of_any_app() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let markers = [marker(91), marker(92)];
+    let config = dir.path().join("plimsoll.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\ngrace = \"500ms\"\n\
+             [[app]]\nname = \"a\"\ncommand = [\"sh\", \"-c\", \"setsid sleep {} & sleep 1000\"]\n\
+             [[app]]\nname = \"b\"\ncommand = [\"sh\", \"-c\", \"(sleep {} &); sleep 1000\"]\n",
+            markers[0], markers[1]
+        ),
+    )
+    .expect("config");
+    let mut plimsoll = Cmd::new("up")
+        .arg("--listen")
+        .arg("off")
+        .arg("-c")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .spawn_in(dir.path());
+    eventually("both apps' escaped children", WITHIN, || {
+        markers
+            .iter()
+            .all(|m| !marker_pids(m).is_empty())
+            .then_some(())
+    });
+    plimsoll.signal("KILL");
+    plimsoll.wait_exit(WITHIN);
+    assert_none_survives(&markers);
+}
+
+#[test]
+fn kill_9_of_soak_leaves_no_survivor_of_the_target_nor_the_load_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let markers = [marker(93), marker(94)];
+    let mut plimsoll = Cmd::new("soak")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--duration")
+        .arg("5m")
+        .arg("--load")
+        .arg(format!("setsid sleep {} & sleep 1000", markers[1]))
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(format!("setsid sleep {} & sleep 1000", markers[0]))
+        .spawn_in(dir.path());
+    eventually(
+        "the target's and the load's escaped children",
+        WITHIN,
+        || {
+            markers
+                .iter()
+                .all(|m| !marker_pids(m).is_empty())
+                .then_some(())
+        },
+    );
+    plimsoll.signal("KILL");
+    plimsoll.wait_exit(WITHIN);
+    assert_none_survives(&markers);
+}
