@@ -73,6 +73,7 @@ impl Cgroup {
             let Some(parent) = own_cgroup_dir(&cgroups, &mounts, kind) else {
                 continue;
             };
+            sweep_stale(&parent);
             let path = parent.join(leaf);
             if fs::create_dir(&path).is_err() {
                 continue;
@@ -88,6 +89,31 @@ impl Cgroup {
             }
         }
         None
+    }
+}
+
+/// The prefix of the cgroups keepers make, followed by the keeper's pid.
+pub(crate) const LEAF_PREFIX: &str = "plimsoll-keeper-";
+
+/// Empties and removes the cgroups under `parent` left by keepers that are gone (a keeper and
+/// its supervisor both killed with SIGKILL): whatever is in them escaped a dead supervisor.
+fn sweep_stale(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(LEAF_PREFIX))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // A keeper killed with its supervisor may stay a zombie: dead all the same.
+        if process(pid).is_none_or(|p| p.state == 'Z') {
+            destroy_cgroup(&entry.path(), Duration::from_secs(1));
+        }
     }
 }
 

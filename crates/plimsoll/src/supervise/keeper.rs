@@ -120,7 +120,7 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
     let me = std::process::id() as i32;
     let cgroup = match only {
         Some(Containment::SubreaperPgroup) => None,
-        _ => Cgroup::create(&format!("plimsoll-keeper-{me}"), only),
+        _ => Cgroup::create(&format!("{}{me}", contain::LEAF_PREFIX), only),
     };
     let containment = cgroup
         .as_ref()

@@ -416,3 +416,52 @@ fn kill_9_of_soak_leaves_no_survivor_of_the_target_nor_the_load_command() {
     plimsoll.wait_exit(WITHIN);
     assert_none_survives(&markers);
 }
+
+#[test]
+fn the_next_start_sweeps_the_cgroup_of_a_keeper_killed_with_its_supervisor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events_path = dir.path().join("events.jsonl");
+    let escaped = marker(95);
+    let mut plimsoll = run_in(dir.path(), "cgroup-v1")
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(format!("setsid sleep {escaped} & sleep 1000"))
+        .spawn_in(dir.path());
+    started_containment(&events_path);
+    let target = read_events(&events_path)
+        .into_iter()
+        .find(|e| e["event"] == "started")
+        .and_then(|e| e["pid"].as_u64())
+        .expect("pid");
+    eventually("the setsid child", WITHIN, || {
+        (!marker_pids(&escaped).is_empty()).then_some(())
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{target}/stat")).expect("target stat");
+    let keeper: i32 = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+        .expect("ppid");
+    // Both die at once: the supervisor, stopped, cannot clean up after the keeper.
+    let kill = |signal: &str, pid: String| {
+        std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid)
+            .status()
+            .expect("kill");
+    };
+    kill("STOP", plimsoll.pid().to_string());
+    kill("KILL", keeper.to_string());
+    kill("KILL", plimsoll.pid().to_string());
+    plimsoll.wait_exit(WITHIN);
+    // The escaped child lives on in the dead keeper's cgroup…
+    assert!(!marker_pids(&escaped).is_empty());
+    // …until the next supervisor starts a target under the same parent cgroup.
+    let next_dir = tempfile::tempdir().expect("tempdir");
+    let mut next = run_in(next_dir.path(), "cgroup-v1")
+        .arg("--")
+        .arg("true")
+        .spawn_in(next_dir.path());
+    assert_eq!(next.wait_exit(WITHIN), Some(0));
+    assert_none_survives(std::slice::from_ref(&escaped));
+}
