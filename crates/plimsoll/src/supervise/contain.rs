@@ -73,6 +73,12 @@ impl Cgroup {
             let Some(parent) = own_cgroup_dir(&cgroups, &mounts, kind) else {
                 continue;
             };
+            // A v2 child without the memory controller would hide the memory figures (and the
+            // limit, the default budget) the target has in its parent: unless asked for, the
+            // keeper then does without (the v1 memory hierarchy, or subreaper + group).
+            if kind == Containment::CgroupV2 && only.is_none() && !memory_follows(&parent) {
+                continue;
+            }
             sweep_stale(&parent);
             let path = parent.join(leaf);
             if fs::create_dir(&path).is_err() {
@@ -90,6 +96,14 @@ impl Cgroup {
         }
         None
     }
+}
+
+/// Whether a v2 child of `parent` keeps the memory figures of `parent`: the memory controller
+/// is enabled for its children, or `parent` has no figures to lose (the root).
+fn memory_follows(parent: &Path) -> bool {
+    let enabled = fs::read_to_string(parent.join("cgroup.subtree_control"))
+        .is_ok_and(|t| t.split_whitespace().any(|c| c == "memory"));
+    enabled || !parent.join("memory.current").exists()
 }
 
 /// The prefix of the cgroups keepers make, followed by the keeper's pid.
@@ -274,6 +288,18 @@ mod tests {
             own_cgroup_dir(&cgroups, MOUNTS, Containment::CgroupV1),
             Some(tmp.path().to_path_buf())
         );
+    }
+
+    #[test]
+    fn a_v2_child_is_made_only_where_it_keeps_the_memory_figures() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The root: no figures to lose.
+        assert!(memory_follows(dir.path()));
+        std::fs::write(dir.path().join("memory.current"), "4096\n").expect("write");
+        std::fs::write(dir.path().join("cgroup.subtree_control"), "cpu io\n").expect("write");
+        assert!(!memory_follows(dir.path()));
+        std::fs::write(dir.path().join("cgroup.subtree_control"), "cpu memory\n").expect("write");
+        assert!(memory_follows(dir.path()));
     }
 
     #[test]
