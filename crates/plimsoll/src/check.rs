@@ -24,10 +24,18 @@ pub(crate) fn run(args: &CheckArgs) -> Result<u8> {
             ProbeError::ProcessGone(_) => anyhow::Error::new(error),
             error => anyhow::Error::new(error).context(format!("cannot check pid {pid}")),
         })?;
+    // Whether a plimsoll keeper contains it, and how (`cgroup-v2`, …; null: none).
+    let containment = crate::supervise::containment_of(args.pid).map(|c| c.as_str());
     if args.json {
-        println!("{}", sample_json(&sample));
+        let mut value = sample_json(&sample);
+        value["containment"] = json!(containment);
+        println!("{value}");
     } else {
         print!("{}", human(&sample));
+        println!(
+            "containment: {}",
+            containment.unwrap_or("none (not started by plimsoll run, up or soak)")
+        );
     }
     Ok(exit::OK)
 }

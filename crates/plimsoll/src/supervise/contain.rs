@@ -208,6 +208,35 @@ fn own_cgroup_dir(cgroups: &str, mounts: &str, kind: Containment) -> Option<Path
     dir.is_dir().then_some(dir)
 }
 
+/// How the process `pid` is contained by a plimsoll keeper, if it is (for `check`): its cgroup
+/// is a keeper's, or a keeper is among its ancestors.
+pub(crate) fn containment_of(pid: u32) -> Option<Containment> {
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    for line in cgroups.lines() {
+        if line.contains(&format!("/{LEAF_PREFIX}")) {
+            return Some(if line.starts_with("0::") {
+                Containment::CgroupV2
+            } else {
+                Containment::CgroupV1
+            });
+        }
+    }
+    let mut current = i32::try_from(pid).ok()?;
+    // The chain up to init is short; the bound only guards against a loop in a racing read.
+    for _ in 0..64 {
+        let parent = process(current)?.ppid;
+        if parent <= 1 {
+            return None;
+        }
+        let cmdline = fs::read(format!("/proc/{parent}/cmdline")).unwrap_or_default();
+        if cmdline.split(|&b| b == 0).nth(1) == Some(super::keeper::SUBCOMMAND.as_bytes()) {
+            return Some(Containment::SubreaperPgroup);
+        }
+        current = parent;
+    }
+    None
+}
+
 /// What `/proc/PID/stat` says about a process.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Process {

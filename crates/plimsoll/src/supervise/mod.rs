@@ -26,6 +26,7 @@ pub(crate) use backoff::RestartPolicy;
 use backoff::{Decision, RestartHistory};
 pub(crate) use child::{keeper_command, KEEPER_MARGIN};
 use child::{Child, ChildExit};
+pub(crate) use contain::containment_of;
 use monitor::Monitor;
 
 use crate::agent::{node, AgentHub, HeapFigures};

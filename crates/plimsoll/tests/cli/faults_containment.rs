@@ -465,3 +465,40 @@ fn the_next_start_sweeps_the_cgroup_of_a_keeper_killed_with_its_supervisor() {
     assert_eq!(next.wait_exit(WITHIN), Some(0));
     assert_none_survives(std::slice::from_ref(&escaped));
 }
+
+#[test]
+fn check_says_how_a_process_is_contained() {
+    for (containment, tag) in [("cgroup-v1", 96), ("subreaper+pgroup", 97)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let events_path = dir.path().join("events.jsonl");
+        let _plimsoll = run_in(dir.path(), containment)
+            .arg("--")
+            .arg("sh")
+            .arg("-c")
+            .arg(format!("sleep {} & wait", marker(tag)))
+            .spawn_in(dir.path());
+        started_containment(&events_path);
+        // A process below the target: its containment is the target's.
+        let pid = eventually("the sleep", WITHIN, || {
+            marker_pids(&marker(tag)).first().copied()
+        });
+        let json = Cmd::new("check")
+            .arg(pid.to_string())
+            .arg("--json")
+            .expect_exit(0)
+            .json();
+        assert_eq!(json["containment"], containment, "{json}");
+        let out = Cmd::new("check").arg(pid.to_string()).expect_exit(0);
+        assert!(
+            out.stdout.contains(&format!("containment: {containment}")),
+            "{}",
+            out.stdout
+        );
+    }
+    let own = Cmd::new("check")
+        .arg(std::process::id().to_string())
+        .arg("--json")
+        .expect_exit(0)
+        .json();
+    assert!(own["containment"].is_null(), "{own}");
+}
