@@ -197,11 +197,19 @@ impl Child {
                 tracing::warn!(
                     pid = self.pid,
                     grace_ms = grace.as_millis() as u64,
-                    "target ignored SIGTERM; sending SIGKILL"
+                    "the keeper did not stop the target after the grace; sending SIGKILL"
                 );
                 self.signal(Signal::SIGKILL);
             }
         }
-        self.wait().await
+        let exit = self.wait().await;
+        if exit.signal == Some(Signal::SIGKILL as i32) {
+            tracing::warn!(
+                pid = self.pid,
+                grace_ms = grace.as_millis() as u64,
+                "target ignored SIGTERM; killed after the grace"
+            );
+        }
+        exit
     }
 }

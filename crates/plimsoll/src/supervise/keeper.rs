@@ -207,8 +207,10 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
         }
     };
     let mut stopping_at: Option<tokio::time::Instant> = None;
+    // When to send (again) SIGKILL to everything contained: the end of the grace, then every
+    // 100 ms until the target is gone (a process may fork while it is being killed).
+    let mut deadline: Option<tokio::time::Instant> = None;
     let status = loop {
-        let deadline = stopping_at.map(|t| t + grace);
         let stop = tokio::select! {
             status = child.wait() => break status.map_err(|e| e.to_string())?,
             _ = terminate.recv() => true,
@@ -222,6 +224,7 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
                 // The grace is over: everything contained is killed; the target's exit ends
                 // the loop.
                 everyone(Signal::SIGKILL, false);
+                deadline = Some(tokio::time::Instant::now() + Duration::from_millis(100));
                 false
             }
         };
@@ -230,6 +233,7 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
             // rest of the target (a `setsid`, a detached child) gets it from the keeper. With
             // the supervisor gone, the keeper stops everything itself.
             stopping_at = Some(tokio::time::Instant::now());
+            deadline = stopping_at.map(|t| t + grace);
             let parent_alive = supervisor.is_none_or(|s| getppid() == Pid::from_raw(s));
             everyone(Signal::SIGTERM, parent_alive);
         }
