@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::cli::CheckArgs;
 use crate::exit;
+use crate::stdout::{out, outln};
 
 pub(crate) fn run(args: &CheckArgs) -> Result<u8> {
     let pid = Pid(args.pid);
@@ -25,9 +26,9 @@ pub(crate) fn run(args: &CheckArgs) -> Result<u8> {
             error => anyhow::Error::new(error).context(format!("cannot check pid {pid}")),
         })?;
     if args.json {
-        println!("{}", sample_json(&sample));
+        outln!("{}", sample_json(&sample))?;
     } else {
-        print!("{}", human(&sample));
+        out!("{}", human(&sample))?;
     }
     Ok(exit::OK)
 }

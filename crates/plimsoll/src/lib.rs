@@ -19,11 +19,13 @@ mod series;
 mod sinks;
 mod snapshot;
 mod soak;
+mod stdout;
 mod supervise;
 mod units;
 mod up;
 mod watch;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -54,14 +56,31 @@ pub fn main() -> ExitCode {
             } else {
                 exit::OK
             };
-            let _ = error.print();
+            // Help into a closed pipe is fine; into a full disk it is an error.
+            if let Err(error) = error.print() {
+                if error.kind() != std::io::ErrorKind::BrokenPipe {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "plimsoll: cannot write the help: {error}"
+                    );
+                    return ExitCode::from(exit::USAGE);
+                }
+            }
             return ExitCode::from(code);
         }
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("plimsoll: {error:#}");
+            // Like ripgrep: a reader that went away (`| head -1`) ends the program quietly, 0.
+            if error
+                .downcast_ref::<stdout::StdoutError>()
+                .is_some_and(stdout::StdoutError::is_closed_pipe)
+            {
+                return ExitCode::from(exit::OK);
+            }
+            // Not `eprintln!`: it panics when standard error cannot be written either.
+            let _ = writeln!(std::io::stderr(), "plimsoll: {error:#}");
             ExitCode::from(exit::USAGE)
         }
     }

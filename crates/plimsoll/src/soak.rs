@@ -30,6 +30,7 @@ use crate::event::{Event, EventKind};
 use crate::exit;
 use crate::outputs::Outputs;
 use crate::report::{self, ReportInput};
+use crate::stdout::outln;
 use crate::supervise::{self, now_unix_ms, EventOutput, Settings};
 use crate::units::{human_bytes, human_seconds};
 use plimsoll_http::verdict_json;
@@ -103,9 +104,9 @@ pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
         eprintln!("plimsoll soak: report written to {}", path.display());
     }
     if args.json {
-        println!("{}", verdict.json);
+        outln!("{}", verdict.json)?;
     } else {
-        verdict.print_human(&plan);
+        verdict.print_human(&plan)?;
     }
     Ok(verdict.exit_code)
 }
@@ -666,7 +667,7 @@ impl Finding {
         }
     }
 
-    fn print_human(&self, plan: &Plan) {
+    fn print_human(&self, plan: &Plan) -> Result<()> {
         let status = &self.status;
         let headline = match (self.exit_code, status.verdict) {
             (exit::OK, _) => "PASSED: no leak",
@@ -674,45 +675,46 @@ impl Finding {
             (_, Verdict::Leak) => "FAILED: leak",
             _ => "FAILED",
         };
-        println!("soak of {}: {headline}", plan.settings.name);
+        outln!("soak of {}: {headline}", plan.settings.name)?;
         for failure in &self.failures {
-            println!("  failed         {failure}");
+            outln!("  failed         {failure}")?;
         }
-        println!(
+        outln!(
             "  observed       {} samples over {} after a warm-up of {}",
             status.samples,
             human_seconds(status.observed_s),
             human_seconds(plan.warmup.as_secs_f64())
-        );
-        println!(
+        )?;
+        outln!(
             "  verdict        {} (confidence {:.0} %)",
             status.verdict.as_str(),
             status.confidence * 100.0
-        );
-        println!(
+        )?;
+        outln!(
             "  growth         {}/min of the retained floor ({})",
             human_bytes(status.growth_bytes_per_s * 60.0),
             status.signal.as_str()
-        );
+        )?;
         if let Some(t) = status.suspected_after_s {
-            println!("  suspected      after {}", human_seconds(t));
+            outln!("  suspected      after {}", human_seconds(t))?;
         }
         if let Some(t) = status.detected_after_s {
-            println!("  confirmed      after {}", human_seconds(t));
+            outln!("  confirmed      after {}", human_seconds(t))?;
         }
         if let Some(t) = self.time_to_budget_s {
-            println!("  budget         reached in about {}", human_seconds(t));
+            outln!("  budget         reached in about {}", human_seconds(t))?;
         }
         if let Some(more) = status
             .needs_more_s
             .filter(|_| self.exit_code == exit::INCONCLUSIVE)
         {
-            println!(
+            outln!(
                 "  needs          about {} more of observation: run with --duration {}",
                 human_seconds(more),
                 human_seconds(plan.duration.as_secs_f64() + more + 1.0)
-            );
+            )?;
         }
+        Ok(())
     }
 }
 

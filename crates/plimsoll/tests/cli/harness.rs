@@ -13,6 +13,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 pub(crate) struct Cmd {
     command: Command,
     stdin: Option<Vec<u8>>,
+    /// Where standard output goes instead of a pipe the harness reads.
+    stdout: Option<Stdio>,
 }
 
 /// What a finished run printed.
@@ -37,7 +39,26 @@ impl Cmd {
         Cmd {
             command,
             stdin: None,
+            stdout: None,
         }
+    }
+
+    /// Standard output is a pipe whose reader is already gone: every write fails with EPIPE.
+    pub(crate) fn stdout_closed_pipe(mut self) -> Self {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        self.stdout = Some(writer.into());
+        self
+    }
+
+    /// Standard output is `/dev/full`: every write fails with ENOSPC.
+    pub(crate) fn stdout_dev_full(mut self) -> Self {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full");
+        self.stdout = Some(full.into());
+        self
     }
 
     pub(crate) fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
@@ -76,7 +97,7 @@ impl Cmd {
     /// Runs to completion (or the deadline) and checks the exit code.
     pub(crate) fn expect_exit(mut self, code: i32) -> Output {
         self.command
-            .stdout(Stdio::piped())
+            .stdout(self.stdout.take().unwrap_or_else(Stdio::piped))
             .stderr(Stdio::piped())
             .stdin(Stdio::piped());
         let mut child = self.command.spawn().expect("spawn plimsoll");

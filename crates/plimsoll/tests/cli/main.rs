@@ -9,5 +9,6 @@ mod http;
 mod node;
 mod run;
 mod soak;
+mod stdout;
 mod up;
 mod watch;
