@@ -3,6 +3,7 @@
 
 mod agent;
 mod analyze;
+mod bounded;
 mod check;
 mod cli;
 mod common;

@@ -5,6 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::bounded::excerpt;
+
 /// A number of bytes typed by the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct ByteSize(pub(crate) u64);
@@ -27,7 +29,12 @@ impl fmt::Display for ByteSize {
 /// Parses `512M`, `512MiB`, `1.5G`, `100KB`, `1073741824`. K, M, G, T and KiB, MiB, GiB, TiB
 /// are powers of 1024; KB, MB, GB, TB are powers of 1000; a bare number is bytes.
 pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
-    let bad = || format!("invalid size '{text}' (expected e.g. 512MiB, 1.5G or 1073741824)");
+    let bad = || {
+        format!(
+            "invalid size '{}' (expected e.g. 512MiB, 1.5G or 1073741824)",
+            excerpt(text)
+        )
+    };
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -61,7 +68,12 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Parses `500ms`, `30s`, `5m`, `1h` (a number with a unit; fractions allowed, e.g. `1.5h`).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration '{text}' (expected e.g. 500ms, 30s, 5m or 1h)");
+    let bad = || {
+        format!(
+            "invalid duration '{}' (expected e.g. 500ms, 30s, 5m or 1h)",
+            excerpt(text)
+        )
+    };
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -2,12 +2,14 @@
 //! checked before anything starts, with errors that name the file, the key and the value.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
+use crate::bounded::excerpt_message;
 use crate::units::{parse_duration, parse_size};
 
 /// The file as written.
@@ -89,10 +91,29 @@ impl App {
     }
 }
 
+/// The largest config file read, in bytes: a config for hundreds of apps fits in a few dozen KiB.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// Reads and checks `path`.
 pub(crate) fn load(path: &Path) -> Result<Vec<App>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config '{}'", path.display()))?;
+    let cannot = || format!("cannot read config '{}'", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        bail!(
+            "config '{}' is larger than {MAX_CONFIG_BYTES} bytes (is this the right file?)",
+            path.display()
+        );
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{}: not UTF-8 text (at byte {})",
+            cannot(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
     let base = path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
@@ -101,7 +122,7 @@ pub(crate) fn load(path: &Path) -> Result<Vec<App>> {
 
 /// Parses and checks config text; relative `cwd`s are resolved against `base`.
 pub(crate) fn parse(text: &str, base: &Path) -> Result<Vec<App>> {
-    let file: File = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
+    let file: File = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
     if file.apps.is_empty() {
         bail!("no [[app]] tables: nothing to run");
     }
@@ -114,6 +135,35 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Vec<App>> {
         apps.push(app);
     }
     Ok(apps)
+}
+
+/// A TOML error as `line L, column C: message`, without toml's echo of the source line (which
+/// may be megabytes of one line, or binary).
+fn toml_error(text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let message = excerpt_lines(error.message());
+    match error.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.len()
+                - before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+                + 1;
+            anyhow!("TOML error at line {line}, column {column}: {message}")
+        }
+        None => anyhow!("TOML error: {message}"),
+    }
+}
+
+/// A multi-line message with each line cut short and escaped.
+fn excerpt_lines(message: &str) -> String {
+    message
+        .lines()
+        .map(|line| excerpt_message(line.trim_end()))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> Result<App> {

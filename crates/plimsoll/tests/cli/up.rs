@@ -150,6 +150,36 @@ fn a_bad_config_names_the_file_the_key_and_the_value_and_starts_nothing() {
 }
 
 #[test]
+fn an_endless_or_binary_config_is_refused_at_once() {
+    let out = Cmd::new("up")
+        .arg("--check")
+        .arg("-c")
+        .arg("/dev/zero")
+        .expect_exit(2);
+    assert!(
+        out.stderr
+            .contains("config '/dev/zero' is larger than 1048576 bytes"),
+        "{}",
+        out.stderr
+    );
+    // A TOML error names the line and column but does not echo the (huge) line.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = format!("[[app]]\nname = \"{}\x1b[31m\n", "x".repeat(500_000));
+    let config = write_config(dir.path(), &line);
+    let out = Cmd::new("up")
+        .arg("--check")
+        .arg("-c")
+        .arg(&config)
+        .expect_exit(2);
+    assert!(
+        out.stderr.contains("TOML error at line 2"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.len() < 600, "{}", out.stderr);
+}
+
+#[test]
 fn check_prints_the_plan_of_the_shipped_example() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plimsoll.toml");
     let out = Cmd::new("up")
