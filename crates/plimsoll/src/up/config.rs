@@ -61,7 +61,8 @@ pub(crate) enum BudgetScope {
 pub(crate) struct App {
     pub(crate) name: String,
     pub(crate) command: Vec<String>,
-    /// Relative to the config file's directory when not absolute.
+    /// Absolute: a relative `cwd` is resolved against the config file's directory, and it is
+    /// checked to be a directory before anything starts.
     pub(crate) cwd: PathBuf,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) budget: Option<u64>,
@@ -114,10 +115,23 @@ pub(crate) fn load(path: &Path) -> Result<Vec<App>> {
             e.utf8_error().valid_up_to()
         )
     })?;
-    let base = path
+    // Absolute, so that a bare `plimsoll.toml` (whose parent is "") resolves too.
+    let absolute = std::path::absolute(path).with_context(cannot)?;
+    let base = absolute
         .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    parse(&text, &base).map_err(|e| anyhow!("{}: {e:#}", path.display()))
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let apps = parse(&text, &base).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    for app in &apps {
+        if !app.cwd.is_dir() {
+            bail!(
+                "{}: app '{}': cwd '{}' is not a directory",
+                path.display(),
+                app.name,
+                app.cwd.display()
+            );
+        }
+    }
+    Ok(apps)
 }
 
 /// Parses and checks config text; relative `cwd`s are resolved against `base`.
