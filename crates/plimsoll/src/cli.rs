@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use std::time::Duration;
 
+use crate::name::parse_name;
 use crate::units::{parse_duration, ByteSize};
 
 /// Keeps a service under its memory budget: tells a real leak from a GC sawtooth, restarts
@@ -94,8 +95,9 @@ pub(crate) struct SoakArgs {
     /// Write every event as a JSON line to FILE
     #[arg(long, value_name = "FILE")]
     pub(crate) events: Option<String>,
-    /// Name of the target in events and the report; default: the command's file name
-    #[arg(long, value_name = "NAME")]
+    /// Name of the target in events and the report (letters, digits, `-`, `_`, `.`; at most
+    /// 64); default: the command's file name
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: Option<String>,
     /// Do not preload the Node.js agent into a Node command
     #[arg(long)]
@@ -127,6 +129,7 @@ pub(crate) struct ReportArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SnapshotArgs {
     /// The target's name (as in `run --name`, or the instance name under `up`)
+    #[arg(value_parser = parse_name)]
     pub(crate) target: String,
     /// The data dir of the supervisor that runs it; default: $XDG_STATE_HOME/plimsoll or
     /// ~/.local/state/plimsoll
@@ -288,8 +291,9 @@ pub(crate) struct RunArgs {
     /// Between SIGTERM and SIGKILL when stopping or restarting
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub(crate) grace: Duration,
-    /// Name of the target in events and metrics; default: the command's file name
-    #[arg(long, value_name = "NAME")]
+    /// Name of the target in events and metrics (letters, digits, `-`, `_`, `.`; at most 64);
+    /// default: the command's file name
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: Option<String>,
     /// Do not preload the Node.js agent into a Node command (no heap figures, snapshots or gc)
     #[arg(long)]

@@ -12,6 +12,7 @@ mod event;
 mod heap;
 mod http;
 mod logging;
+mod name;
 mod outputs;
 mod registry;
 mod report;

@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
 use crate::bounded::excerpt_message;
+use crate::name::{check_name, name_of_command};
 use crate::units::{parse_duration, parse_size};
 
 /// The file as written.
@@ -83,6 +84,17 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// The target name of each instance: the app's name, or `NAME-0`, `NAME-1`, … with several.
+    pub(crate) fn instance_names(&self) -> Vec<String> {
+        if self.instances > 1 {
+            (0..self.instances)
+                .map(|i| format!("{}-{i}", self.name))
+                .collect()
+        } else {
+            vec![self.name.clone()]
+        }
+    }
+
     /// The budget of one instance.
     pub(crate) fn instance_budget(&self) -> Option<u64> {
         match self.budget_scope {
@@ -148,6 +160,19 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Vec<App>> {
         }
         apps.push(app);
     }
+    // Instances are named `app-N`: two targets with one name would share a series.
+    let mut targets: BTreeMap<String, &str> = BTreeMap::new();
+    for app in &apps {
+        for instance in app.instance_names() {
+            if let Some(other) = targets.insert(instance.clone(), &app.name) {
+                bail!(
+                    "app '{other}' and app '{}' would both run a target named '{instance}' \
+                     (instances are named NAME-0, NAME-1, …): rename one",
+                    app.name
+                );
+            }
+        }
+    }
     Ok(apps)
 }
 
@@ -186,25 +211,18 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
         .clone()
         .or_else(|| defaults.command.clone())
         .unwrap_or_default();
-    let name = match (&own.name, command.first()) {
-        (Some(name), _) => name.clone(),
-        (None, Some(program)) => Path::new(program).file_name().map_or_else(
-            || format!("app{index}"),
-            |n| n.to_string_lossy().into_owned(),
-        ),
-        (None, None) => format!("app #{}", index + 1),
+    let name = match &own.name {
+        Some(name) => {
+            check_name(name).map_err(|e| anyhow!("app #{}: name: {e}", index + 1))?;
+            name.clone()
+        }
+        None => name_of_command(&command, &format!("app{}", index + 1)),
     };
     let context = |key: &str| format!("app '{name}': {key}");
     if command.is_empty() || command[0].trim().is_empty() {
         bail!(
             "{}: missing or empty (e.g. command = [\"node\", \"server.js\"])",
             context("command")
-        );
-    }
-    if name.trim().is_empty() || name.contains(char::is_whitespace) {
-        bail!(
-            "{} '{name}': must be non-empty, without spaces",
-            context("name")
         );
     }
     let pick = |field: fn(&AppFields) -> Option<String>| field(own).or_else(|| field(defaults));
@@ -384,6 +402,24 @@ mod tests {
             ),
             ("", "no [[app]] tables"),
             ("[[app]\n", "TOML"),
+            (
+                "[[app]]\nname = \"a/b\"\ncommand = [\"x\"]",
+                "app #1: name: invalid name 'a/b': '/' is not allowed",
+            ),
+            (
+                "[[app]]\nname = \"../../x\"\ncommand = [\"x\"]",
+                "invalid name '../../x': it starts with '.'",
+            ),
+            (
+                "[[app]]\nname = \"a\"\ncommand = [\"x\"]\ninstances = 2\n\
+                 [[app]]\nname = \"a-1\"\ncommand = [\"x\"]",
+                "app 'a' and app 'a-1' would both run a target named 'a-1'",
+            ),
+            (
+                "[[app]]\nname = \"web-0\"\ncommand = [\"x\"]\n\
+                 [[app]]\nname = \"web\"\ncommand = [\"x\"]\ninstances = 2",
+                "app 'web-0' and app 'web' would both run a target named 'web-0'",
+            ),
         ];
         for (text, expected) in cases {
             let error = error_of(text);

@@ -123,11 +123,7 @@ fn instance_settings(
     group: Option<Arc<Semaphore>>,
     agent: Option<AgentSetup>,
 ) -> Settings {
-    let name = if app.instances > 1 {
-        format!("{}-{instance}", app.name)
-    } else {
-        app.name.clone()
-    };
+    let name = app.instance_names().swap_remove(instance as usize);
     let mut env = app.env.clone();
     // PM2's name for it too, so apps written for PM2 clusters find their instance number.
     env.push(("PLIMSOLL_INSTANCE".to_owned(), instance.to_string()));

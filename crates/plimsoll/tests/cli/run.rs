@@ -384,3 +384,36 @@ fn a_store_written_by_a_supervisor_killed_with_sigkill_reopens_intact() {
     );
     assert!(store.samples("sleep", 0, 1000).expect("samples").len() >= 3);
 }
+
+#[test]
+fn names_that_are_not_safe_path_parts_exit_2_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long = "n".repeat(300);
+    for name in ["a/b", "../../x", long.as_str(), ".hidden", "a b"] {
+        let out = run_in(dir.path())
+            .arg("--name")
+            .arg(name)
+            .arg("--")
+            .arg("touch")
+            .arg(dir.path().join("started"))
+            .expect_exit(2);
+        assert!(
+            out.stderr.contains("invalid name"),
+            "{name}: {}",
+            out.stderr
+        );
+        assert!(
+            !dir.path().join("started").exists(),
+            "{name}: the target ran"
+        );
+    }
+    // The longest allowed name runs.
+    run_in(dir.path())
+        .arg("--name")
+        .arg("n".repeat(64))
+        .arg("--")
+        .arg("touch")
+        .arg(dir.path().join("started"))
+        .expect_exit(0);
+    assert!(dir.path().join("started").exists());
+}

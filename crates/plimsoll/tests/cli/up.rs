@@ -279,6 +279,41 @@ fn the_readme_up_command_starts_every_app_from_the_root_and_from_examples() {
 }
 
 #[test]
+fn check_refuses_names_that_collide_or_are_not_safe_naming_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "[[app]]\nname = \"web\"\ncommand = [\"true\"]\ninstances = 2\n\
+             [[app]]\nname = \"web-0\"\ncommand = [\"true\"]\n",
+            "app 'web' and app 'web-0' would both run a target named 'web-0'",
+        ),
+        (
+            "[[app]]\nname = \"a-1\"\ncommand = [\"true\"]\n\
+             [[app]]\nname = \"a\"\ncommand = [\"true\"]\ninstances = 2\n",
+            "app 'a-1' and app 'a' would both run a target named 'a-1'",
+        ),
+        (
+            "[[app]]\nname = \"../../x\"\ncommand = [\"true\"]\n",
+            "invalid name '../../x'",
+        ),
+    ];
+    for (text, expected) in cases {
+        let config = write_config(dir.path(), text);
+        for check in [true, false] {
+            let cmd = Cmd::new("up").arg("--listen").arg("off");
+            let cmd = if check { cmd.arg("--check") } else { cmd };
+            let out = cmd
+                .arg("-c")
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .expect_exit(2);
+            assert!(out.stderr.contains(expected), "{expected}: {}", out.stderr);
+        }
+    }
+}
+
+#[test]
 fn check_prints_the_plan_of_the_shipped_example() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plimsoll.toml");
     let out = Cmd::new("up")
