@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
 use crate::name::parse_name;
-use crate::units::{parse_duration, ByteSize};
+use crate::units::{
+    parse_duration, parse_grace, parse_interval, parse_soak_duration, parse_window, ByteSize,
+};
 
 /// Keeps a service under its memory budget: tells a real leak from a GC sawtooth, restarts
 /// before the OOM killer does, and proves in CI that a change does not leak.
@@ -58,12 +60,12 @@ Exit codes: 0 no leak, 1 leak, budget exceeded, load or target failed, 2 bad usa
 )]
 pub(crate) struct SoakArgs {
     /// How long to run the target (warm-up included); at default settings a no-leak verdict
-    /// needs at least 14 minutes after the warm-up
-    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    /// needs at least 14 minutes after the warm-up; at most 168h
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_soak_duration)]
     pub(crate) duration: Duration,
     /// Samples of the first DURATION are recorded but count neither for the verdict nor as
-    /// budget breaches
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    /// budget breaches; at most 24h
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_window)]
     pub(crate) warmup: Duration,
     /// A load command (run through sh -c) started with the target and stopped at the end; a
     /// non-zero exit before the end fails the soak
@@ -72,8 +74,8 @@ pub(crate) struct SoakArgs {
     /// Memory budget for the whole process tree (e.g. 512MiB); reaching it fails the soak
     #[arg(long, value_name = "SIZE")]
     pub(crate) budget: Option<ByteSize>,
-    /// Time between two samples
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    /// Time between two samples: 100ms to 10m
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
     pub(crate) interval: Duration,
     /// Print the verdict as one JSON object on standard output
     #[arg(long)]
@@ -118,8 +120,9 @@ pub(crate) struct ReportArgs {
     /// The target to report on; default: the one with the newest sample
     #[arg(long, value_name = "NAME")]
     pub(crate) target: Option<String>,
-    /// Only the samples of the last DURATION; default: every raw sample the store keeps
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Only the samples of the last DURATION (at most 24h); default: every raw sample the
+    /// store keeps
+    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
     pub(crate) last: Option<Duration>,
     /// The detector's time scale the run used (`soak --time-scale`), for the verdict
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
@@ -213,11 +216,12 @@ pub(crate) struct MonitorArgs {
     /// Critical above this share of the budget held for 5 minutes
     #[arg(long, value_name = "PERCENT", default_value = "85", value_parser = parse_percent)]
     pub(crate) critical: f64,
-    /// Time between two samples of the process tree
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    /// Time between two samples of the process tree: 100ms to 10m
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
     pub(crate) interval: Duration,
-    /// After each start, samples this long are recorded but count neither as breaches nor leaks
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    /// After each start, samples this long are recorded but count neither as breaches nor
+    /// leaks; at most 24h
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_window)]
     pub(crate) warmup: Duration,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
@@ -288,8 +292,8 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
 pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) monitor: MonitorArgs,
-    /// Between SIGTERM and SIGKILL when stopping or restarting
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// Between SIGTERM and SIGKILL when stopping or restarting; at most 10m
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_grace)]
     pub(crate) grace: Duration,
     /// Name of the target in events and metrics (letters, digits, `-`, `_`, `.`; at most 64);
     /// default: the command's file name
@@ -305,8 +309,8 @@ pub(crate) struct RunArgs {
     /// Give up after this many restarts within --restart-window
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub(crate) max_restarts: u32,
-    /// The window restarts are counted over
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    /// The window restarts are counted over; at most 24h
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_window)]
     pub(crate) restart_window: Duration,
     /// The command to supervise, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]

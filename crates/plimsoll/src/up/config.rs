@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::bounded::excerpt_message;
 use crate::name::{check_name, name_of_command};
-use crate::units::{parse_duration, parse_size};
+use crate::units::{parse_grace, parse_interval, parse_size, parse_window};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -231,9 +231,10 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
             .map(|v| parse_size(&v).map_err(|e| anyhow!("{}: {e}", context(key))))
             .transpose()
     };
-    let duration = |key: &str, value: Option<String>, default: Duration| -> Result<Duration> {
+    type Parser = fn(&str) -> Result<Duration, String>;
+    let duration = |key: &str, value: Option<String>, default: Duration, parser: Parser| {
         value.map_or(Ok(default), |v| {
-            parse_duration(&v).map_err(|e| anyhow!("{}: {e}", context(key)))
+            parser(&v).map_err(|e| anyhow!("{}: {e}", context(key)))
         })
     };
     let percent = |key: &str, value: Option<f64>, default: f64| -> Result<f64> {
@@ -276,10 +277,8 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
         "interval",
         pick(|f| f.interval.clone()),
         Duration::from_secs(1),
+        parse_interval,
     )?;
-    if interval < Duration::from_millis(100) {
-        bail!("{} '{interval:?}': at least 100ms", context("interval"));
-    }
     let max_restarts = own.max_restarts.or(defaults.max_restarts).unwrap_or(10);
     if max_restarts == 0 {
         bail!("{} '0': give at least 1", context("max_restarts"));
@@ -301,13 +300,24 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
         warn,
         critical,
         interval,
-        warmup: duration("warmup", pick(|f| f.warmup.clone()), Duration::ZERO)?,
-        grace: duration("grace", pick(|f| f.grace.clone()), Duration::from_secs(5))?,
+        warmup: duration(
+            "warmup",
+            pick(|f| f.warmup.clone()),
+            Duration::ZERO,
+            parse_window,
+        )?,
+        grace: duration(
+            "grace",
+            pick(|f| f.grace.clone()),
+            Duration::from_secs(5),
+            parse_grace,
+        )?,
         max_restarts,
         restart_window: duration(
             "restart_window",
             pick(|f| f.restart_window.clone()),
             Duration::from_secs(60),
+            parse_window,
         )?,
         on_event: pick(|f| f.on_event.clone()),
         webhook: pick(|f| f.webhook.clone()),
@@ -390,6 +400,18 @@ mod tests {
             (
                 "[[app]]\nname = \"api\"\ncommand = [\"x\"]\ngrace = \"soon\"",
                 "app 'api': grace: invalid duration 'soon'",
+            ),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\ngrace = \"99999999999h\"",
+                "app 'api': grace: duration '99999999999h' is too large",
+            ),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\ninterval = \"50ms\"",
+                "app 'api': interval: duration '50ms' is below the minimum of 100ms",
+            ),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\nbudget = \"17179869184G\"",
+                "app 'api': budget: size '17179869184G' is too large",
             ),
             ("[[app]]\nname = \"api\"", "app 'api': command: missing"),
             (

@@ -288,8 +288,33 @@ fn every_event_also_reaches_the_on_event_command() {
 
 #[test]
 fn bad_flags_exit_2_naming_the_value() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--budget", "12QB", "--", "true"], "'12QB'"),
+        // 2^64 bytes: refused, not saturated to 16 EiB.
+        (
+            &["--budget", "17179869184G", "--", "true"],
+            "size '17179869184G' is too large",
+        ),
+        (
+            &["--budget", "99999999999999999999G", "--", "true"],
+            "size '99999999999999999999G' is too large",
+        ),
+        (
+            &["--grace", "99999999999h", "--", "true"],
+            "duration '99999999999h' is too large",
+        ),
+        (
+            &["--grace", "11m", "--", "true"],
+            "duration '11m' is above the maximum of 10m",
+        ),
+        (
+            &["--interval", "0s", "--", "true"],
+            "duration '0s' is below the minimum of 100ms",
+        ),
+        (
+            &["--restart-window", "48h", "--", "true"],
+            "duration '48h' is above the maximum of 24h",
+        ),
         (
             &["--warn", "90", "--critical", "80", "--", "true"],
             "--warn 90%",
