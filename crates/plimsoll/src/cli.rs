@@ -80,7 +80,8 @@ pub(crate) struct SoakArgs {
     /// Print the verdict as one JSON object on standard output
     #[arg(long)]
     pub(crate) json: bool,
-    /// Write a self-contained HTML report of the soak to FILE
+    /// Write a self-contained HTML report of the soak to FILE (checked to be writable before
+    /// the soak starts)
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
     /// Stop as soon as the detector confirms a leak or the budget is reached

@@ -45,6 +45,10 @@ const CHECK_EVERY: Duration = Duration::from_millis(100);
 const LOAD_GRACE: Duration = Duration::from_secs(5);
 
 pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
+    // Where the verdict goes is checked before the soak, not after it.
+    if let Some(path) = &args.report {
+        report::check_destination(path)?;
+    }
     let plan = Plan::resolve(args)?;
     let mut outputs = Outputs::open(&plan.data_dir, &sink_config(&plan.monitor))?;
     // On a terminal the progress bar has the last line: the log keeps to warnings there (the
