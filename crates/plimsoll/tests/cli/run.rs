@@ -442,3 +442,46 @@ fn names_that_are_not_safe_path_parts_exit_2_before_anything_starts() {
         .expect_exit(0);
     assert!(dir.path().join("started").exists());
 }
+
+#[test]
+fn the_log_has_no_colour_off_a_terminal_or_with_no_color() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_in(dir.path()).arg("--").arg("true").expect_exit(0);
+    assert!(out.stderr.contains("started"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "ANSI in a pipe: {:?}",
+        out.stderr
+    );
+    // On a terminal (a pty made by `script`), colour unless NO_COLOR is set.
+    let plimsoll = env!("CARGO_BIN_EXE_plimsoll");
+    let run = format!(
+        "run --listen off --data-dir '{}' -- true",
+        dir.path().join("data").display()
+    );
+    let on_a_terminal = |args: &str, no_color: Option<&str>| {
+        let mut script = std::process::Command::new("script");
+        script
+            .arg("-qec")
+            .arg(format!("'{plimsoll}' {args}"))
+            .arg("/dev/null");
+        script.env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            script.env("NO_COLOR", value);
+        }
+        let output = script.output().expect("script(1) from util-linux");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let coloured = on_a_terminal(&run, None);
+    assert!(
+        coloured.contains("started") && coloured.contains('\u{1b}'),
+        "{coloured:?}"
+    );
+    let plain = on_a_terminal(&run, Some("1"));
+    assert!(plain.contains("started"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "NO_COLOR=1: {plain:?}");
+    // clap's usage errors follow the same rule.
+    let plain = on_a_terminal("--bogus", Some("1"));
+    assert!(plain.contains("unexpected argument"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "NO_COLOR=1: {plain:?}");
+}
