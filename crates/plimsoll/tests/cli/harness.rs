@@ -43,6 +43,15 @@ impl Cmd {
         }
     }
 
+    /// Another program, e.g. a wrapper that sets something up and then execs plimsoll.
+    pub(crate) fn program(program: impl AsRef<std::ffi::OsStr>) -> Self {
+        Cmd {
+            command: Command::new(program),
+            stdin: None,
+            stdout: None,
+        }
+    }
+
     /// Standard output is a pipe whose reader is already gone: every write fails with EPIPE.
     pub(crate) fn stdout_closed_pipe(mut self) -> Self {
         let (reader, writer) = std::io::pipe().expect("pipe");
