@@ -52,7 +52,15 @@ pub fn main() -> ExitCode {
     }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
+        Err(mut error) => {
+            // clap quotes a bad value whole: cut it short and escape it, like every message.
+            use clap::error::{ContextKind, ContextValue};
+            if let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue) {
+                let quoted = bounded::excerpt(value);
+                if quoted != *value {
+                    error.insert(ContextKind::InvalidValue, ContextValue::String(quoted));
+                }
+            }
             let code = if error.use_stderr() {
                 exit::USAGE
             } else {

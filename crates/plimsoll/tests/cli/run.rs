@@ -414,7 +414,14 @@ fn a_store_written_by_a_supervisor_killed_with_sigkill_reopens_intact() {
 fn names_that_are_not_safe_path_parts_exit_2_before_anything_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let long = "n".repeat(300);
-    for name in ["a/b", "../../x", long.as_str(), ".hidden", "a b"] {
+    for name in [
+        "a/b",
+        "../../x",
+        long.as_str(),
+        ".hidden",
+        "a b",
+        "red\u{1b}[31m",
+    ] {
         let out = run_in(dir.path())
             .arg("--name")
             .arg(name)
@@ -427,6 +434,9 @@ fn names_that_are_not_safe_path_parts_exit_2_before_anything_starts() {
             "{name}: {}",
             out.stderr
         );
+        // Quoted cut short and escaped, by clap too.
+        assert!(out.stderr.len() < 700, "{name}: {}", out.stderr);
+        assert!(!out.stderr.contains('\u{1b}'), "{name}: {:?}", out.stderr);
         assert!(
             !dir.path().join("started").exists(),
             "{name}: the target ran"
