@@ -31,6 +31,9 @@ pub(crate) fn init_with_default(default: LevelFilter) {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(colour)
+        // Its own report of a failed write is an `eprintln!`, which panics on a closed or full
+        // standard error: a log line that cannot be written is lost, the program goes on.
+        .log_internal_errors(false)
         .with_max_level(level)
         .with_target(false)
         .try_init();

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::cli::ReportArgs;
 use crate::exit;
+use crate::stdout::errln;
 use crate::units::{human_bytes, human_seconds};
 use plimsoll_http::verdict_json;
 
@@ -133,7 +134,7 @@ pub(crate) fn run(args: &ReportArgs) -> Result<u8> {
         warmup_end_unix_ms: None,
     };
     write(&args.out, &input)?;
-    eprintln!("plimsoll report: wrote {}", args.out.display());
+    errln!("plimsoll report: wrote {}", args.out.display());
     Ok(exit::OK)
 }
 

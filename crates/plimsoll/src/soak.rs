@@ -30,7 +30,7 @@ use crate::event::{Event, EventKind};
 use crate::exit;
 use crate::outputs::Outputs;
 use crate::report::{self, ReportInput};
-use crate::stdout::outln;
+use crate::stdout::{errln, outln};
 use crate::supervise::{self, now_unix_ms, EventOutput, Settings};
 use crate::units::{human_bytes, human_seconds};
 use plimsoll_http::verdict_json;
@@ -62,7 +62,7 @@ pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
         || "none (the cgroup limit, if any)".to_owned(),
         |b| format!("{} ({b} bytes)", human_bytes(b as f64)),
     );
-    eprintln!(
+    errln!(
         "plimsoll soak: {} for {} (warm-up {}), budget {budget_text}{}",
         plan.settings.name,
         human_seconds(plan.duration.as_secs_f64()),
@@ -105,7 +105,7 @@ pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
     if let Some(path) = &args.report {
         let input = report_input(&plan, &state, &verdict)?;
         report::write(path, &input)?;
-        eprintln!("plimsoll soak: report written to {}", path.display());
+        errln!("plimsoll soak: report written to {}", path.display());
     }
     if args.json {
         outln!("{}", verdict.json)?;
@@ -389,7 +389,7 @@ async fn soak(
                 let at = human_seconds(clock.elapsed().as_secs_f64());
                 match status {
                     Ok(status) if status.success() => {
-                        eprintln!("plimsoll soak: the load command finished (exit 0) after {at}; the soak goes on");
+                        errln!("plimsoll soak: the load command finished (exit 0) after {at}; the soak goes on");
                     }
                     Ok(status) => {
                         let how = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {

@@ -1,6 +1,7 @@
 //! Standard output of the commands that print (`analyze`, `check`, `heap`, `snapshot`, `soak`,
 //! `up --check`): every write goes through [`write`], so a reader that goes away (`| head -1`)
-//! ends the program quietly and a full disk (`> /dev/full`) is an error, never a panic.
+//! ends the program quietly and a full disk (`> /dev/full`) is an error, never a panic. Notes on
+//! standard error go through `errln!`, which never panics either.
 
 use std::fmt;
 use std::io::{self, Write as _};
@@ -51,7 +52,18 @@ macro_rules! out {
     };
 }
 
-pub(crate) use {out, outln};
+/// `eprintln!` that never panics: a note on standard error (progress, "report written") is lost
+/// when standard error is a closed pipe or a full disk, and the command goes on.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("{}\n", format_args!($($arg)*)),
+        );
+    }};
+}
+
+pub(crate) use {errln, out, outln};
 
 #[cfg(test)]
 mod tests {

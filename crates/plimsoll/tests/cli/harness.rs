@@ -15,6 +15,8 @@ pub(crate) struct Cmd {
     stdin: Option<Vec<u8>>,
     /// Where standard output goes instead of a pipe the harness reads.
     stdout: Option<Stdio>,
+    /// Where standard error goes instead of a pipe the harness reads.
+    stderr: Option<Stdio>,
 }
 
 /// What a finished run printed.
@@ -40,6 +42,7 @@ impl Cmd {
             command,
             stdin: None,
             stdout: None,
+            stderr: None,
         }
     }
 
@@ -49,24 +52,31 @@ impl Cmd {
             command: Command::new(program),
             stdin: None,
             stdout: None,
+            stderr: None,
         }
     }
 
     /// Standard output is a pipe whose reader is already gone: every write fails with EPIPE.
     pub(crate) fn stdout_closed_pipe(mut self) -> Self {
-        let (reader, writer) = std::io::pipe().expect("pipe");
-        drop(reader);
-        self.stdout = Some(writer.into());
+        self.stdout = Some(closed_pipe());
         self
     }
 
     /// Standard output is `/dev/full`: every write fails with ENOSPC.
     pub(crate) fn stdout_dev_full(mut self) -> Self {
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .expect("open /dev/full");
-        self.stdout = Some(full.into());
+        self.stdout = Some(dev_full());
+        self
+    }
+
+    /// Standard error is a pipe whose reader is already gone.
+    pub(crate) fn stderr_closed_pipe(mut self) -> Self {
+        self.stderr = Some(closed_pipe());
+        self
+    }
+
+    /// Standard error is `/dev/full`.
+    pub(crate) fn stderr_dev_full(mut self) -> Self {
+        self.stderr = Some(dev_full());
         self
     }
 
@@ -107,7 +117,7 @@ impl Cmd {
     pub(crate) fn expect_exit(mut self, code: i32) -> Output {
         self.command
             .stdout(self.stdout.take().unwrap_or_else(Stdio::piped))
-            .stderr(Stdio::piped())
+            .stderr(self.stderr.take().unwrap_or_else(Stdio::piped))
             .stdin(Stdio::piped());
         let mut child = self.command.spawn().expect("spawn plimsoll");
         if let Some(bytes) = self.stdin.take() {
@@ -149,6 +159,22 @@ impl Cmd {
         );
         result
     }
+}
+
+/// A pipe whose reader is already gone: every write fails with EPIPE.
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    writer.into()
+}
+
+/// `/dev/full`: every write fails with ENOSPC.
+fn dev_full() -> Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full")
+        .into()
 }
 
 /// Writes `text` to `name` in `dir` and returns the path.

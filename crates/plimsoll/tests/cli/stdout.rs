@@ -1,6 +1,7 @@
 //! Every command that prints, with standard output a closed pipe (`| head -1`) or a full disk
 //! (`> /dev/full`): a quiet exit 0 on the closed pipe (as ripgrep does), exit 2 with a message
-//! on the full disk, never a panic.
+//! on the full disk, never a panic. A standard error that cannot be written loses the log and
+//! the notes, and changes nothing else.
 
 use std::path::Path;
 
@@ -97,4 +98,44 @@ fn a_soak_verdict_into_a_closed_pipe_or_a_full_disk_does_not_panic() {
             out.stderr
         );
     }
+}
+
+#[test]
+fn a_closed_or_full_standard_error_loses_the_log_and_changes_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = || {
+        Cmd::new("run")
+            .arg("--listen")
+            .arg("off")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--")
+            .arg("sh")
+            .arg("-c")
+            .arg("exit 0")
+    };
+    // The supervisor logs at every start and exit: the log must not end it.
+    run().stderr_closed_pipe().expect_exit(0);
+    run().stderr_dev_full().expect_exit(0);
+    // A soak too short to tell: its notes and progress go to standard error.
+    let soak = || {
+        Cmd::new("soak")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--duration")
+            .arg("1s")
+            .arg("--interval")
+            .arg("200ms")
+            .arg("--")
+            .arg("sleep")
+            .arg("5")
+    };
+    let out = soak().stderr_dev_full().expect_exit(3);
+    assert!(out.stdout.contains("INCONCLUSIVE"), "{}", out.stdout);
+    soak().stderr_closed_pipe().expect_exit(3);
+    // A usage error with nowhere to say it is still exit 2.
+    Cmd::new("analyze")
+        .arg(dir.path().join("missing.csv"))
+        .stderr_dev_full()
+        .expect_exit(2);
 }
