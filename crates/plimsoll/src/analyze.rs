@@ -11,6 +11,7 @@ use plimsoll_http::verdict_json;
 use crate::cli::AnalyzeArgs;
 use crate::exit;
 use crate::series::SeriesReader;
+use crate::stdout::outln;
 use crate::units::{human_bytes, human_seconds};
 
 pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
@@ -46,9 +47,9 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
     let budget = args.budget.map(|b| b.0);
     let time_to_budget_s = budget.and_then(|b| detector.time_to_budget_s(b));
     if args.json {
-        println!("{}", verdict_json(&status, budget, time_to_budget_s));
+        outln!("{}", verdict_json(&status, budget, time_to_budget_s))?;
     } else {
-        print_human(&name, &status, budget, time_to_budget_s);
+        print_human(&name, &status, budget, time_to_budget_s)?;
     }
     Ok(match status.verdict {
         Verdict::Leak => exit::LEAK,
@@ -62,47 +63,48 @@ fn print_human(
     status: &LeakStatus,
     budget: Option<u64>,
     time_to_budget_s: Option<f64>,
-) {
+) -> Result<()> {
     let headline = match status.verdict {
         Verdict::Leak => "LEAK",
         Verdict::NoLeak => "no leak",
         Verdict::Inconclusive => "inconclusive",
     };
-    println!("{name}: {headline}");
-    println!(
+    outln!("{name}: {headline}")?;
+    outln!(
         "  samples        {} over {}",
         status.samples,
         human_seconds(status.observed_s)
-    );
-    println!(
+    )?;
+    outln!(
         "  growth         {}/min of the retained floor ({})",
         human_bytes(status.growth_bytes_per_s * 60.0),
         status.signal.as_str()
-    );
+    )?;
     if let Some(t) = status.suspected_after_s {
-        println!("  suspected      after {}", human_seconds(t));
+        outln!("  suspected      after {}", human_seconds(t))?;
     }
     if let Some(t) = status.detected_after_s {
-        println!("  confirmed      after {}", human_seconds(t));
+        outln!("  confirmed      after {}", human_seconds(t))?;
     }
-    println!("  confidence     {:.0} %", status.confidence * 100.0);
+    outln!("  confidence     {:.0} %", status.confidence * 100.0)?;
     if let Some(budget) = budget {
         match time_to_budget_s {
-            Some(t) => println!(
+            Some(t) => outln!(
                 "  budget         {} reached in about {}",
                 human_bytes(budget as f64),
                 human_seconds(t)
-            ),
-            None => println!(
+            )?,
+            None => outln!(
                 "  budget         {} (not on course to reach it)",
                 human_bytes(budget as f64)
-            ),
+            )?,
         }
     }
     if let Some(more) = status.needs_more_s {
-        println!(
+        outln!(
             "  needs          about {} more of observation to tell",
             human_seconds(more)
-        );
+        )?;
     }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::cli::CheckArgs;
 use crate::exit;
+use crate::stdout::{out, outln};
 
 pub(crate) fn run(args: &CheckArgs) -> Result<u8> {
     let pid = Pid(args.pid);
@@ -29,13 +30,13 @@ pub(crate) fn run(args: &CheckArgs) -> Result<u8> {
     if args.json {
         let mut value = sample_json(&sample);
         value["containment"] = json!(containment);
-        println!("{value}");
+        outln!("{value}")?;
     } else {
-        print!("{}", human(&sample));
-        println!(
+        out!("{}", human(&sample))?;
+        outln!(
             "containment: {}",
             containment.unwrap_or("none (not started by plimsoll run, up or soak)")
-        );
+        )?;
     }
     Ok(exit::OK)
 }

@@ -8,7 +8,10 @@ use clap::{Args, Parser, Subcommand};
 
 use std::time::Duration;
 
-use crate::units::{parse_duration, ByteSize};
+use crate::name::parse_name;
+use crate::units::{
+    parse_duration, parse_grace, parse_interval, parse_soak_duration, parse_window, ByteSize,
+};
 
 /// Keeps a service under its memory budget: tells a real leak from a GC sawtooth, restarts
 /// before the OOM killer does, and proves in CI that a change does not leak.
@@ -57,12 +60,12 @@ Exit codes: 0 no leak, 1 leak, budget exceeded, load or target failed, 2 bad usa
 )]
 pub(crate) struct SoakArgs {
     /// How long to run the target (warm-up included); at default settings a no-leak verdict
-    /// needs at least 14 minutes after the warm-up
-    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    /// needs at least 14 minutes after the warm-up; at most 168h
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_soak_duration)]
     pub(crate) duration: Duration,
     /// Samples of the first DURATION are recorded but count neither for the verdict nor as
-    /// budget breaches
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    /// budget breaches; at most 24h
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_window)]
     pub(crate) warmup: Duration,
     /// A load command (run through sh -c) started with the target and stopped at the end; a
     /// non-zero exit before the end fails the soak
@@ -71,13 +74,14 @@ pub(crate) struct SoakArgs {
     /// Memory budget for the whole process tree (e.g. 512MiB); reaching it fails the soak
     #[arg(long, value_name = "SIZE")]
     pub(crate) budget: Option<ByteSize>,
-    /// Time between two samples
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    /// Time between two samples: 100ms to 10m
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
     pub(crate) interval: Duration,
     /// Print the verdict as one JSON object on standard output
     #[arg(long)]
     pub(crate) json: bool,
-    /// Write a self-contained HTML report of the soak to FILE
+    /// Write a self-contained HTML report of the soak to FILE (checked to be writable before
+    /// the soak starts)
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
     /// Stop as soon as the detector confirms a leak or the budget is reached
@@ -94,8 +98,9 @@ pub(crate) struct SoakArgs {
     /// Write every event as a JSON line to FILE
     #[arg(long, value_name = "FILE")]
     pub(crate) events: Option<String>,
-    /// Name of the target in events and the report; default: the command's file name
-    #[arg(long, value_name = "NAME")]
+    /// Name of the target in events and the report (letters, digits, `-`, `_`, `.`; at most
+    /// 64); default: the command's file name
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: Option<String>,
     /// Do not preload the Node.js agent into a Node command
     #[arg(long)]
@@ -116,8 +121,9 @@ pub(crate) struct ReportArgs {
     /// The target to report on; default: the one with the newest sample
     #[arg(long, value_name = "NAME")]
     pub(crate) target: Option<String>,
-    /// Only the samples of the last DURATION; default: every raw sample the store keeps
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Only the samples of the last DURATION (at most 24h); default: every raw sample the
+    /// store keeps
+    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
     pub(crate) last: Option<Duration>,
     /// The detector's time scale the run used (`soak --time-scale`), for the verdict
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
@@ -127,6 +133,7 @@ pub(crate) struct ReportArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SnapshotArgs {
     /// The target's name (as in `run --name`, or the instance name under `up`)
+    #[arg(value_parser = parse_name)]
     pub(crate) target: String,
     /// The data dir of the supervisor that runs it; default: $XDG_STATE_HOME/plimsoll or
     /// ~/.local/state/plimsoll
@@ -210,11 +217,12 @@ pub(crate) struct MonitorArgs {
     /// Critical above this share of the budget held for 5 minutes
     #[arg(long, value_name = "PERCENT", default_value = "85", value_parser = parse_percent)]
     pub(crate) critical: f64,
-    /// Time between two samples of the process tree
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    /// Time between two samples of the process tree: 100ms to 10m
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
     pub(crate) interval: Duration,
-    /// After each start, samples this long are recorded but count neither as breaches nor leaks
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    /// After each start, samples this long are recorded but count neither as breaches nor
+    /// leaks; at most 24h
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_window)]
     pub(crate) warmup: Duration,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
@@ -285,11 +293,12 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
 pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) monitor: MonitorArgs,
-    /// Between SIGTERM and SIGKILL when stopping or restarting
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// Between SIGTERM and SIGKILL when stopping or restarting; at most 10m
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_grace)]
     pub(crate) grace: Duration,
-    /// Name of the target in events and metrics; default: the command's file name
-    #[arg(long, value_name = "NAME")]
+    /// Name of the target in events and metrics (letters, digits, `-`, `_`, `.`; at most 64);
+    /// default: the command's file name
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: Option<String>,
     /// Do not preload the Node.js agent into a Node command (no heap figures, snapshots or gc)
     #[arg(long)]
@@ -302,8 +311,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub(crate) max_restarts: u32,
     /// The window restarts are counted over, in the target's run time (the backoff delays
-    /// between runs do not count)
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    /// between runs do not count); at most 24h
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_window)]
     pub(crate) restart_window: Duration,
     /// The target's OOM score adjustment (-1000 to 1000); by default a negative one inherited
     /// from plimsoll (which may protect itself) is reset to 0

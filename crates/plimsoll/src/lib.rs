@@ -3,6 +3,7 @@
 
 mod agent;
 mod analyze;
+mod bounded;
 mod check;
 mod cli;
 mod common;
@@ -11,6 +12,7 @@ mod event;
 mod heap;
 mod http;
 mod logging;
+mod name;
 mod outputs;
 mod registry;
 mod report;
@@ -19,11 +21,13 @@ mod series;
 mod sinks;
 mod snapshot;
 mod soak;
+mod stdout;
 mod supervise;
 mod units;
 mod up;
 mod watch;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -48,20 +52,45 @@ pub fn main() -> ExitCode {
     }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
+        Err(mut error) => {
+            // clap quotes a bad value whole: cut it short and escape it, like every message.
+            use clap::error::{ContextKind, ContextValue};
+            if let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue) {
+                let quoted = bounded::excerpt(value);
+                if quoted != *value {
+                    error.insert(ContextKind::InvalidValue, ContextValue::String(quoted));
+                }
+            }
             let code = if error.use_stderr() {
                 exit::USAGE
             } else {
                 exit::OK
             };
-            let _ = error.print();
+            // Help into a closed pipe is fine; into a full disk it is an error.
+            if let Err(error) = error.print() {
+                if error.kind() != std::io::ErrorKind::BrokenPipe {
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "plimsoll: cannot write the help: {error}"
+                    );
+                    return ExitCode::from(exit::USAGE);
+                }
+            }
             return ExitCode::from(code);
         }
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("plimsoll: {error:#}");
+            // Like ripgrep: a reader that went away (`| head -1`) ends the program quietly, 0.
+            if error
+                .downcast_ref::<stdout::StdoutError>()
+                .is_some_and(stdout::StdoutError::is_closed_pipe)
+            {
+                return ExitCode::from(exit::OK);
+            }
+            // Not `eprintln!`: it panics when standard error cannot be written either.
+            let _ = writeln!(std::io::stderr(), "plimsoll: {error:#}");
             ExitCode::from(exit::USAGE)
         }
     }

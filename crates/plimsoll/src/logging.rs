@@ -1,7 +1,10 @@
 //! The log: tracing to standard error. `PLIMSOLL_LOG` sets the level (error, warn, info,
 //! debug, trace; default info). Levels mean: error — the supervisor cannot do its job for a
 //! target; warn — something failed and was worked around; info — events and decisions; debug —
-//! per-sample detail.
+//! per-sample detail. Colour only on a terminal, and never with `NO_COLOR` set (no-color.org),
+//! so log files and pipes get plain text.
+
+use std::io::IsTerminal;
 
 use tracing::level_filters::LevelFilter;
 
@@ -21,9 +24,38 @@ pub(crate) fn init_with_default(default: LevelFilter) {
         Ok("info") => LevelFilter::INFO,
         _ => default,
     };
+    let colour = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        // Its own report of a failed write is an `eprintln!`, which panics on a closed or full
+        // standard error: a log line that cannot be written is lost, the program goes on.
+        .log_internal_errors(false)
         .with_max_level(level)
         .with_target(false)
         .try_init();
+}
+
+/// Whether to colour: on a terminal, unless `NO_COLOR` is set to anything but the empty string.
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let set = Some(std::ffi::OsStr::new("1"));
+        let empty = Some(std::ffi::OsStr::new(""));
+        assert!(colour(true, None));
+        assert!(colour(true, empty));
+        assert!(!colour(true, set));
+        assert!(!colour(false, None));
+        assert!(!colour(false, set));
+    }
 }

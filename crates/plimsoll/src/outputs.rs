@@ -35,8 +35,12 @@ impl Outputs {
         let sinks = Sinks::new(sinks).context("bad event sink")?;
         let store = Store::open(data_dir)
             .with_context(|| format!("cannot open the store in '{}'", data_dir.display()))?;
-        let store = StoreWriter::spawn(store, &WriterConfig::recommended(), |error| {
-            tracing::warn!(%error, "store write failed");
+        let mut failures: u64 = 0;
+        let store = StoreWriter::spawn(store, &WriterConfig::recommended(), move |error| {
+            // With the cause: "store insert samples failed: database or disk is full".
+            failures += 1;
+            let error = anyhow::Error::new(error);
+            tracing::warn!(error = %format!("{error:#}"), failures, "store write failed");
         })
         .context("cannot start the store writer")?;
         Ok(Outputs {
@@ -62,10 +66,18 @@ impl Outputs {
             }
         }
         match self.store.flush_and_close() {
-            Ok((_, stats)) if stats.dropped > 0 => {
-                tracing::warn!(dropped = stats.dropped, "store dropped writes (queue full)");
+            Ok((_, stats)) => {
+                if stats.dropped > 0 {
+                    tracing::warn!(dropped = stats.dropped, "store dropped writes (queue full)");
+                }
+                if stats.errors > 0 {
+                    tracing::warn!(
+                        failures = stats.errors,
+                        samples_lost = stats.samples_lost,
+                        "store writes failed during the run"
+                    );
+                }
             }
-            Ok(_) => {}
             Err(error) => tracing::warn!(%error, "store did not close cleanly"),
         }
     }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::cli::ReportArgs;
 use crate::exit;
+use crate::stdout::errln;
 use crate::units::{human_bytes, human_seconds};
 use plimsoll_http::verdict_json;
 
@@ -133,7 +134,7 @@ pub(crate) fn run(args: &ReportArgs) -> Result<u8> {
         warmup_end_unix_ms: None,
     };
     write(&args.out, &input)?;
-    eprintln!("plimsoll report: wrote {}", args.out.display());
+    errln!("plimsoll report: wrote {}", args.out.display());
     Ok(exit::OK)
 }
 
@@ -364,9 +365,8 @@ pub(crate) fn render(input: &ReportInput) -> String {
     )
 }
 
-/// Writes the report to `path` atomically (a temporary file beside it, then a rename).
-pub(crate) fn write(path: &Path, input: &ReportInput) -> Result<()> {
-    let page = render(input);
+/// The temporary file a report at `path` is first written to, beside it.
+fn temporary_path(path: &Path) -> Result<PathBuf> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -374,11 +374,33 @@ pub(crate) fn write(path: &Path, input: &ReportInput) -> Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("invalid report path '{}'", path.display()))?;
-    let temporary = dir.join(format!(
+    Ok(dir.join(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),
         std::process::id()
-    ));
+    )))
+}
+
+/// Checks, before a long run, that a report can be written to `path`: not a directory, and
+/// its temporary file can be created beside it (and is removed again).
+pub(crate) fn check_destination(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!(
+            "cannot write the report '{}': it is a directory",
+            path.display()
+        );
+    }
+    let temporary = temporary_path(path)?;
+    std::fs::File::create(&temporary)
+        .with_context(|| format!("cannot write the report '{}'", path.display()))?;
+    let _ = std::fs::remove_file(&temporary);
+    Ok(())
+}
+
+/// Writes the report to `path` atomically (a temporary file beside it, then a rename).
+pub(crate) fn write(path: &Path, input: &ReportInput) -> Result<()> {
+    let page = render(input);
+    let temporary = temporary_path(path)?;
     let result = (|| -> Result<()> {
         let mut file = std::fs::File::create(&temporary)
             .with_context(|| format!("cannot write the report '{}'", temporary.display()))?;

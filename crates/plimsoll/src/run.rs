@@ -85,7 +85,7 @@ pub(crate) fn target_settings(common: &Common, target: &Target<'_>) -> Result<Se
     let name = match target.name {
         Some(name) if name.trim().is_empty() => bail!("--name '{name}' is empty"),
         Some(name) => name.to_owned(),
-        None => default_name(target.command),
+        None => crate::name::name_of_command(target.command, "target"),
     };
     let run_dir = common.data_dir.join("run");
     create_private_dir(&run_dir)?;
@@ -108,12 +108,4 @@ pub(crate) fn target_settings(common: &Common, target: &Target<'_>) -> Result<Se
         investigation_spacing: INVESTIGATION_SPACING.mul_f64(target.time_scale),
         agent: node::setup(&common.data_dir, target.command, None, target.agent)?,
     })
-}
-
-/// The command's file name: `node` for `/usr/bin/node server.js`.
-fn default_name(command: &[String]) -> String {
-    command
-        .first()
-        .and_then(|c| std::path::Path::new(c).file_name())
-        .map_or_else(|| "target".to_owned(), |n| n.to_string_lossy().into_owned())
 }

@@ -1,10 +1,13 @@
 //! Series files (`analyze` input): a CSV with a header, `t_s` and `rss_bytes` required, other
-//! sample columns optional. Read as a stream, so memory stays constant for any file length.
+//! sample columns optional. Read as a stream, so memory stays constant for any file length;
+//! a line longer than [`MAX_LINE_BYTES`] is an error as soon as it is seen.
 
 use std::io::Read;
 
 use anyhow::{anyhow, bail, Result};
 use plimsoll_analysis::Observation;
+
+use crate::bounded::{excerpt, excerpt_bytes, LineCap, MAX_LINE_BYTES};
 
 /// Columns found in the header, by position.
 #[derive(Debug)]
@@ -28,7 +31,7 @@ const OPTIONAL_BYTES: [&str; 5] = [
 /// Reads observations one by one from CSV text, checking each line.
 #[derive(Debug)]
 pub(crate) struct SeriesReader<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineCap<R>>,
     record: csv::ByteRecord,
     columns: Columns,
     last_t_s: f64,
@@ -41,10 +44,13 @@ impl<R: Read> SeriesReader<R> {
             .has_headers(true)
             .trim(csv::Trim::All)
             .flexible(false)
-            .from_reader(input);
+            .from_reader(LineCap::new(input, MAX_LINE_BYTES));
         let header = reader
             .byte_headers()
-            .map_err(|e| anyhow!("line 1: {}", csv_reason(&e)))?
+            .map_err(|e| match e.kind() {
+                csv::ErrorKind::Io(_) => anyhow!("{}", csv_reason(&e)),
+                _ => anyhow!("line 1: {}", csv_reason(&e)),
+            })?
             .clone();
         if header.is_empty() || header.iter().all(|h| h.is_empty()) {
             bail!("empty file (expected a header line with t_s and rss_bytes)");
@@ -52,10 +58,10 @@ impl<R: Read> SeriesReader<R> {
         let find = |name: &str| header.iter().position(|h| h == name.as_bytes());
         let required = |name: &str| {
             find(name).ok_or_else(|| {
-                let seen: Vec<_> = header.iter().map(String::from_utf8_lossy).collect();
+                let seen: Vec<&[u8]> = header.iter().collect();
                 anyhow!(
                     "line 1: missing column '{name}' (header has: {})",
-                    seen.join(",")
+                    excerpt_bytes(&seen.join(&b","[..]))
                 )
             })
         };
@@ -81,9 +87,10 @@ impl<R: Read> SeriesReader<R> {
         let more = self
             .reader
             .read_byte_record(&mut self.record)
-            .map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
-                anyhow!("line {line}: {}", csv_reason(&e))
+            .map_err(|e| match e.position() {
+                Some(position) => anyhow!("line {}: {}", position.line(), csv_reason(&e)),
+                // An I/O error, e.g. a line over the cap, which names its line itself.
+                None => anyhow!("{}", csv_reason(&e)),
             })?;
         if !more {
             return Ok(None);
@@ -133,16 +140,17 @@ fn csv_reason(error: &csv::Error) -> String {
             format!("expected {expected_len} fields, found {len}")
         }
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_owned(),
+        csv::ErrorKind::Io(error) => error.to_string(),
         _ => error.to_string(),
     }
 }
 
-/// A finite, non-negative number of seconds; the offending text on error.
+/// A finite, non-negative number of seconds; the offending text, cut short, on error.
 fn parse_seconds(cell: &[u8]) -> Result<f64, String> {
-    let text = std::str::from_utf8(cell).map_err(|_| String::from_utf8_lossy(cell).into_owned())?;
+    let text = std::str::from_utf8(cell).map_err(|_| excerpt_bytes(cell))?;
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        _ => Err(text.to_owned()),
+        _ => Err(excerpt(text)),
     }
 }
 
@@ -151,8 +159,8 @@ fn parse_bytes(cell: &[u8]) -> Result<Option<u64>, String> {
     if cell.is_empty() {
         return Ok(None);
     }
-    let text = std::str::from_utf8(cell).map_err(|_| String::from_utf8_lossy(cell).into_owned())?;
-    text.parse::<u64>().map(Some).map_err(|_| text.to_owned())
+    let text = std::str::from_utf8(cell).map_err(|_| excerpt_bytes(cell))?;
+    text.parse::<u64>().map(Some).map_err(|_| excerpt(text))
 }
 
 #[cfg(test)]
@@ -229,6 +237,32 @@ mod tests {
             let error = error_of(text);
             assert!(error.contains(expected), "{text:?}: {error}");
         }
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_at_the_cap_and_not_echoed() {
+        let endless = std::io::Read::chain("t_s,rss_bytes\n0,".as_bytes(), std::io::repeat(b'7'));
+        let mut reader = SeriesReader::new(endless).expect("header");
+        let error = format!("{:#}", reader.next_observation().expect_err("endless"));
+        assert_eq!(
+            error,
+            "line 2 is longer than 65536 bytes (is this the right file?)"
+        );
+        let error = format!(
+            "{:#}",
+            SeriesReader::new(std::io::repeat(0)).expect_err("zeros")
+        );
+        assert!(error.starts_with("line 1 is longer"), "{error}");
+    }
+
+    #[test]
+    fn values_in_messages_are_cut_short_and_escaped() {
+        let text = format!("t_s,rss_bytes\n0,{}\x1b[31m\n", "9".repeat(10_000));
+        let error = error_of(&text);
+        assert!(error.len() < 200, "{error}");
+        assert!(error.contains("… (10005 bytes)"), "{error}");
+        let error = error_of("t_s,rss_bytes\n0,\u{1b}[31mred\n");
+        assert!(error.contains("'\\u{1b}[31mred'"), "{error}");
     }
 
     #[test]

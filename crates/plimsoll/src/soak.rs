@@ -29,6 +29,7 @@ use crate::event::{Event, EventKind};
 use crate::exit;
 use crate::outputs::Outputs;
 use crate::report::{self, ReportInput};
+use crate::stdout::{errln, outln};
 use crate::supervise::{self, now_unix_ms, EventOutput, Settings};
 use crate::units::{human_bytes, human_seconds};
 use plimsoll_http::verdict_json;
@@ -43,6 +44,10 @@ const CHECK_EVERY: Duration = Duration::from_millis(100);
 const LOAD_GRACE: Duration = Duration::from_secs(5);
 
 pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
+    // Where the verdict goes is checked before the soak, not after it.
+    if let Some(path) = &args.report {
+        report::check_destination(path)?;
+    }
     let plan = Plan::resolve(args)?;
     let mut outputs = Outputs::open(&plan.data_dir, &sink_config(&plan.monitor))?;
     // On a terminal the progress bar has the last line: the log keeps to warnings there (the
@@ -56,7 +61,7 @@ pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
         || "none (the cgroup limit, if any)".to_owned(),
         |b| format!("{} ({b} bytes)", human_bytes(b as f64)),
     );
-    eprintln!(
+    errln!(
         "plimsoll soak: {} for {} (warm-up {}), budget {budget_text}{}",
         plan.settings.name,
         human_seconds(plan.duration.as_secs_f64()),
@@ -99,12 +104,12 @@ pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
     if let Some(path) = &args.report {
         let input = report_input(&plan, &state, &verdict)?;
         report::write(path, &input)?;
-        eprintln!("plimsoll soak: report written to {}", path.display());
+        errln!("plimsoll soak: report written to {}", path.display());
     }
     if args.json {
-        println!("{}", verdict.json);
+        outln!("{}", verdict.json)?;
     } else {
-        verdict.print_human(&plan);
+        verdict.print_human(&plan)?;
     }
     Ok(verdict.exit_code)
 }
@@ -384,7 +389,7 @@ async fn soak(
                 let at = human_seconds(clock.elapsed().as_secs_f64());
                 match status {
                     Ok(status) if status.success() => {
-                        eprintln!("plimsoll soak: the load command finished (exit 0) after {at}; the soak goes on");
+                        errln!("plimsoll soak: the load command finished (exit 0) after {at}; the soak goes on");
                     }
                     Ok(status) => {
                         let how = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
@@ -665,7 +670,7 @@ impl Finding {
         }
     }
 
-    fn print_human(&self, plan: &Plan) {
+    fn print_human(&self, plan: &Plan) -> Result<()> {
         let status = &self.status;
         let headline = match (self.exit_code, status.verdict) {
             (exit::OK, _) => "PASSED: no leak",
@@ -673,45 +678,46 @@ impl Finding {
             (_, Verdict::Leak) => "FAILED: leak",
             _ => "FAILED",
         };
-        println!("soak of {}: {headline}", plan.settings.name);
+        outln!("soak of {}: {headline}", plan.settings.name)?;
         for failure in &self.failures {
-            println!("  failed         {failure}");
+            outln!("  failed         {failure}")?;
         }
-        println!(
+        outln!(
             "  observed       {} samples over {} after a warm-up of {}",
             status.samples,
             human_seconds(status.observed_s),
             human_seconds(plan.warmup.as_secs_f64())
-        );
-        println!(
+        )?;
+        outln!(
             "  verdict        {} (confidence {:.0} %)",
             status.verdict.as_str(),
             status.confidence * 100.0
-        );
-        println!(
+        )?;
+        outln!(
             "  growth         {}/min of the retained floor ({})",
             human_bytes(status.growth_bytes_per_s * 60.0),
             status.signal.as_str()
-        );
+        )?;
         if let Some(t) = status.suspected_after_s {
-            println!("  suspected      after {}", human_seconds(t));
+            outln!("  suspected      after {}", human_seconds(t))?;
         }
         if let Some(t) = status.detected_after_s {
-            println!("  confirmed      after {}", human_seconds(t));
+            outln!("  confirmed      after {}", human_seconds(t))?;
         }
         if let Some(t) = self.time_to_budget_s {
-            println!("  budget         reached in about {}", human_seconds(t));
+            outln!("  budget         reached in about {}", human_seconds(t))?;
         }
         if let Some(more) = status
             .needs_more_s
             .filter(|_| self.exit_code == exit::INCONCLUSIVE)
         {
-            println!(
+            outln!(
                 "  needs          about {} more of observation: run with --duration {}",
                 human_seconds(more),
                 human_seconds(plan.duration.as_secs_f64() + more + 1.0)
-            );
+            )?;
         }
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{HeapCommand, HeapDiffArgs, HeapSummaryArgs};
 use crate::exit;
+use crate::stdout::outln;
 use crate::units::human_bytes;
 
 pub(crate) fn run(command: &HeapCommand) -> Result<u8> {
@@ -75,53 +76,56 @@ fn summary(args: &HeapSummaryArgs) -> Result<u8> {
             })).collect::<Vec<_>>(),
             "timing_s": {"parse": parsed, "analyze": analysed},
         });
-        println!("{out}");
+        outln!("{out}")?;
         return Ok(exit::OK);
     }
-    println!("{}", args.file.display());
-    println!(
+    outln!("{}", args.file.display())?;
+    outln!(
         "  {} nodes, {} edges, {} self size ({} reachable: {} nodes)",
         s.nodes,
         s.edges,
         bytes(s.total_self_size),
         bytes(s.reachable_self_size),
         s.reachable_nodes
-    );
-    println!("  parsed in {parsed:.2} s, analysed in {analysed:.2} s");
-    println!("\nBy node type (reachable)");
+    )?;
+    outln!("  parsed in {parsed:.2} s, analysed in {analysed:.2} s")?;
+    outln!("\nBy node type (reachable)")?;
     for t in &s.by_type {
-        println!("  {:>12}  {:>10}  {}", bytes(t.self_size), t.count, t.name);
+        outln!("  {:>12}  {:>10}  {}", bytes(t.self_size), t.count, t.name)?;
     }
-    println!(
+    outln!(
         "\nTop constructors by retained size\n  {:>12}  {:>12}  {:>10}  class",
-        "retained", "self", "count"
-    );
+        "retained",
+        "self",
+        "count"
+    )?;
     for r in &s.by_retained {
-        println!(
+        outln!(
             "  {:>12}  {:>12}  {:>10}  {}",
             bytes(r.retained_size),
             bytes(r.self_size),
             r.count,
             r.name
-        );
+        )?;
     }
-    println!(
+    outln!(
         "\nTop constructors by count\n  {:>10}  {:>12}  class",
-        "count", "self"
-    );
+        "count",
+        "self"
+    )?;
     for r in &s.by_count {
-        println!("  {:>10}  {:>12}  {}", r.count, bytes(r.self_size), r.name);
+        outln!("  {:>10}  {:>12}  {}", r.count, bytes(r.self_size), r.name)?;
     }
-    println!("\nLargest objects by retained size");
+    outln!("\nLargest objects by retained size")?;
     for o in &s.largest {
-        println!(
+        outln!(
             "  {:>12}  {} @{} (self {})",
             bytes(o.retained_size),
             o.name,
             o.id,
             bytes(o.self_size)
-        );
-        println!("      {}", snap.path_text(&o.path));
+        )?;
+        outln!("      {}", snap.path_text(&o.path))?;
     }
     Ok(exit::OK)
 }
@@ -154,30 +158,34 @@ fn growth_json(d: &plimsoll_heap::TwoWayDiff) -> Value {
     })
 }
 
-fn print_growth(d: &plimsoll_heap::TwoWayDiff) {
-    println!(
+fn print_growth(d: &plimsoll_heap::TwoWayDiff) -> Result<()> {
+    outln!(
         "  live objects {} → {}, live bytes {} → {}",
         d.count_before,
         d.count_after,
         bytes(d.bytes_before),
         bytes(d.bytes_after)
-    );
-    println!(
+    )?;
+    outln!(
         "\nWhat grew, by constructor\n  {:>12}  {:>10}  {:>10}  {:>12}  class",
-        "Δ bytes", "Δ count", "new", "freed"
-    );
+        "Δ bytes",
+        "Δ count",
+        "new",
+        "freed"
+    )?;
     for r in &d.grew {
         let delta = r.byte_delta();
         let sign = if delta < 0 { "-" } else { "+" };
-        println!(
+        outln!(
             "  {:>12}  {:>+10}  {:>10}  {:>12}  {}",
             format!("{sign}{}", bytes(delta.unsigned_abs() as u64)),
             r.count_delta(),
             r.new_count,
             r.freed_count,
             r.name
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn diff_two(a: &Path, b: &Path, args: &HeapDiffArgs) -> Result<u8> {
@@ -187,10 +195,10 @@ fn diff_two(a: &Path, b: &Path, args: &HeapDiffArgs) -> Result<u8> {
     if args.json {
         let mut out = growth_json(&d);
         out["files"] = json!([a.display().to_string(), b.display().to_string()]);
-        println!("{out}");
+        outln!("{out}")?;
     } else {
-        println!("{} → {}", a.display(), b.display());
-        print_growth(&d);
+        outln!("{} → {}", a.display(), b.display())?;
+        print_growth(&d)?;
     }
     Ok(exit::OK)
 }
@@ -235,7 +243,7 @@ pub(crate) fn three_way_json(a: &Path, b: &Path, c: &Path, top: usize) -> Result
 
 fn diff_three(a: &Path, b: &Path, c: &Path, args: &HeapDiffArgs) -> Result<u8> {
     if args.json {
-        println!("{}", three_way_json(a, b, c, args.top)?);
+        outln!("{}", three_way_json(a, b, c, args.top)?)?;
         return Ok(exit::OK);
     }
     let baseline = census(a)?;
@@ -244,36 +252,36 @@ fn diff_three(a: &Path, b: &Path, c: &Path, args: &HeapDiffArgs) -> Result<u8> {
     let analysis = Analysis::new(&last);
     let growth = plimsoll_heap::diff_two(&baseline, &Census::new(&last), args.top);
     let d = plimsoll_heap::diff_three(&baseline, &target, &last, &analysis, args.top);
-    println!(
+    outln!(
         "baseline {} → target {} → final {}",
         a.display(),
         b.display(),
         c.display()
-    );
-    println!(
+    )?;
+    outln!(
         "  {} objects appeared between baseline and target; {} of them are still alive in the final snapshot: \
          {} self, {} retained",
         d.new_in_target,
         d.suspects,
         bytes(d.suspect_self_size),
         bytes(d.suspect_retained_size)
-    );
-    println!("\nLeak suspects by constructor (ranked by retained size)");
+    )?;
+    outln!("\nLeak suspects by constructor (ranked by retained size)")?;
     for g in &d.by_class {
-        println!(
+        outln!(
             "  {:>12}  {:>10}  {}",
             bytes(g.retained_size),
             g.count,
             g.name
-        );
-        println!("      e.g. {}", last.path_text(&g.example.path));
+        )?;
+        outln!("      e.g. {}", last.path_text(&g.example.path))?;
     }
-    println!("\nLeak suspects by retainer path (ranked by retained size)");
+    outln!("\nLeak suspects by retainer path (ranked by retained size)")?;
     for g in &d.by_path {
-        println!("  {:>12}  {:>10} objects", bytes(g.retained_size), g.count);
-        println!("      {}", last.path_text(&g.example.path));
+        outln!("  {:>12}  {:>10} objects", bytes(g.retained_size), g.count)?;
+        outln!("      {}", last.path_text(&g.example.path))?;
     }
-    println!("\nGrowth from baseline to final");
-    print_growth(&growth);
+    outln!("\nGrowth from baseline to final")?;
+    print_growth(&growth)?;
     Ok(exit::OK)
 }

@@ -2,13 +2,16 @@
 //! checked before anything starts, with errors that name the file, the key and the value.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
-use crate::units::{parse_duration, parse_size};
+use crate::bounded::excerpt_message;
+use crate::name::{check_name, name_of_command};
+use crate::units::{parse_grace, parse_interval, parse_size, parse_window};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -60,7 +63,8 @@ pub(crate) enum BudgetScope {
 pub(crate) struct App {
     pub(crate) name: String,
     pub(crate) command: Vec<String>,
-    /// Relative to the config file's directory when not absolute.
+    /// Absolute: a relative `cwd` is resolved against the config file's directory, and it is
+    /// checked to be a directory before anything starts.
     pub(crate) cwd: PathBuf,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) budget: Option<u64>,
@@ -83,6 +87,17 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// The target name of each instance: the app's name, or `NAME-0`, `NAME-1`, … with several.
+    pub(crate) fn instance_names(&self) -> Vec<String> {
+        if self.instances > 1 {
+            (0..self.instances)
+                .map(|i| format!("{}-{i}", self.name))
+                .collect()
+        } else {
+            vec![self.name.clone()]
+        }
+    }
+
     /// The budget of one instance.
     pub(crate) fn instance_budget(&self) -> Option<u64> {
         match self.budget_scope {
@@ -92,19 +107,51 @@ impl App {
     }
 }
 
+/// The largest config file read, in bytes: a config for hundreds of apps fits in a few dozen KiB.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// Reads and checks `path`.
 pub(crate) fn load(path: &Path) -> Result<Vec<App>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config '{}'", path.display()))?;
-    let base = path
+    let cannot = || format!("cannot read config '{}'", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        bail!(
+            "config '{}' is larger than {MAX_CONFIG_BYTES} bytes (is this the right file?)",
+            path.display()
+        );
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{}: not UTF-8 text (at byte {})",
+            cannot(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    // Absolute, so that a bare `plimsoll.toml` (whose parent is "") resolves too.
+    let absolute = std::path::absolute(path).with_context(cannot)?;
+    let base = absolute
         .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    parse(&text, &base).map_err(|e| anyhow!("{}: {e:#}", path.display()))
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let apps = parse(&text, &base).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    for app in &apps {
+        if !app.cwd.is_dir() {
+            bail!(
+                "{}: app '{}': cwd '{}' is not a directory",
+                path.display(),
+                app.name,
+                app.cwd.display()
+            );
+        }
+    }
+    Ok(apps)
 }
 
 /// Parses and checks config text; relative `cwd`s are resolved against `base`.
 pub(crate) fn parse(text: &str, base: &Path) -> Result<Vec<App>> {
-    let file: File = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim_end()))?;
+    let file: File = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
     if file.apps.is_empty() {
         bail!("no [[app]] tables: nothing to run");
     }
@@ -116,7 +163,49 @@ pub(crate) fn parse(text: &str, base: &Path) -> Result<Vec<App>> {
         }
         apps.push(app);
     }
+    // Instances are named `app-N`: two targets with one name would share a series.
+    let mut targets: BTreeMap<String, &str> = BTreeMap::new();
+    for app in &apps {
+        for instance in app.instance_names() {
+            if let Some(other) = targets.insert(instance.clone(), &app.name) {
+                bail!(
+                    "app '{other}' and app '{}' would both run a target named '{instance}' \
+                     (instances are named NAME-0, NAME-1, …): rename one",
+                    app.name
+                );
+            }
+        }
+    }
     Ok(apps)
+}
+
+/// A TOML error as `line L, column C: message`, without toml's echo of the source line (which
+/// may be megabytes of one line, or binary).
+fn toml_error(text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let message = excerpt_lines(error.message());
+    match error.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.len()
+                - before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1)
+                + 1;
+            anyhow!("TOML error at line {line}, column {column}: {message}")
+        }
+        None => anyhow!("TOML error: {message}"),
+    }
+}
+
+/// A multi-line message with each line cut short and escaped.
+fn excerpt_lines(message: &str) -> String {
+    message
+        .lines()
+        .map(|line| excerpt_message(line.trim_end()))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> Result<App> {
@@ -125,13 +214,12 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
         .clone()
         .or_else(|| defaults.command.clone())
         .unwrap_or_default();
-    let name = match (&own.name, command.first()) {
-        (Some(name), _) => name.clone(),
-        (None, Some(program)) => Path::new(program).file_name().map_or_else(
-            || format!("app{index}"),
-            |n| n.to_string_lossy().into_owned(),
-        ),
-        (None, None) => format!("app #{}", index + 1),
+    let name = match &own.name {
+        Some(name) => {
+            check_name(name).map_err(|e| anyhow!("app #{}: name: {e}", index + 1))?;
+            name.clone()
+        }
+        None => name_of_command(&command, &format!("app{}", index + 1)),
     };
     let context = |key: &str| format!("app '{name}': {key}");
     if command.is_empty() || command[0].trim().is_empty() {
@@ -140,21 +228,16 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
             context("command")
         );
     }
-    if name.trim().is_empty() || name.contains(char::is_whitespace) {
-        bail!(
-            "{} '{name}': must be non-empty, without spaces",
-            context("name")
-        );
-    }
     let pick = |field: fn(&AppFields) -> Option<String>| field(own).or_else(|| field(defaults));
     let size = |key: &str, value: Option<String>| -> Result<Option<u64>> {
         value
             .map(|v| parse_size(&v).map_err(|e| anyhow!("{}: {e}", context(key))))
             .transpose()
     };
-    let duration = |key: &str, value: Option<String>, default: Duration| -> Result<Duration> {
+    type Parser = fn(&str) -> Result<Duration, String>;
+    let duration = |key: &str, value: Option<String>, default: Duration, parser: Parser| {
         value.map_or(Ok(default), |v| {
-            parse_duration(&v).map_err(|e| anyhow!("{}: {e}", context(key)))
+            parser(&v).map_err(|e| anyhow!("{}: {e}", context(key)))
         })
     };
     let percent = |key: &str, value: Option<f64>, default: f64| -> Result<f64> {
@@ -197,10 +280,8 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
         "interval",
         pick(|f| f.interval.clone()),
         Duration::from_secs(1),
+        parse_interval,
     )?;
-    if interval < Duration::from_millis(100) {
-        bail!("{} '{interval:?}': at least 100ms", context("interval"));
-    }
     let max_restarts = own.max_restarts.or(defaults.max_restarts).unwrap_or(10);
     if max_restarts == 0 {
         bail!("{} '0': give at least 1", context("max_restarts"));
@@ -229,13 +310,24 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
         warn,
         critical,
         interval,
-        warmup: duration("warmup", pick(|f| f.warmup.clone()), Duration::ZERO)?,
-        grace: duration("grace", pick(|f| f.grace.clone()), Duration::from_secs(5))?,
+        warmup: duration(
+            "warmup",
+            pick(|f| f.warmup.clone()),
+            Duration::ZERO,
+            parse_window,
+        )?,
+        grace: duration(
+            "grace",
+            pick(|f| f.grace.clone()),
+            Duration::from_secs(5),
+            parse_grace,
+        )?,
         max_restarts,
         restart_window: duration(
             "restart_window",
             pick(|f| f.restart_window.clone()),
             Duration::from_secs(60),
+            parse_window,
         )?,
         oom_score_adj,
         on_event: pick(|f| f.on_event.clone()),
@@ -320,6 +412,18 @@ mod tests {
                 "[[app]]\nname = \"api\"\ncommand = [\"x\"]\ngrace = \"soon\"",
                 "app 'api': grace: invalid duration 'soon'",
             ),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\ngrace = \"99999999999h\"",
+                "app 'api': grace: duration '99999999999h' is too large",
+            ),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\ninterval = \"50ms\"",
+                "app 'api': interval: duration '50ms' is below the minimum of 100ms",
+            ),
+            (
+                "[[app]]\nname = \"api\"\ncommand = [\"x\"]\nbudget = \"17179869184G\"",
+                "app 'api': budget: size '17179869184G' is too large",
+            ),
             ("[[app]]\nname = \"api\"", "app 'api': command: missing"),
             (
                 "[[app]]\nname = \"api\"\ncommand = [\"x\"]\nbudgte = \"1G\"",
@@ -331,6 +435,24 @@ mod tests {
             ),
             ("", "no [[app]] tables"),
             ("[[app]\n", "TOML"),
+            (
+                "[[app]]\nname = \"a/b\"\ncommand = [\"x\"]",
+                "app #1: name: invalid name 'a/b': '/' is not allowed",
+            ),
+            (
+                "[[app]]\nname = \"../../x\"\ncommand = [\"x\"]",
+                "invalid name '../../x': it starts with '.'",
+            ),
+            (
+                "[[app]]\nname = \"a\"\ncommand = [\"x\"]\ninstances = 2\n\
+                 [[app]]\nname = \"a-1\"\ncommand = [\"x\"]",
+                "app 'a' and app 'a-1' would both run a target named 'a-1'",
+            ),
+            (
+                "[[app]]\nname = \"web-0\"\ncommand = [\"x\"]\n\
+                 [[app]]\nname = \"web\"\ncommand = [\"x\"]\ninstances = 2",
+                "app 'web-0' and app 'web' would both run a target named 'web-0'",
+            ),
         ];
         for (text, expected) in cases {
             let error = error_of(text);

@@ -22,6 +22,7 @@ use crate::http;
 use crate::outputs::Outputs;
 use crate::registry::Registry;
 use crate::sinks::{SinkConfig, Sinks};
+use crate::stdout::outln;
 use crate::supervise::{self, AgentSetup, EventOutput, RestartPolicy, Settings};
 use crate::units::human_bytes;
 
@@ -30,7 +31,7 @@ use config::App;
 pub(crate) fn run(args: &UpArgs) -> Result<u8> {
     let apps = config::load(&args.config)?;
     if args.check {
-        print_plan(&apps);
+        print_plan(&apps)?;
         return Ok(crate::exit::OK);
     }
     let http_settings = http_settings(&args.output)?;
@@ -122,11 +123,7 @@ fn instance_settings(
     group: Option<Arc<Semaphore>>,
     agent: Option<AgentSetup>,
 ) -> Settings {
-    let name = if app.instances > 1 {
-        format!("{}-{instance}", app.name)
-    } else {
-        app.name.clone()
-    };
+    let name = app.instance_names().swap_remove(instance as usize);
     let mut env = app.env.clone();
     // PM2's name for it too, so apps written for PM2 clusters find their instance number.
     env.push(("PLIMSOLL_INSTANCE".to_owned(), instance.to_string()));
@@ -157,19 +154,20 @@ fn instance_settings(
 }
 
 /// `up --check`: what would run.
-fn print_plan(apps: &[App]) {
+fn print_plan(apps: &[App]) -> Result<()> {
     for app in apps {
         let budget = app
             .instance_budget()
             .map_or_else(|| "the cgroup limit".to_owned(), |b| human_bytes(b as f64));
-        println!(
+        outln!(
             "{}: {} x `{}` in {}, budget {budget} per instance",
             app.name,
             app.instances,
             app.command.join(" "),
             app.cwd.display()
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// The outputs shared by every instance's loop (all on one thread), plus the app's own sinks.

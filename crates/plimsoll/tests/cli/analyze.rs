@@ -63,6 +63,40 @@ fn human_output_reads_like_a_sentence() {
 }
 
 #[test]
+fn endless_or_huge_lines_stop_at_the_cap_with_a_short_message() {
+    // /dev/zero has no line end at all: refused at 64 KiB, not buffered until killed.
+    let out = Cmd::new("analyze").arg("/dev/zero").expect_exit(2);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "plimsoll: bad series file '/dev/zero': line 1 is longer than 65536 bytes \
+         (is this the right file?)"
+    );
+    // A 20 MB line on standard input.
+    let mut huge = b"t_s,rss_bytes\n0,".to_vec();
+    huge.resize(20 << 20, b'7');
+    let out = Cmd::new("analyze").arg("-").stdin(huge).expect_exit(2);
+    assert!(
+        out.stderr.contains("line 2 is longer than"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.len() < 200, "{}", out.stderr);
+    // Binary garbage in a value is cut short and escaped, not echoed raw.
+    let mut garbage = b"t_s,rss_bytes\n0,".to_vec();
+    garbage.extend((0..4000u32).map(|i| (i % 7) as u8 * 37 + 1));
+    garbage.push(b'\n');
+    let out = Cmd::new("analyze").arg("-").stdin(garbage).expect_exit(2);
+    assert!(out.stderr.contains("invalid rss_bytes"), "{}", out.stderr);
+    assert!(out.stderr.contains("… (4000 bytes)"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains('\u{1}'),
+        "raw control bytes: {}",
+        out.stderr
+    );
+    assert!(out.stderr.len() < 400, "{}", out.stderr);
+}
+
+#[test]
 fn bad_input_exits_2_naming_the_line_and_value() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [

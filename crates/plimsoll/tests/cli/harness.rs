@@ -13,6 +13,10 @@ const DEADLINE: Duration = Duration::from_secs(60);
 pub(crate) struct Cmd {
     command: Command,
     stdin: Option<Vec<u8>>,
+    /// Where standard output goes instead of a pipe the harness reads.
+    stdout: Option<Stdio>,
+    /// Where standard error goes instead of a pipe the harness reads.
+    stderr: Option<Stdio>,
 }
 
 /// What a finished run printed.
@@ -37,7 +41,43 @@ impl Cmd {
         Cmd {
             command,
             stdin: None,
+            stdout: None,
+            stderr: None,
         }
+    }
+
+    /// Another program, e.g. a wrapper that sets something up and then execs plimsoll.
+    pub(crate) fn program(program: impl AsRef<std::ffi::OsStr>) -> Self {
+        Cmd {
+            command: Command::new(program),
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
+    /// Standard output is a pipe whose reader is already gone: every write fails with EPIPE.
+    pub(crate) fn stdout_closed_pipe(mut self) -> Self {
+        self.stdout = Some(closed_pipe());
+        self
+    }
+
+    /// Standard output is `/dev/full`: every write fails with ENOSPC.
+    pub(crate) fn stdout_dev_full(mut self) -> Self {
+        self.stdout = Some(dev_full());
+        self
+    }
+
+    /// Standard error is a pipe whose reader is already gone.
+    pub(crate) fn stderr_closed_pipe(mut self) -> Self {
+        self.stderr = Some(closed_pipe());
+        self
+    }
+
+    /// Standard error is `/dev/full`.
+    pub(crate) fn stderr_dev_full(mut self) -> Self {
+        self.stderr = Some(dev_full());
+        self
     }
 
     pub(crate) fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
@@ -76,17 +116,16 @@ impl Cmd {
     /// Runs to completion (or the deadline) and checks the exit code.
     pub(crate) fn expect_exit(mut self, code: i32) -> Output {
         self.command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(self.stdout.take().unwrap_or_else(Stdio::piped))
+            .stderr(self.stderr.take().unwrap_or_else(Stdio::piped))
             .stdin(Stdio::piped());
         let mut child = self.command.spawn().expect("spawn plimsoll");
         if let Some(bytes) = self.stdin.take() {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(&bytes)
-                .expect("write stdin");
+            // A command may stop reading early (a line over its cap): a closed pipe is fine.
+            let written = child.stdin.take().expect("stdin").write_all(&bytes);
+            if let Err(error) = written {
+                assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "write stdin");
+            }
         }
         drop(child.stdin.take());
         let started = Instant::now();
@@ -120,6 +159,22 @@ impl Cmd {
         );
         result
     }
+}
+
+/// A pipe whose reader is already gone: every write fails with EPIPE.
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    writer.into()
+}
+
+/// `/dev/full`: every write fails with ENOSPC.
+fn dev_full() -> Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full")
+        .into()
 }
 
 /// Writes `text` to `name` in `dir` and returns the path.

@@ -56,7 +56,7 @@ fn serve_leaker(dir: &Path) -> (Running, String) {
 }
 
 /// One HTTP/1.1 request (connection closed after it); status and body.
-fn request(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn request(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

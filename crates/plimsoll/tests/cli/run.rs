@@ -424,8 +424,33 @@ fn every_event_also_reaches_the_on_event_command() {
 
 #[test]
 fn bad_flags_exit_2_naming_the_value() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--budget", "12QB", "--", "true"], "'12QB'"),
+        // 2^64 bytes: refused, not saturated to 16 EiB.
+        (
+            &["--budget", "17179869184G", "--", "true"],
+            "size '17179869184G' is too large",
+        ),
+        (
+            &["--budget", "99999999999999999999G", "--", "true"],
+            "size '99999999999999999999G' is too large",
+        ),
+        (
+            &["--grace", "99999999999h", "--", "true"],
+            "duration '99999999999h' is too large",
+        ),
+        (
+            &["--grace", "11m", "--", "true"],
+            "duration '11m' is above the maximum of 10m",
+        ),
+        (
+            &["--interval", "0s", "--", "true"],
+            "duration '0s' is below the minimum of 100ms",
+        ),
+        (
+            &["--restart-window", "48h", "--", "true"],
+            "duration '48h' is above the maximum of 24h",
+        ),
         (
             &["--warn", "90", "--critical", "80", "--", "true"],
             "--warn 90%",
@@ -519,4 +544,90 @@ fn a_store_written_by_a_supervisor_killed_with_sigkill_reopens_intact() {
         Vec::<String>::new()
     );
     assert!(store.samples("sleep", 0, 1000).expect("samples").len() >= 3);
+}
+
+#[test]
+fn names_that_are_not_safe_path_parts_exit_2_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long = "n".repeat(300);
+    for name in [
+        "a/b",
+        "../../x",
+        long.as_str(),
+        ".hidden",
+        "a b",
+        "red\u{1b}[31m",
+    ] {
+        let out = run_in(dir.path())
+            .arg("--name")
+            .arg(name)
+            .arg("--")
+            .arg("touch")
+            .arg(dir.path().join("started"))
+            .expect_exit(2);
+        assert!(
+            out.stderr.contains("invalid name"),
+            "{name}: {}",
+            out.stderr
+        );
+        // Quoted cut short and escaped, by clap too.
+        assert!(out.stderr.len() < 700, "{name}: {}", out.stderr);
+        assert!(!out.stderr.contains('\u{1b}'), "{name}: {:?}", out.stderr);
+        assert!(
+            !dir.path().join("started").exists(),
+            "{name}: the target ran"
+        );
+    }
+    // The longest allowed name runs.
+    run_in(dir.path())
+        .arg("--name")
+        .arg("n".repeat(64))
+        .arg("--")
+        .arg("touch")
+        .arg(dir.path().join("started"))
+        .expect_exit(0);
+    assert!(dir.path().join("started").exists());
+}
+
+#[test]
+fn the_log_has_no_colour_off_a_terminal_or_with_no_color() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_in(dir.path()).arg("--").arg("true").expect_exit(0);
+    assert!(out.stderr.contains("started"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "ANSI in a pipe: {:?}",
+        out.stderr
+    );
+    // On a terminal (a pty made by `script`), colour unless NO_COLOR is set.
+    let plimsoll = env!("CARGO_BIN_EXE_plimsoll");
+    let run = format!(
+        "run --listen off --data-dir '{}' -- true",
+        dir.path().join("data").display()
+    );
+    let on_a_terminal = |args: &str, no_color: Option<&str>| {
+        let mut script = std::process::Command::new("script");
+        script
+            .arg("-qec")
+            .arg(format!("'{plimsoll}' {args}"))
+            .arg("/dev/null");
+        script.env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            script.env("NO_COLOR", value);
+        }
+        let output = script.output().expect("script(1) from util-linux");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let coloured = on_a_terminal(&run, None);
+    assert!(
+        coloured.contains("started") && coloured.contains('\u{1b}'),
+        "{coloured:?}"
+    );
+    let plain = on_a_terminal(&run, Some("1"));
+    assert!(plain.contains("started"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "NO_COLOR=1: {plain:?}");
+    // clap's usage errors follow the same rule.
+    let plain = on_a_terminal("--bogus", Some("1"));
+    assert!(plain.contains("unexpected argument"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "NO_COLOR=1: {plain:?}");
 }

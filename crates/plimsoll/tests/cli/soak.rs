@@ -248,6 +248,46 @@ fn bad_usage_exits_2_naming_the_value() {
     assert!(!dir.path().join("r.html").exists(), "nothing written");
 }
 
+#[test]
+fn output_paths_that_cannot_be_written_fail_before_the_soak_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = dir.path().join("started");
+    let target = format!("touch '{}'; sleep 60", started.display());
+    let missing = dir.path().join("missing/dir");
+    let cases = [
+        (
+            "--report",
+            missing.join("r.html"),
+            "cannot write the report",
+        ),
+        ("--report", dir.path().to_owned(), "it is a directory"),
+        ("--events", missing.join("e.jsonl"), "e.jsonl"),
+    ];
+    for (flag, path, expected) in cases {
+        let clock = Instant::now();
+        let out = soak_in(dir.path(), "30s")
+            .arg(flag)
+            .arg(&path)
+            .arg("--")
+            .arg("sh")
+            .arg("-c")
+            .arg(&target)
+            .expect_exit(2);
+        assert!(out.stderr.contains(expected), "{flag}: {}", out.stderr);
+        assert!(
+            clock.elapsed() < Duration::from_secs(10),
+            "{flag}: took {:?}",
+            clock.elapsed()
+        );
+        assert!(!started.exists(), "{flag}: the target was started");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        1,
+        "only the data dir is left (no temporary report file)"
+    );
+}
+
 /// Headless Chromium's DOM of `page` after its scripts ran; fails when Chromium is missing.
 fn chromium_dom(page: &Path) -> String {
     let profile = tempfile::tempdir().expect("profile dir");

@@ -150,6 +150,170 @@ fn a_bad_config_names_the_file_the_key_and_the_value_and_starts_nothing() {
 }
 
 #[test]
+fn an_endless_or_binary_config_is_refused_at_once() {
+    let out = Cmd::new("up")
+        .arg("--check")
+        .arg("-c")
+        .arg("/dev/zero")
+        .expect_exit(2);
+    assert!(
+        out.stderr
+            .contains("config '/dev/zero' is larger than 1048576 bytes"),
+        "{}",
+        out.stderr
+    );
+    // A TOML error names the line and column but does not echo the (huge) line.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = format!("[[app]]\nname = \"{}\x1b[31m\n", "x".repeat(500_000));
+    let config = write_config(dir.path(), &line);
+    let out = Cmd::new("up")
+        .arg("--check")
+        .arg("-c")
+        .arg(&config)
+        .expect_exit(2);
+    assert!(
+        out.stderr.contains("TOML error at line 2"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.len() < 600, "{}", out.stderr);
+}
+
+#[test]
+fn a_bare_config_name_in_the_current_directory_starts_its_apps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+    write_config(
+        dir.path(),
+        "[[app]]\nname = \"job\"\ncommand = [\"sh\", \"-c\", \"pwd > where\"]\ncwd = \"sub\"\n",
+    );
+    let sub = dir.path().join("sub").canonicalize().expect("canonical");
+    // The default `plimsoll.toml`, then `-c plimsoll.toml`: both a bare name.
+    for config in [None, Some("plimsoll.toml")] {
+        let _ = std::fs::remove_file(sub.join("where"));
+        let cmd = Cmd::new("up").arg("--listen").arg("off");
+        let cmd = match config {
+            Some(name) => cmd.arg("-c").arg(name),
+            None => cmd,
+        };
+        let out = cmd
+            .arg("--data-dir")
+            .arg("data")
+            .current_dir(dir.path())
+            .expect_exit(0);
+        let wrote = std::fs::read_to_string(sub.join("where")).unwrap_or_default();
+        assert_eq!(
+            wrote.trim(),
+            sub.display().to_string(),
+            "{config:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn check_refuses_a_cwd_that_does_not_exist_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        "[[app]]\nname = \"api\"\ncommand = [\"true\"]\ncwd = \"nowhere\"\n",
+    );
+    let out = Cmd::new("up")
+        .arg("--check")
+        .arg("-c")
+        .arg(&config)
+        .expect_exit(2);
+    let nowhere = dir.path().join("nowhere");
+    assert!(
+        out.stderr.contains(&format!(
+            "app 'api': cwd '{}' is not a directory",
+            nowhere.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
+/// The README's `up` command as written (`plimsoll up -c examples/plimsoll.toml --events -`)
+/// from the repository's root, and the same file by its bare name from `examples/`; only the
+/// HTTP port (off) and the data dir (a temp dir) differ, so that tests cannot collide.
+#[test]
+fn the_readme_up_command_starts_every_app_from_the_root_and_from_examples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    assert!(readme.contains("plimsoll up -c examples/plimsoll.toml --events -"));
+    for (cwd, config) in [
+        (root.clone(), "examples/plimsoll.toml"),
+        (root.join("examples"), "plimsoll.toml"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut up = Cmd::new("up")
+            .arg("-c")
+            .arg(config)
+            .arg("--events")
+            .arg("-")
+            .arg("--listen")
+            .arg("off")
+            .env("XDG_STATE_HOME", dir.path())
+            .current_dir(&cwd)
+            .spawn_in(dir.path());
+        let stdout = dir.path().join("plimsoll.stdout");
+        eventually("three started apps", WITHIN, || {
+            let events = read_events(&stdout);
+            let mut started: Vec<String> = events
+                .iter()
+                .filter(|e| e["event"] == "started")
+                .map(|e| e["target"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            started.sort();
+            started.dedup();
+            (started == ["leaky-api-0", "leaky-api-1", "worker"]).then_some(())
+        });
+        up.signal("TERM");
+        up.wait_exit(WITHIN);
+        let stderr =
+            std::fs::read_to_string(dir.path().join("plimsoll.stderr")).unwrap_or_default();
+        assert!(!stderr.contains("cannot start"), "{config}: {stderr}");
+    }
+}
+
+#[test]
+fn check_refuses_names_that_collide_or_are_not_safe_naming_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "[[app]]\nname = \"web\"\ncommand = [\"true\"]\ninstances = 2\n\
+             [[app]]\nname = \"web-0\"\ncommand = [\"true\"]\n",
+            "app 'web' and app 'web-0' would both run a target named 'web-0'",
+        ),
+        (
+            "[[app]]\nname = \"a-1\"\ncommand = [\"true\"]\n\
+             [[app]]\nname = \"a\"\ncommand = [\"true\"]\ninstances = 2\n",
+            "app 'a-1' and app 'a' would both run a target named 'a-1'",
+        ),
+        (
+            "[[app]]\nname = \"../../x\"\ncommand = [\"true\"]\n",
+            "invalid name '../../x'",
+        ),
+    ];
+    for (text, expected) in cases {
+        let config = write_config(dir.path(), text);
+        for check in [true, false] {
+            let cmd = Cmd::new("up").arg("--listen").arg("off");
+            let cmd = if check { cmd.arg("--check") } else { cmd };
+            let out = cmd
+                .arg("-c")
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .expect_exit(2);
+            assert!(out.stderr.contains(expected), "{expected}: {}", out.stderr);
+        }
+    }
+}
+
+#[test]
 fn check_prints_the_plan_of_the_shipped_example() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plimsoll.toml");
     let out = Cmd::new("up")
