@@ -133,6 +133,8 @@ impl AgentHub {
         let mut lines = BufReader::new(read).lines();
         let (sender, mut commands) = mpsc::channel::<Pending>(8);
         let mut pid: Option<u32> = None;
+        // The commands written to this agent that may still wait for a reply.
+        let mut sent: Vec<u64> = Vec::new();
         loop {
             tokio::select! {
                 line = lines.next_line() => {
@@ -147,15 +149,26 @@ impl AgentHub {
                     self.receive(&message, &mut pid, &sender);
                 }
                 Some(pending) = commands.recv() => {
-                    self.lock().waiting.insert(pending.id, pending.reply);
+                    {
+                        let mut shared = self.lock();
+                        sent.retain(|id| shared.waiting.contains_key(id));
+                        sent.push(pending.id);
+                        shared.waiting.insert(pending.id, pending.reply);
+                    }
                     if write.write_all(pending.line.as_bytes()).await.is_err() {
                         break;
                     }
                 }
             }
         }
+        // Gone: its waiting commands fail now (their reply senders are dropped), not at the
+        // command timeout.
+        let mut shared = self.lock();
+        for id in sent {
+            shared.waiting.remove(&id);
+        }
         if let Some(pid) = pid {
-            self.lock().connections.remove(&pid);
+            shared.connections.remove(&pid);
         }
     }
 
@@ -249,14 +262,17 @@ impl AgentHub {
             (connection.commands.clone(), Pending { line, id, reply })
         };
         let (channel, pending) = sender;
-        channel
-            .send(pending)
-            .await
-            .context("the agent disconnected")?;
+        let gone = || format!("the agent in process {pid} disconnected before answering");
+        channel.send(pending).await.with_context(gone)?;
         let reply = tokio::time::timeout(COMMAND_TIMEOUT, answer)
             .await
-            .context("the agent did not answer in time")?
-            .context("the agent disconnected")?;
+            .with_context(|| {
+                format!(
+                    "the agent in process {pid} did not answer within {} s",
+                    COMMAND_TIMEOUT.as_secs()
+                )
+            })?
+            .with_context(gone)?;
         if reply["ok"] != serde_json::Value::Bool(true) {
             bail!(
                 "the agent in process {pid} failed: {}",
@@ -327,6 +343,47 @@ mod tests {
 
     fn hub_in(dir: &Path) -> AgentHub {
         AgentHub::listen(&dir.join("agent.sock")).expect("listen")
+    }
+
+    /// A fake agent on the hub's socket: says hello as `pid`, then reads the first command.
+    async fn fake_agent(hub: &AgentHub, pid: u32) -> BufReader<UnixStream> {
+        let mut stream = UnixStream::connect(hub.socket()).await.expect("connect");
+        let hello = format!("{{\"type\":\"hello\",\"pid\":{pid}}}\n");
+        stream.write_all(hello.as_bytes()).await.expect("hello");
+        until("hello", || hub.pids().contains(&pid).then_some(())).await;
+        BufReader::new(stream)
+    }
+
+    #[tokio::test]
+    async fn a_pending_command_fails_as_soon_as_its_agent_disconnects() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let mut agent = fake_agent(&hub, 4242).await;
+        let asking = hub.clone();
+        let started = Instant::now();
+        let command = tokio::spawn(async move {
+            asking
+                .command(4242, serde_json::json!({ "cmd": "snapshot", "path": "/x" }))
+                .await
+        });
+        let mut line = String::new();
+        agent.read_line(&mut line).await.expect("the command");
+        assert!(line.contains("\"snapshot\""), "{line}");
+        drop(agent);
+        let error = tokio::time::timeout(Duration::from_secs(5), command)
+            .await
+            .expect("the command fails at once, not at the 120 s timeout")
+            .expect("join")
+            .expect_err("no reply can come");
+        assert!(
+            format!("{error:#}").contains("disconnected before answering"),
+            "{error:#}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        until("the connection forgotten", || {
+            hub.pids().is_empty().then_some(())
+        })
+        .await;
     }
 
     #[tokio::test]

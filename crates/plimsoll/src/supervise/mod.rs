@@ -17,16 +17,17 @@ use plimsoll_analysis::{DetectorConfig, LeakState, Level, LevelConfig};
 use plimsoll_probe::Sample;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
-
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub(crate) use backoff::RestartPolicy;
 use backoff::{Decision, RestartHistory};
 use child::{Child, ChildExit};
 use monitor::Monitor;
 
-use crate::agent::{node, AgentHub, HeapFigures};
+use crate::agent::node::{self, AgentSetup};
+use crate::agent::{AgentHub, HeapFigures};
 use crate::event::{Event, EventKind, RestartReason};
 use crate::registry::{AdminAction, AdminReply, AdminRequest, Registry, TargetView};
 
@@ -71,15 +72,6 @@ pub(crate) struct Settings {
 /// The documented spacing of the heap snapshots of a leak investigation.
 pub(crate) const INVESTIGATION_SPACING: Duration = Duration::from_secs(60);
 
-/// Where the Node.js agent's files are.
-#[derive(Debug, Clone)]
-pub(crate) struct AgentSetup {
-    /// The agent script, written to the data dir.
-    pub(crate) script: PathBuf,
-    /// Where heap snapshots go.
-    pub(crate) snapshot_dir: PathBuf,
-}
-
 /// Where events go: the log always, plus whatever the caller plugged in.
 pub(crate) trait EventOutput {
     /// Delivers one event; must not block.
@@ -99,7 +91,8 @@ pub(crate) trait EventOutput {
     fn incident(&mut self, name: &str, t_unix_ms: i64, reason: &str, snapshot: Option<&str>);
 }
 
-/// The messages of the loop: one closed set.
+/// The messages of the loop: one closed set. Slow work (agent actions, the rolling permit, a
+/// leak investigation) runs in tasks of its own and comes back as one of these.
 #[derive(Debug)]
 enum Message {
     /// A sample of the target's tree, from the run `generation`.
@@ -109,6 +102,17 @@ enum Message {
     },
     /// The sampler of run `generation` could not read the tree.
     SampleFailed { generation: u64, error: String },
+    /// An agent action finished (or failed): the reply to pass on, and the event it makes.
+    Answered {
+        reply: oneshot::Sender<AdminReply>,
+        answer: AdminReply,
+        event: Option<EventKind>,
+    },
+    /// The rolling-restart permit asked for by run `generation` after a breach.
+    Permit {
+        generation: u64,
+        permit: OwnedSemaphorePermit,
+    },
 }
 
 /// State of one run of the target.
@@ -118,26 +122,98 @@ struct Run {
     monitor: Monitor,
     /// Whether a leak investigation was started for this run (at most one).
     investigated: bool,
+    /// Whether a breach is waiting for the rolling permit.
+    awaiting_permit: bool,
     sampler: tokio::task::JoinHandle<()>,
+    /// Cancelled when the run ends: its pending agent actions and permit requests give up.
+    ended: CancellationToken,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.sampler.abort();
+        self.ended.cancel();
+    }
 }
 
 pub(crate) use plimsoll_http::now_unix_ms;
 
-/// Supervises the target until it stops for good; returns its exit status.
-pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) -> Result<u8> {
+/// The ways into a supervisor from outside its loop: what injects it into `run`, `up`, `soak`
+/// or a test.
+#[derive(Debug)]
+pub(crate) struct Inputs {
+    /// Cancelled to stop the target gracefully and end the loop (on a signal, or when `soak`
+    /// is done).
+    pub(crate) cancel: CancellationToken,
+    /// Admin requests into the loop; the sender is published in the registry (when there is
+    /// one).
+    pub(crate) admin: mpsc::Receiver<AdminRequest>,
+    admin_sender: mpsc::Sender<AdminRequest>,
+}
+
+impl Inputs {
+    /// Inputs stopped by `cancel`, with a fresh admin channel.
+    pub(crate) fn new(cancel: CancellationToken) -> Inputs {
+        let (admin_sender, admin) = mpsc::channel(8);
+        Inputs {
+            cancel,
+            admin,
+            admin_sender,
+        }
+    }
+}
+
+/// Cancels `cancel` on the first SIGINT or SIGTERM (logged); for `run` and `up`.
+pub(crate) fn cancel_on_signals(cancel: CancellationToken) -> Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    tokio::spawn(async move {
+        let why = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+            () = cancel.cancelled() => return,
+        };
+        tracing::info!("{why}: stopping");
+        cancel.cancel();
+    });
+    Ok(())
+}
+
+/// How long a restarted instance may hold the rolling permit without being sampled: the
+/// restart delay, the keeper's start timeout and two intervals. Past it the next instance may
+/// go, whether or not this one came back.
+fn permit_deadline(delay: Duration, interval: Duration) -> Duration {
+    delay + START_ALLOWANCE + interval * 2
+}
+
+/// How long a start may take: the keeper's own limit for reporting the target's pid.
+const START_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// Supervises the target until it stops for good or `inputs.cancel` is cancelled; returns its
+/// exit status. Nothing slow is awaited in the loop itself: agent actions and the rolling
+/// permit run as tasks that answer with a message.
+pub(crate) async fn supervise(
+    settings: Settings,
+    output: &mut dyn EventOutput,
+    inputs: Inputs,
+) -> Result<u8> {
+    let Inputs {
+        cancel,
+        mut admin,
+        admin_sender,
+    } = inputs;
     let (sender, mut receiver) = mpsc::channel::<Message>(16);
     let clock = Instant::now();
     let mut history = RestartHistory::default();
     let mut budget = settings.budget;
     let mut levels = settings.levels;
     let mut generation = 0;
-    let (admin_sender, mut admin) = mpsc::channel::<AdminRequest>(8);
     if let Some(registry) = &settings.registry {
         let mut view = TargetView::new(&settings.name, levels, true);
         view.admin = Some(admin_sender);
         registry.insert(view);
+    } else {
+        drop(admin_sender);
     }
     let hub = match &settings.agent {
         Some(_) => {
@@ -165,23 +241,46 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
         .await?,
     );
     let mut restart_at: Option<Instant> = None;
-    // Held (not read) while this instance restarts: dropping it lets the next one go.
-    let mut _rolling: Option<OwnedSemaphorePermit> = None;
+    // Held (not read) while this instance restarts: dropping it lets the next one go. Released
+    // at the restarted run's first sample, at its deadline, or when the loop ends.
+    let mut rolling: Option<(OwnedSemaphorePermit, Instant)> = None;
 
     loop {
         tokio::select! {
             Some(message) = receiver.recv() => {
-                let Some(current) = run.as_mut() else { continue };
-                let sample = match message {
-                    Message::Sample { generation, sample } if generation == current.generation => sample,
-                    Message::SampleFailed { generation, error } if generation == current.generation => {
-                        tracing::debug!(target_name = %settings.name, %error, "sample failed");
+                let (generation, sample) = match message {
+                    Message::Answered { reply, answer, event } => {
+                        if let Some(kind) = event {
+                            output.emit(&Event { t_unix_ms: now_unix_ms(), target: settings.name.clone(), kind });
+                        }
+                        let _ = reply.send(answer);
                         continue;
                     }
-                    _ => continue,
+                    Message::Permit { generation, permit } => {
+                        let Some(current) = run.take_if(|r| r.generation == generation) else {
+                            // That run is gone: the permit goes straight back.
+                            continue;
+                        };
+                        match restart(&settings, current, RestartReason::Budget, &mut history, clock, output).await {
+                            Ok(delay) => {
+                                restart_at = Some(Instant::now() + delay);
+                                rolling = Some((permit, Instant::now() + permit_deadline(delay, settings.interval)));
+                            }
+                            Err(exit) => return Ok(exit.shell_status()),
+                        }
+                        continue;
+                    }
+                    Message::SampleFailed { generation, error } => {
+                        if run.as_ref().is_some_and(|r| r.generation == generation) {
+                            tracing::debug!(target_name = %settings.name, %error, "sample failed");
+                        }
+                        continue;
+                    }
+                    Message::Sample { generation, sample } => (generation, sample),
                 };
+                let Some(current) = run.as_mut().filter(|r| r.generation == generation) else { continue };
                 // The new instance is up: the next one of the app may restart.
-                _rolling = None;
+                rolling = None;
                 let heap = hub.as_ref().and_then(AgentHub::figures);
                 let breach = current.monitor.observe(clock.elapsed().as_secs_f64(), &sample, heap.as_ref(), output);
                 budget = current.monitor.budget();
@@ -202,13 +301,22 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                     }
                 }
                 if breach {
-                    if let Some(group) = &settings.rolling {
-                        _rolling = group.clone().acquire_owned().await.ok();
-                    }
-                    let run_now = run.take().context("no run")?;
-                    match restart(&settings, run_now, RestartReason::Budget, &mut history, clock, output).await {
-                        Ok(delay) => restart_at = Some(Instant::now() + delay),
-                        Err(exit) => return Ok(exit.shell_status()),
+                    match &settings.rolling {
+                        // One instance of the app at a time: the restart waits for the permit
+                        // in a task; this run goes on being sampled meanwhile.
+                        Some(group) => {
+                            if !current.awaiting_permit {
+                                current.awaiting_permit = true;
+                                request_permit(group.clone(), current, sender.clone());
+                            }
+                        }
+                        None => {
+                            let run_now = run.take().context("no run")?;
+                            match restart(&settings, run_now, RestartReason::Budget, &mut history, clock, output).await {
+                                Ok(delay) => restart_at = Some(Instant::now() + delay),
+                                Err(exit) => return Ok(exit.shell_status()),
+                            }
+                        }
                     }
                 }
             }
@@ -216,7 +324,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                 let reply = match request.action {
                     AdminAction::Restart => match run.take() {
                         Some(current) => {
-                                    match restart(&settings, current, RestartReason::Admin, &mut history, clock, output).await {
+                            match restart(&settings, current, RestartReason::Admin, &mut history, clock, output).await {
                                 Ok(delay) => {
                                     restart_at = Some(Instant::now() + delay);
                                     AdminReply::Done(serde_json::json!({ "restarting_in_ms": delay.as_millis() as u64 }))
@@ -234,15 +342,24 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                         if let Some(current) = run.as_mut() {
                             current.monitor.set_levels(config);
                         }
+                        // What /health, /metrics and the next PUT read.
+                        if let Some(registry) = &settings.registry {
+                            registry.update(&settings.name, |view| view.status.levels = config);
+                        }
                         AdminReply::Done(serde_json::json!({ "warn": config.warn, "critical": config.critical }))
                     }
                     AdminAction::LeakCheck => match run.as_ref() {
                         Some(current) => AdminReply::Done(plimsoll_http::verdict_json(&current.monitor.leak(), budget, current.monitor.time_to_budget_s())),
                         None => AdminReply::Failed(format!("target '{}' is between two runs", settings.name)),
                     },
-                    AdminAction::Snapshot | AdminAction::Gc | AdminAction::ClearCache => match &hub {
-                        Some(hub) => agent_action(&settings, hub, &request.action, output).await,
-                        None => AdminReply::Unsupported(format!(
+                    AdminAction::Snapshot | AdminAction::Gc | AdminAction::ClearCache => match (&hub, run.as_ref()) {
+                        (Some(hub), Some(current)) => {
+                            // Answered later, by the task, through the loop.
+                            spawn_agent_action(&settings, hub, current, request, sender.clone());
+                            continue;
+                        }
+                        (Some(_), None) => AdminReply::Failed(format!("target '{}' is between two runs", settings.name)),
+                        (None, _) => AdminReply::Unsupported(format!(
                             "target '{}' has no runtime agent (only Node.js targets have one)",
                             settings.name
                         )),
@@ -252,8 +369,8 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
             }
             exit = wait(&mut run) => {
                 let ended = run.take().context("no run")?;
-                ended.sampler.abort();
                 emit_exit(&settings, &ended, exit, output);
+                drop(ended);
                 if exit.code == Some(0) {
                     tracing::info!(target_name = %settings.name, "target exited cleanly; stopping");
                     return Ok(0);
@@ -294,10 +411,61 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                     }
                 }
             }
-            _ = interrupt.recv() => return Ok(shutdown(&settings, run, output, "SIGINT").await),
-            _ = terminate.recv() => return Ok(shutdown(&settings, run, output, "SIGTERM").await),
+            () = sleep_until(rolling.as_ref().map(|(_, until)| *until)) => {
+                tracing::warn!(target_name = %settings.name, "the restarted instance was not sampled in time; the next instance may restart");
+                rolling = None;
+            }
+            () = cancel.cancelled() => return Ok(shutdown(&settings, run, output).await),
         }
     }
+}
+
+/// Asks for the rolling permit in a task; it comes back as [`Message::Permit`], unless the run
+/// ends first.
+fn request_permit(group: Arc<Semaphore>, run: &Run, sender: mpsc::Sender<Message>) {
+    let generation = run.generation;
+    let ended = run.ended.clone();
+    tokio::spawn(async move {
+        let permit = tokio::select! {
+            permit = group.acquire_owned() => permit,
+            () = ended.cancelled() => return,
+        };
+        if let Ok(permit) = permit {
+            let _ = sender.send(Message::Permit { generation, permit }).await;
+        }
+    });
+}
+
+/// Runs an agent action in a task; its answer comes back as [`Message::Answered`]. It fails at
+/// once when the run ends (a restart, a crash) or the agent disconnects.
+fn spawn_agent_action(
+    settings: &Settings,
+    hub: &AgentHub,
+    run: &Run,
+    request: AdminRequest,
+    sender: mpsc::Sender<Message>,
+) {
+    let hub = hub.clone();
+    let ended = run.ended.clone();
+    let name = settings.name.clone();
+    let snapshot_dir = settings.agent.as_ref().map(|a| a.snapshot_dir.clone());
+    tokio::spawn(async move {
+        let AdminRequest { action, reply } = request;
+        let (answer, event) = tokio::select! {
+            done = agent_action(&name, &hub, snapshot_dir, &action) => done,
+            () = ended.cancelled() => (
+                AdminReply::Failed(format!("target '{name}' stopped while the {action:?} was pending")),
+                None,
+            ),
+        };
+        let _ = sender
+            .send(Message::Answered {
+                reply,
+                answer,
+                event,
+            })
+            .await;
+    });
 }
 
 /// The variable that tells the target its budget, bytes (read by plimsoll-guard).
@@ -341,6 +509,8 @@ async fn start(
     let sampler = sampler::spawn(child.pid, settings.interval, *generation, sender.clone());
     Ok(Run {
         generation: *generation,
+        awaiting_permit: false,
+        ended: CancellationToken::new(),
         child,
         monitor: Monitor::new(
             &settings.name,
@@ -383,49 +553,47 @@ fn agent_env(
     ]
 }
 
-/// Runs a snapshot, gc or clear-caches through the agents of the target's Node processes.
+/// Runs a snapshot, gc or clear-caches through the agents of the target's Node processes; the
+/// reply, and the event to emit.
 async fn agent_action(
-    settings: &Settings,
+    name: &str,
     hub: &AgentHub,
+    snapshot_dir: Option<PathBuf>,
     action: &AdminAction,
-    output: &mut dyn EventOutput,
-) -> AdminReply {
+) -> (AdminReply, Option<EventKind>) {
     let pids = hub.pids();
     let Some(&first) = pids.first() else {
-        return AdminReply::Failed(format!(
-            "no Node.js process of target '{}' has connected its agent yet",
-            settings.name
-        ));
+        return (
+            AdminReply::Failed(format!(
+                "no Node.js process of target '{name}' has connected its agent yet"
+            )),
+            None,
+        );
     };
     match action {
         AdminAction::Snapshot => {
-            let Some(dir) = settings.agent.as_ref().map(|a| &a.snapshot_dir) else {
-                return AdminReply::Unsupported("no agent".to_owned());
+            let Some(dir) = snapshot_dir else {
+                return (AdminReply::Unsupported("no agent".to_owned()), None);
             };
-            let path = dir.join(format!(
-                "{}-{first}-{}.heapsnapshot",
-                settings.name,
-                now_unix_ms()
-            ));
+            let path = dir.join(format!("{name}-{first}-{}.heapsnapshot", now_unix_ms()));
             let command =
                 serde_json::json!({ "cmd": "snapshot", "path": path.display().to_string() });
             match hub.command(first, command).await {
                 Ok(reply) => {
                     let path = reply["path"].as_str().unwrap_or_default().to_owned();
                     let bytes = reply["bytes"].as_u64().unwrap_or(0);
-                    output.emit(&Event {
-                        t_unix_ms: now_unix_ms(),
-                        target: settings.name.clone(),
-                        kind: EventKind::SnapshotWritten {
-                            path: path.clone(),
-                            bytes,
-                        },
-                    });
-                    AdminReply::Done(
-                        serde_json::json!({ "pid": first, "path": path, "bytes": bytes }),
+                    let event = EventKind::SnapshotWritten {
+                        path: path.clone(),
+                        bytes,
+                    };
+                    (
+                        AdminReply::Done(
+                            serde_json::json!({ "pid": first, "path": path, "bytes": bytes }),
+                        ),
+                        Some(event),
                     )
                 }
-                Err(error) => AdminReply::Failed(format!("{error:#}")),
+                Err(error) => (AdminReply::Failed(format!("{error:#}")), None),
             }
         }
         _ => {
@@ -441,10 +609,13 @@ async fn agent_action(
                     .await
                 {
                     Ok(reply) => replies.push(reply),
-                    Err(error) => return AdminReply::Failed(format!("{error:#}")),
+                    Err(error) => return (AdminReply::Failed(format!("{error:#}")), None),
                 }
             }
-            AdminReply::Done(serde_json::json!({ "processes": replies }))
+            (
+                AdminReply::Done(serde_json::json!({ "processes": replies })),
+                None,
+            )
         }
     }
 }
@@ -476,6 +647,7 @@ async fn restart(
     output: &mut dyn EventOutput,
 ) -> Result<Duration, ChildExit> {
     run.sampler.abort();
+    run.ended.cancel();
     output.incident(&settings.name, now_unix_ms(), reason.as_str(), None);
     let exit = run.child.stop(settings.grace).await;
     emit_exit(settings, &run, exit, output);
@@ -531,16 +703,12 @@ fn emit_exit(settings: &Settings, run: &Run, exit: ChildExit, output: &mut dyn E
     });
 }
 
-/// Stops the target gracefully on a signal to the supervisor; returns its exit status.
-async fn shutdown(
-    settings: &Settings,
-    run: Option<Run>,
-    output: &mut dyn EventOutput,
-    why: &str,
-) -> u8 {
-    tracing::info!(target_name = %settings.name, "{why}: stopping the target");
+/// Stops the target gracefully when the supervisor is cancelled; returns its exit status.
+async fn shutdown(settings: &Settings, run: Option<Run>, output: &mut dyn EventOutput) -> u8 {
+    tracing::info!(target_name = %settings.name, "stopping the target");
     let Some(mut run) = run else { return 0 };
     run.sampler.abort();
+    run.ended.cancel();
     let exit = run.child.stop(settings.grace).await;
     emit_exit(settings, &run, exit, output);
     exit.shell_status()
