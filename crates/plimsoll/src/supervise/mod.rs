@@ -284,7 +284,9 @@ pub(crate) async fn supervise(
                 let heap = hub.as_ref().and_then(AgentHub::figures);
                 let breach = current.monitor.observe(clock.elapsed().as_secs_f64(), &sample, heap.as_ref(), output);
                 budget = current.monitor.budget();
-                publish(&settings, current, &sample, heap.as_ref());
+                if let Some(registry) = &settings.registry {
+                    current.monitor.publish(registry, &sample, heap.as_ref());
+                }
                 if let (Some(hub), Some(agent), None, false) = (&hub, &settings.agent, &investigation, current.investigated) {
                     if current.monitor.leak().state == LeakState::Confirmed {
                         if let Some(&pid) = hub.pids().first() {
@@ -618,22 +620,6 @@ async fn agent_action(
             )
         }
     }
-}
-
-/// Publishes what the loop knows after a sample.
-fn publish(settings: &Settings, run: &Run, sample: &Sample, heap: Option<&HeapFigures>) {
-    let Some(registry) = &settings.registry else {
-        return;
-    };
-    registry.update(&settings.name, |view| {
-        view.status.rss_bytes = Some(sample.rss.0);
-        view.status.heap_used_bytes = heap.map(|h| h.heap_used_bytes);
-        view.status.heap_used_after_gc_bytes = heap.and_then(|h| h.heap_used_after_gc_bytes);
-        view.status.budget_bytes = run.monitor.budget();
-        view.status.level = run.monitor.level();
-        view.status.leak = Some(run.monitor.leak());
-        view.status.time_to_budget_s = run.monitor.time_to_budget_s();
-    });
 }
 
 /// Stops the run for a restart, records the incident, and decides what comes next: the delay
