@@ -3,6 +3,7 @@
 mod analyze;
 mod check;
 mod chromium;
+mod faults_loop;
 mod harness;
 mod heap;
 mod http;
