@@ -309,7 +309,7 @@ pub(crate) async fn supervise(
                         Some(group) => {
                             if !current.awaiting_permit {
                                 current.awaiting_permit = true;
-                                request_permit(group.clone(), current, sender.clone());
+                                request_permit(group.clone(), current.generation, current.ended.clone(), sender.clone());
                             }
                         }
                         None => {
@@ -357,7 +357,7 @@ pub(crate) async fn supervise(
                     AdminAction::Snapshot | AdminAction::Gc | AdminAction::ClearCache => match (&hub, run.as_ref()) {
                         (Some(hub), Some(current)) => {
                             // Answered later, by the task, through the loop.
-                            spawn_agent_action(&settings, hub, current, request, sender.clone());
+                            spawn_agent_action(&settings, hub, current.ended.clone(), request, sender.clone());
                             continue;
                         }
                         (Some(_), None) => AdminReply::Failed(format!("target '{}' is between two runs", settings.name)),
@@ -424,13 +424,18 @@ pub(crate) async fn supervise(
 
 /// Asks for the rolling permit in a task; it comes back as [`Message::Permit`], unless the run
 /// ends first.
-fn request_permit(group: Arc<Semaphore>, run: &Run, sender: mpsc::Sender<Message>) {
-    let generation = run.generation;
-    let ended = run.ended.clone();
+fn request_permit(
+    group: Arc<Semaphore>,
+    generation: u64,
+    ended: CancellationToken,
+    sender: mpsc::Sender<Message>,
+) {
     tokio::spawn(async move {
         let permit = tokio::select! {
-            permit = group.acquire_owned() => permit,
+            // An ended run never takes the permit, even when both are ready.
+            biased;
             () = ended.cancelled() => return,
+            permit = group.acquire_owned() => permit,
         };
         if let Ok(permit) = permit {
             let _ = sender.send(Message::Permit { generation, permit }).await;
@@ -443,12 +448,11 @@ fn request_permit(group: Arc<Semaphore>, run: &Run, sender: mpsc::Sender<Message
 fn spawn_agent_action(
     settings: &Settings,
     hub: &AgentHub,
-    run: &Run,
+    ended: CancellationToken,
     request: AdminRequest,
     sender: mpsc::Sender<Message>,
 ) {
     let hub = hub.clone();
-    let ended = run.ended.clone();
     let name = settings.name.clone();
     let snapshot_dir = settings.agent.as_ref().map(|a| a.snapshot_dir.clone());
     tokio::spawn(async move {
@@ -724,5 +728,125 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The tasks the loop hands slow work to, against real sockets: they answer through the
+    //! loop's channel, and give up as soon as their run ends.
+
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixStream;
+
+    use super::*;
+
+    fn settings(dir: &std::path::Path) -> Settings {
+        Settings {
+            name: "app".to_owned(),
+            command: vec!["true".to_owned()],
+            budget: None,
+            levels: LevelConfig::recommended(),
+            interval: Duration::from_millis(100),
+            warmup: Duration::ZERO,
+            grace: Duration::from_secs(1),
+            policy: RestartPolicy {
+                base_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(1),
+                max_restarts: 3,
+                window: Duration::from_secs(60),
+            },
+            run_dir: dir.to_path_buf(),
+            env: Vec::new(),
+            cwd: None,
+            rolling: None,
+            registry: None,
+            agent: Some(AgentSetup {
+                script: dir.join("agent.js"),
+                snapshot_dir: dir.to_path_buf(),
+            }),
+            detector: DetectorConfig::recommended(),
+            investigation_spacing: INVESTIGATION_SPACING,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pending_snapshot_fails_at_once_when_its_run_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = AgentHub::listen(&dir.path().join("agent.sock")).expect("listen");
+        // An agent that says hello and never answers (a blocked event loop).
+        let mut agent = UnixStream::connect(hub.socket()).await.expect("connect");
+        agent
+            .write_all(b"{\"type\":\"hello\",\"pid\":5}\n")
+            .await
+            .expect("hello");
+        while hub.pids().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let (sender, mut receiver) = mpsc::channel(4);
+        let (reply, answer) = oneshot::channel();
+        let ended = CancellationToken::new();
+        let request = AdminRequest {
+            action: AdminAction::Snapshot,
+            reply,
+        };
+        spawn_agent_action(&settings(dir.path()), &hub, ended.clone(), request, sender);
+        // The loop is free meanwhile: nothing comes back while the agent is silent.
+        let silent = tokio::time::timeout(Duration::from_millis(200), receiver.recv()).await;
+        assert!(silent.is_err(), "answered while the agent was silent");
+        ended.cancel();
+        let message = tokio::time::timeout(Duration::from_secs(2), receiver.recv())
+            .await
+            .expect("answered at once once the run ended")
+            .expect("a message");
+        let Message::Answered {
+            reply,
+            answer: why,
+            event,
+        } = message
+        else {
+            panic!("not an answer: {message:?}");
+        };
+        assert!(event.is_none());
+        assert!(
+            matches!(&why, AdminReply::Failed(text) if text.contains("stopped while")),
+            "{why:?}"
+        );
+        reply.send(why).expect("the requester still waits");
+        assert!(matches!(answer.await, Ok(AdminReply::Failed(_))));
+    }
+
+    #[tokio::test]
+    async fn a_permit_comes_back_as_a_message_and_is_not_taken_for_an_ended_run() {
+        let group = Arc::new(Semaphore::new(1));
+        let held = group.clone().acquire_owned().await.expect("permit");
+        let (sender, mut receiver) = mpsc::channel(4);
+        let first = CancellationToken::new();
+        request_permit(group.clone(), 1, first.clone(), sender.clone());
+        let second = CancellationToken::new();
+        request_permit(group.clone(), 2, second.clone(), sender);
+        // Run 1 ends while waiting: its request goes away without the permit.
+        first.cancel();
+        tokio::task::yield_now().await;
+        drop(held);
+        let message = tokio::time::timeout(Duration::from_secs(2), receiver.recv())
+            .await
+            .expect("the permit in time")
+            .expect("a message");
+        let Message::Permit { generation, permit } = message else {
+            panic!("not a permit: {message:?}");
+        };
+        assert_eq!(generation, 2);
+        assert_eq!(group.available_permits(), 0);
+        drop(permit);
+        assert_eq!(group.available_permits(), 1);
+    }
+
+    #[test]
+    fn a_held_permit_has_a_deadline_past_the_restart() {
+        let deadline = permit_deadline(Duration::from_secs(3), Duration::from_secs(1));
+        assert_eq!(deadline, Duration::from_secs(3 + 10 + 2));
     }
 }
