@@ -222,7 +222,7 @@ fn a_live_run_serves_health_metrics_the_api_and_admin_actions_on_port_0() {
 }
 
 #[test]
-fn thresholds_put_through_the_real_loop_change_health_metrics_and_the_next_put() {
+fn thresholds_leak_check_and_restart_through_the_real_loop_show_in_health_and_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut plimsoll, addr) = serve_leaker(dir.path());
     eventually("a sampled target", WITHIN, || {
@@ -259,6 +259,24 @@ fn thresholds_put_through_the_real_loop_change_health_metrics_and_the_next_put()
     let target = &json(&body)["targets"][0];
     assert_eq!(target["warn_percent"], 40.0, "{body}");
     assert_eq!(target["critical_percent"], 80.0, "{body}");
+    let first_pid = target["pid"].as_u64().expect("pid");
+    // Leak-check and restart, answered by the same real loop; the marks survive the restart.
+    let (status, body) = request(
+        &addr,
+        "POST",
+        "/api/v1/targets/leaker/leak-check",
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(json(&body)["result"]["verdict"].is_string(), "{body}");
+    let (status, body) = request(&addr, "POST", "/api/v1/targets/leaker/restart", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let target = eventually("the restarted run sampled", WITHIN, || {
+        let (_, body) = request(&addr, "GET", "/health", None);
+        let target = json(&body)["targets"][0].clone();
+        (target["restarts"] == 1 && target["pid"].as_u64() != Some(first_pid)).then_some(target)
+    });
+    assert_eq!(target["critical_percent"], 80.0, "{target}");
     plimsoll.signal("TERM");
     plimsoll.wait_exit(WITHIN);
 }
