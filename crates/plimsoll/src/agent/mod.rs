@@ -501,6 +501,24 @@ mod tests {
         assert_eq!(reader.next().await.expect("read"), None);
     }
 
+    /// On paused time: the 120 s pass at once while the agent stays silent.
+    #[tokio::test(start_paused = true)]
+    async fn a_command_an_agent_never_answers_times_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let _agent = fake_agent(&hub, 31).await;
+        let started = tokio::time::Instant::now();
+        let error = hub
+            .command(31, serde_json::json!({ "cmd": "gc" }))
+            .await
+            .expect_err("no reply comes");
+        assert!(
+            format!("{error:#}").contains("did not answer within 120 s"),
+            "{error:#}"
+        );
+        assert!(started.elapsed() >= COMMAND_TIMEOUT);
+    }
+
     #[tokio::test]
     async fn a_huge_line_then_hello_and_overflowing_figures_are_survived() {
         let dir = tempfile::tempdir().expect("tempdir");
