@@ -25,6 +25,8 @@ pub(crate) use backoff::RestartPolicy;
 use backoff::{Decision, RestartHistory};
 use child::{Child, ChildExit};
 use monitor::Monitor;
+use std::future::Future;
+use std::pin::Pin;
 
 use crate::agent::node::{self, AgentSetup};
 use crate::agent::{AgentHub, HeapFigures};
@@ -118,7 +120,7 @@ enum Message {
 /// State of one run of the target.
 struct Run {
     generation: u64,
-    child: Child,
+    child: Box<dyn Running>,
     monitor: Monitor,
     /// Whether a leak investigation was started for this run (at most one).
     investigated: bool,
@@ -149,6 +151,67 @@ pub(crate) struct Inputs {
     /// one).
     pub(crate) admin: mpsc::Receiver<AdminRequest>,
     admin_sender: mpsc::Sender<AdminRequest>,
+    /// Starts each run: the keeper, unless a test puts in its own.
+    spawner: Box<dyn Spawner>,
+}
+
+impl std::fmt::Debug for dyn Spawner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Spawner")
+    }
+}
+
+/// A future the supervisor's traits return (the loop runs on one thread: no `Send`).
+pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Starts the runs of a target.
+pub(crate) trait Spawner {
+    /// Starts one run with `env` added to the environment.
+    fn spawn<'a>(
+        &'a self,
+        settings: &'a Settings,
+        env: &'a [(String, String)],
+    ) -> Pending<'a, Result<Box<dyn Running>>>;
+}
+
+/// One run of the target, as the loop sees it.
+pub(crate) trait Running {
+    /// The pid of the tree's root, which is sampled.
+    fn pid(&self) -> u32;
+    /// Waits for the run to end by itself.
+    fn wait(&mut self) -> Pending<'_, ChildExit>;
+    /// Stops it gracefully: SIGTERM, up to `grace`, SIGKILL.
+    fn stop(&mut self, grace: Duration) -> Pending<'_, ChildExit>;
+}
+
+/// The production spawner: each run under a keeper process (child.rs).
+struct Keeper;
+
+impl Spawner for Keeper {
+    fn spawn<'a>(
+        &'a self,
+        settings: &'a Settings,
+        env: &'a [(String, String)],
+    ) -> Pending<'a, Result<Box<dyn Running>>> {
+        Box::pin(async move {
+            let child = Child::spawn(settings, &settings.run_dir, env).await?;
+            Ok(Box::new(child) as Box<dyn Running>)
+        })
+    }
+}
+
+impl Running for Child {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn wait(&mut self) -> Pending<'_, ChildExit> {
+        Box::pin(Child::wait(self))
+    }
+
+    fn stop(&mut self, grace: Duration) -> Pending<'_, ChildExit> {
+        Box::pin(Child::stop(self, grace))
+    }
 }
 
 impl Inputs {
@@ -159,7 +222,20 @@ impl Inputs {
             cancel,
             admin,
             admin_sender,
+            spawner: Box::new(Keeper),
         }
+    }
+
+    /// The same, starting runs with `spawner`.
+    #[cfg(test)]
+    fn with_spawner(self, spawner: Box<dyn Spawner>) -> Inputs {
+        Inputs { spawner, ..self }
+    }
+
+    /// A sender into the loop's admin channel.
+    #[cfg(test)]
+    fn admin_sender(&self) -> mpsc::Sender<AdminRequest> {
+        self.admin_sender.clone()
     }
 }
 
@@ -201,6 +277,7 @@ pub(crate) async fn supervise(
         cancel,
         mut admin,
         admin_sender,
+        spawner,
     } = inputs;
     let (sender, mut receiver) = mpsc::channel::<Message>(16);
     let clock = Instant::now();
@@ -230,6 +307,7 @@ pub(crate) async fn supervise(
     let mut investigation: Option<tokio::task::JoinHandle<Result<investigate::Findings>>> = None;
     let mut run = Some(
         start(
+            spawner.as_ref(),
             &settings,
             hub.as_ref(),
             &sender,
@@ -401,7 +479,7 @@ pub(crate) async fn supervise(
             }
             () = sleep_until(restart_at) => {
                 restart_at = None;
-                match start(&settings, hub.as_ref(), &sender, &mut generation, budget, levels, output).await {
+                match start(spawner.as_ref(), &settings, hub.as_ref(), &sender, &mut generation, budget, levels, output).await {
                     Ok(started) => run = Some(started),
                     Err(error) => {
                         // A start that fails is one more crash: back off, or give up.
@@ -477,7 +555,9 @@ fn spawn_agent_action(
 /// The variable that tells the target its budget, bytes (read by plimsoll-guard).
 pub(crate) const BUDGET_ENV: &str = "PLIMSOLL_BUDGET_BYTES";
 
+#[allow(clippy::too_many_arguments)]
 async fn start(
+    spawner: &dyn Spawner,
     settings: &Settings,
     hub: Option<&AgentHub>,
     sender: &mpsc::Sender<Message>,
@@ -495,10 +575,11 @@ async fn start(
     if let Some(budget) = budget {
         env.push((BUDGET_ENV.to_owned(), budget.to_string()));
     }
-    let child = Child::spawn(settings, &settings.run_dir, &env).await?;
+    let child = spawner.spawn(settings, &env).await?;
+    let pid = child.pid();
     if let Some(registry) = &settings.registry {
         registry.update(&settings.name, |view| {
-            view.status.pid = Some(child.pid);
+            view.status.pid = Some(pid);
             view.status.started_unix_ms = Some(now_unix_ms());
             view.status.restarts = (*generation - 1) as u32;
             view.status.levels = levels;
@@ -508,11 +589,11 @@ async fn start(
         t_unix_ms: now_unix_ms(),
         target: settings.name.clone(),
         kind: EventKind::Started {
-            pid: child.pid,
+            pid,
             command: settings.command.clone(),
         },
     });
-    let sampler = sampler::spawn(child.pid, settings.interval, *generation, sender.clone());
+    let sampler = sampler::spawn(pid, settings.interval, *generation, sender.clone());
     Ok(Run {
         generation: *generation,
         awaiting_permit: false,
@@ -686,7 +767,7 @@ fn emit_exit(settings: &Settings, run: &Run, exit: ChildExit, output: &mut dyn E
         t_unix_ms: now_unix_ms(),
         target: settings.name.clone(),
         kind: EventKind::Exited {
-            pid: run.child.pid,
+            pid: run.child.pid(),
             code: exit.code,
             signal: exit.signal,
         },
@@ -842,6 +923,139 @@ mod tests {
         assert_eq!(group.available_permits(), 0);
         drop(permit);
         assert_eq!(group.available_permits(), 1);
+    }
+
+    /// Runs that end only when stopped, counted. Their pid is this test's process, so the
+    /// sampler reads a real tree.
+    #[derive(Clone, Default)]
+    struct Fake {
+        starts: Arc<std::sync::atomic::AtomicUsize>,
+        stops: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    struct FakeRun(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Running for FakeRun {
+        fn pid(&self) -> u32 {
+            std::process::id()
+        }
+
+        fn wait(&mut self) -> Pending<'_, ChildExit> {
+            Box::pin(std::future::pending())
+        }
+
+        fn stop(&mut self, _grace: Duration) -> Pending<'_, ChildExit> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async {
+                ChildExit {
+                    code: None,
+                    signal: Some(15),
+                }
+            })
+        }
+    }
+
+    impl Spawner for Fake {
+        fn spawn<'a>(
+            &'a self,
+            _settings: &'a Settings,
+            _env: &'a [(String, String)],
+        ) -> Pending<'a, Result<Box<dyn Running>>> {
+            self.starts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let stops = self.stops.clone();
+            Box::pin(async move { Ok(Box::new(FakeRun(stops)) as Box<dyn Running>) })
+        }
+    }
+
+    /// The names of the events emitted.
+    #[derive(Default)]
+    struct Recorder(Vec<&'static str>);
+
+    impl EventOutput for Recorder {
+        fn emit(&mut self, event: &Event) {
+            self.0.push(event.kind.name());
+        }
+
+        fn sample(
+            &mut self,
+            _name: &str,
+            _t_unix_ms: i64,
+            _sample: &Sample,
+            _heap: Option<&HeapFigures>,
+            _budget: Option<u64>,
+            _level: Level,
+        ) {
+        }
+
+        fn incident(&mut self, _: &str, _: i64, _: &str, _: Option<&str>) {}
+    }
+
+    /// On paused time, with an injected spawner: a snapshot waits on a silent agent; the warm-up
+    /// ends, the tree (this process) breaches its 1-byte budget and is restarted without waiting
+    /// for the agent, and the snapshot fails with the run.
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_restarts_on_breach_while_a_snapshot_is_pending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = settings(dir.path());
+        settings.budget = Some(1);
+        settings.warmup = Duration::from_secs(5);
+        let warmup = settings.warmup;
+        let fake = Fake::default();
+        let cancel = CancellationToken::new();
+        let inputs = Inputs::new(cancel.clone()).with_spawner(Box::new(fake.clone()));
+        let admin = inputs.admin_sender();
+        let socket = dir
+            .path()
+            .join(format!("agent-{}-app.sock", std::process::id()));
+        let mut output = Recorder::default();
+        let clock = Instant::now();
+        let driver = async {
+            while !socket.exists() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let mut agent = UnixStream::connect(&socket).await.expect("connect");
+            agent
+                .write_all(b"{\"type\":\"hello\",\"pid\":5}\n")
+                .await
+                .expect("hello");
+            // Asked until the hub knows the agent; then the request waits on it.
+            let answer = loop {
+                let (reply, answer) = oneshot::channel();
+                let request = AdminRequest {
+                    action: AdminAction::Snapshot,
+                    reply,
+                };
+                admin.send(request).await.expect("the loop takes requests");
+                match answer.await.expect("an answer") {
+                    AdminReply::Failed(why) if why.contains("connected its agent yet") => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    answer => break answer,
+                }
+            };
+            let answered = clock.elapsed();
+            cancel.cancel();
+            drop(agent);
+            (answer, answered)
+        };
+        let (status, (answer, answered)) =
+            tokio::join!(supervise(settings, &mut output, inputs), driver);
+        assert!(
+            matches!(&answer, AdminReply::Failed(why) if why.contains("stopped while")),
+            "{answer:?}"
+        );
+        // Answered at the breach after the warm-up, not at the agent's 120 s timeout.
+        assert!(answered >= warmup, "answered after {answered:?}");
+        assert!(
+            answered < warmup + Duration::from_secs(2),
+            "answered after {answered:?}"
+        );
+        assert!(output.0.contains(&"budget-breach"), "{:?}", output.0);
+        assert!(output.0.contains(&"restarted"), "{:?}", output.0);
+        assert!(fake.starts.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        assert!(fake.stops.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        status.expect("the loop ends when cancelled");
     }
 
     #[test]
