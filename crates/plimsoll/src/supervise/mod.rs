@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use backoff::RestartPolicy;
 use backoff::{Decision, RestartHistory};
-use child::{Child, ChildExit};
+use child::Child;
+pub(crate) use child::ChildExit;
 use monitor::Monitor;
 use std::future::Future;
 use std::pin::Pin;
@@ -228,13 +229,13 @@ impl Inputs {
 
     /// The same, starting runs with `spawner`.
     #[cfg(test)]
-    fn with_spawner(self, spawner: Box<dyn Spawner>) -> Inputs {
+    pub(crate) fn with_spawner(self, spawner: Box<dyn Spawner>) -> Inputs {
         Inputs { spawner, ..self }
     }
 
     /// A sender into the loop's admin channel.
     #[cfg(test)]
-    fn admin_sender(&self) -> mpsc::Sender<AdminRequest> {
+    pub(crate) fn admin_sender(&self) -> mpsc::Sender<AdminRequest> {
         self.admin_sender.clone()
     }
 }
@@ -812,6 +813,38 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Settings for tests: target `app` running `true`, run dir `dir`, a Node agent set up there.
+#[cfg(test)]
+pub(crate) fn test_settings(dir: &std::path::Path) -> Settings {
+    use std::time::Duration;
+    Settings {
+        name: "app".to_owned(),
+        command: vec!["true".to_owned()],
+        budget: None,
+        levels: LevelConfig::recommended(),
+        interval: Duration::from_millis(100),
+        warmup: Duration::ZERO,
+        grace: Duration::from_secs(1),
+        policy: RestartPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_restarts: 3,
+            window: Duration::from_secs(60),
+        },
+        run_dir: dir.to_path_buf(),
+        env: Vec::new(),
+        cwd: None,
+        rolling: None,
+        registry: None,
+        agent: Some(AgentSetup {
+            script: dir.join("agent.js"),
+            snapshot_dir: dir.to_path_buf(),
+        }),
+        detector: DetectorConfig::recommended(),
+        investigation_spacing: INVESTIGATION_SPACING,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The tasks the loop hands slow work to, against real sockets: they answer through the
@@ -823,35 +856,6 @@ mod tests {
     use tokio::net::UnixStream;
 
     use super::*;
-
-    fn settings(dir: &std::path::Path) -> Settings {
-        Settings {
-            name: "app".to_owned(),
-            command: vec!["true".to_owned()],
-            budget: None,
-            levels: LevelConfig::recommended(),
-            interval: Duration::from_millis(100),
-            warmup: Duration::ZERO,
-            grace: Duration::from_secs(1),
-            policy: RestartPolicy {
-                base_delay: Duration::from_millis(100),
-                max_delay: Duration::from_secs(1),
-                max_restarts: 3,
-                window: Duration::from_secs(60),
-            },
-            run_dir: dir.to_path_buf(),
-            env: Vec::new(),
-            cwd: None,
-            rolling: None,
-            registry: None,
-            agent: Some(AgentSetup {
-                script: dir.join("agent.js"),
-                snapshot_dir: dir.to_path_buf(),
-            }),
-            detector: DetectorConfig::recommended(),
-            investigation_spacing: INVESTIGATION_SPACING,
-        }
-    }
 
     #[tokio::test]
     async fn a_pending_snapshot_fails_at_once_when_its_run_ends() {
@@ -873,7 +877,13 @@ mod tests {
             action: AdminAction::Snapshot,
             reply,
         };
-        spawn_agent_action(&settings(dir.path()), &hub, ended.clone(), request, sender);
+        spawn_agent_action(
+            &test_settings(dir.path()),
+            &hub,
+            ended.clone(),
+            request,
+            sender,
+        );
         // The loop is free meanwhile: nothing comes back while the agent is silent.
         let silent = tokio::time::timeout(Duration::from_millis(200), receiver.recv()).await;
         assert!(silent.is_err(), "answered while the agent was silent");
@@ -997,7 +1007,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_loop_restarts_on_breach_while_a_snapshot_is_pending() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut settings = settings(dir.path());
+        let mut settings = test_settings(dir.path());
         settings.budget = Some(1);
         settings.warmup = Duration::from_secs(5);
         let warmup = settings.warmup;
