@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use tokio_util::sync::CancellationToken;
 
 use plimsoll_analysis::DetectorConfig;
 
@@ -14,7 +15,7 @@ use crate::common::{create_private_dir, http_settings, sink_config, Common};
 use crate::http;
 use crate::outputs::Outputs;
 use crate::registry::Registry;
-use crate::supervise::{self, RestartPolicy, Settings, INVESTIGATION_SPACING};
+use crate::supervise::{self, Inputs, RestartPolicy, Settings, INVESTIGATION_SPACING};
 use crate::units::human_bytes;
 
 pub(crate) fn run(args: &RunArgs) -> Result<u8> {
@@ -36,7 +37,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8> {
     let status = runtime.block_on(async {
         let server = http::start(bound, &http_settings, &registry, &data_dir)?;
         let _control = crate::control::listen(&data_dir.join("run"), registry.clone())?;
-        let status = supervise::supervise(settings, &mut output).await;
+        let cancel = CancellationToken::new();
+        supervise::cancel_on_signals(cancel.clone())?;
+        let status = supervise::supervise(settings, &mut output, Inputs::new(cancel)).await;
         http::stop(server).await;
         status
     });

@@ -30,9 +30,10 @@ use crate::exit;
 use crate::outputs::Outputs;
 use crate::report::{self, ReportInput};
 use crate::stdout::{errln, outln};
-use crate::supervise::{self, now_unix_ms, EventOutput, Settings};
+use crate::supervise::{self, now_unix_ms, EventOutput, Inputs, Settings};
 use crate::units::{human_bytes, human_seconds};
 use plimsoll_http::verdict_json;
+use tokio_util::sync::CancellationToken;
 
 /// Progress lines off a terminal come this often.
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -361,8 +362,7 @@ async fn soak(
     output: &mut SoakOutput<'_>,
     state: &Rc<RefCell<SoakState>>,
 ) -> Result<Outcome> {
-    // Installed before the supervisor starts, so a SIGTERM of ours can never kill the process;
-    // this stream tells a stop from outside from our own.
+    // A stop from outside cancels the supervisor, like the soak's own end does.
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let clock = Instant::now();
@@ -370,7 +370,9 @@ async fn soak(
         Some(command) => Some(spawn_load(command)?),
         None => None,
     };
-    let supervisor = supervise::supervise(plan.settings.clone(), output);
+    let cancel = CancellationToken::new();
+    let supervisor =
+        supervise::supervise(plan.settings.clone(), output, Inputs::new(cancel.clone()));
     tokio::pin!(supervisor);
     let deadline = sleep(plan.duration);
     tokio::pin!(deadline);
@@ -422,16 +424,14 @@ async fn soak(
                     progress.maybe_show(elapsed, &state, plan, stop.is_some());
                 }
                 if stop.is_some() && !signalled && state.borrow().started {
-                    // The supervisor stops the target gracefully on SIGTERM: that is how the
-                    // soak ends it (the handler above keeps the signal from killing us).
+                    // Cancelling the supervisor stops the target gracefully.
                     state.borrow_mut().stopping = true;
                     signalled = true;
-                    nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGTERM)
-                        .context("cannot signal the supervisor to stop")?;
+                    cancel.cancel();
                 }
             }
-            _ = interrupt.recv() => { stop.get_or_insert(Stop::Interrupted); state.borrow_mut().stopping = true; signalled = true; }
-            _ = terminate.recv() => if !signalled { stop.get_or_insert(Stop::Interrupted); state.borrow_mut().stopping = true; signalled = true; },
+            _ = interrupt.recv() => { stop.get_or_insert(Stop::Interrupted); state.borrow_mut().stopping = true; signalled = true; cancel.cancel(); }
+            _ = terminate.recv() => { stop.get_or_insert(Stop::Interrupted); state.borrow_mut().stopping = true; signalled = true; cancel.cancel(); },
         }
     };
     progress.finish();

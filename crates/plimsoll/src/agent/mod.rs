@@ -11,14 +11,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long a command may take (a heap snapshot of a big heap takes a while).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
-/// Longest line accepted from an agent.
+/// Longest line accepted from an agent; a longer one is skipped while it is read, never
+/// buffered whole.
 const MAX_LINE: usize = 64 * 1024;
+/// The pause after a failed accept (e.g. EMFILE) before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The latest figures of one Node process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
@@ -81,6 +84,71 @@ struct Shared {
     next_id: u64,
     waiting: HashMap<u64, oneshot::Sender<serde_json::Value>>,
     errors: u64,
+    /// Accepts that failed (the loop goes on after each).
+    accept_failures: u64,
+}
+
+/// What [`LineReader::next`] read.
+#[derive(Debug, PartialEq)]
+enum Line {
+    /// A line, without its newline.
+    Text(Vec<u8>),
+    /// A line longer than the limit, skipped.
+    TooLong,
+}
+
+/// Reads lines of at most `max` bytes, holding no more than that: the rest of a longer line is
+/// skipped as it arrives. Cancel-safe (what was read stays in the reader), so it can sit in a
+/// `select!`.
+#[derive(Debug)]
+struct LineReader<R> {
+    reader: R,
+    max: usize,
+    line: Vec<u8>,
+    too_long: bool,
+}
+
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    fn new(reader: R, max: usize) -> Self {
+        LineReader {
+            reader,
+            max,
+            line: Vec::new(),
+            too_long: false,
+        }
+    }
+
+    /// The next line; `None` at the end (an unfinished last line is dropped).
+    async fn next(&mut self) -> std::io::Result<Option<Line>> {
+        loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                return Ok(None);
+            }
+            let (chunk, ends) = match available.iter().position(|&b| b == b'\n') {
+                Some(at) => (&available[..at], Some(at + 1)),
+                None => (available, None),
+            };
+            if !self.too_long {
+                if self.line.len() + chunk.len() > self.max {
+                    self.too_long = true;
+                    self.line = Vec::new();
+                } else {
+                    self.line.extend_from_slice(chunk);
+                }
+            }
+            let used = ends.unwrap_or(chunk.len());
+            self.reader.consume(used);
+            if ends.is_some() {
+                let line = if std::mem::take(&mut self.too_long) {
+                    Line::TooLong
+                } else {
+                    Line::Text(std::mem::take(&mut self.line))
+                };
+                return Ok(Some(line));
+            }
+        }
+    }
 }
 
 /// The agent socket of one target.
@@ -106,8 +174,18 @@ impl AgentHub {
         };
         let accepting = hub.clone();
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(accepting.clone().serve(stream));
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(accepting.clone().serve(stream));
+                    }
+                    Err(error) => {
+                        // Out of fds, say: agents wait in the backlog until one is free.
+                        accepting.lock().accept_failures += 1;
+                        tracing::warn!(error = %error, "agent socket: cannot accept; retrying");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                }
             }
         });
         Ok(hub)
@@ -130,32 +208,50 @@ impl AgentHub {
     /// Reads one agent's lines until it disconnects; writes the commands queued for it.
     async fn serve(self, stream: UnixStream) {
         let (read, mut write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
+        let mut lines = LineReader::new(BufReader::new(read), MAX_LINE);
         let (sender, mut commands) = mpsc::channel::<Pending>(8);
         let mut pid: Option<u32> = None;
+        // The commands written to this agent that may still wait for a reply.
+        let mut sent: Vec<u64> = Vec::new();
         loop {
             tokio::select! {
-                line = lines.next_line() => {
-                    let Ok(Some(line)) = line else { break };
-                    if line.len() > MAX_LINE {
-                        continue;
-                    }
-                    let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+                line = lines.next() => {
+                    let line = match line {
+                        Ok(Some(Line::Text(line))) => line,
+                        Ok(Some(Line::TooLong)) => {
+                            self.lock().errors += 1;
+                            tracing::debug!(max_bytes = MAX_LINE, "agent line too long; skipped");
+                            continue;
+                        }
+                        Ok(None) | Err(_) => break,
+                    };
+                    let Ok(message) = serde_json::from_slice::<serde_json::Value>(&line) else {
                         self.lock().errors += 1;
                         continue;
                     };
                     self.receive(&message, &mut pid, &sender);
                 }
                 Some(pending) = commands.recv() => {
-                    self.lock().waiting.insert(pending.id, pending.reply);
+                    {
+                        let mut shared = self.lock();
+                        sent.retain(|id| shared.waiting.contains_key(id));
+                        sent.push(pending.id);
+                        shared.waiting.insert(pending.id, pending.reply);
+                    }
                     if write.write_all(pending.line.as_bytes()).await.is_err() {
                         break;
                     }
                 }
             }
         }
+        // Gone: its waiting commands fail now (their reply senders are dropped), not at the
+        // command timeout.
+        let mut shared = self.lock();
+        for id in sent {
+            shared.waiting.remove(&id);
+        }
         if let Some(pid) = pid {
-            self.lock().connections.remove(&pid);
+            shared.connections.remove(&pid);
         }
     }
 
@@ -213,12 +309,21 @@ impl AgentHub {
         if reported.is_empty() {
             return None;
         }
-        let after_gc: Option<u64> = reported.iter().map(|f| f.heap_used_after_gc_bytes).sum();
+        // Saturating: the figures come from outside, and a sum must not overflow.
+        let total = |field: fn(&Figures) -> Option<u64>| {
+            reported
+                .iter()
+                .filter_map(|f| field(f))
+                .fold(0u64, u64::saturating_add)
+        };
+        let after_gc = reported.iter().try_fold(0u64, |sum, f| {
+            f.heap_used_after_gc_bytes.map(|b| sum.saturating_add(b))
+        });
         Some(HeapFigures {
             processes: reported.len(),
-            heap_used_bytes: reported.iter().filter_map(|f| f.heap_used_bytes).sum(),
-            heap_total_bytes: reported.iter().filter_map(|f| f.heap_total_bytes).sum(),
-            external_bytes: reported.iter().filter_map(|f| f.external_bytes).sum(),
+            heap_used_bytes: total(|f| f.heap_used_bytes),
+            heap_total_bytes: total(|f| f.heap_total_bytes),
+            external_bytes: total(|f| f.external_bytes),
             heap_used_after_gc_bytes: after_gc,
         })
     }
@@ -249,14 +354,17 @@ impl AgentHub {
             (connection.commands.clone(), Pending { line, id, reply })
         };
         let (channel, pending) = sender;
-        channel
-            .send(pending)
-            .await
-            .context("the agent disconnected")?;
+        let gone = || format!("the agent in process {pid} disconnected before answering");
+        channel.send(pending).await.with_context(gone)?;
         let reply = tokio::time::timeout(COMMAND_TIMEOUT, answer)
             .await
-            .context("the agent did not answer in time")?
-            .context("the agent disconnected")?;
+            .with_context(|| {
+                format!(
+                    "the agent in process {pid} did not answer within {} s",
+                    COMMAND_TIMEOUT.as_secs()
+                )
+            })?
+            .with_context(gone)?;
         if reply["ok"] != serde_json::Value::Bool(true) {
             bail!(
                 "the agent in process {pid} failed: {}",
@@ -327,6 +435,157 @@ mod tests {
 
     fn hub_in(dir: &Path) -> AgentHub {
         AgentHub::listen(&dir.join("agent.sock")).expect("listen")
+    }
+
+    /// A fake agent on the hub's socket: says hello as `pid`, then reads the first command.
+    async fn fake_agent(hub: &AgentHub, pid: u32) -> BufReader<UnixStream> {
+        let mut stream = UnixStream::connect(hub.socket()).await.expect("connect");
+        let hello = format!("{{\"type\":\"hello\",\"pid\":{pid}}}\n");
+        stream.write_all(hello.as_bytes()).await.expect("hello");
+        until("hello", || hub.pids().contains(&pid).then_some(())).await;
+        BufReader::new(stream)
+    }
+
+    #[tokio::test]
+    async fn a_pending_command_fails_as_soon_as_its_agent_disconnects() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let mut agent = fake_agent(&hub, 4242).await;
+        let asking = hub.clone();
+        let started = Instant::now();
+        let command = tokio::spawn(async move {
+            asking
+                .command(4242, serde_json::json!({ "cmd": "snapshot", "path": "/x" }))
+                .await
+        });
+        let mut line = String::new();
+        agent.read_line(&mut line).await.expect("the command");
+        assert!(line.contains("\"snapshot\""), "{line}");
+        drop(agent);
+        let error = tokio::time::timeout(Duration::from_secs(5), command)
+            .await
+            .expect("the command fails at once, not at the 120 s timeout")
+            .expect("join")
+            .expect_err("no reply can come");
+        assert!(
+            format!("{error:#}").contains("disconnected before answering"),
+            "{error:#}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        until("the connection forgotten", || {
+            hub.pids().is_empty().then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_skipped_while_read_never_buffered_whole() {
+        let mut input = vec![b'x'; 1 << 20];
+        input.extend_from_slice(b"\nshort\n\nlast-unfinished");
+        let mut reader = LineReader::new(BufReader::with_capacity(4096, &input[..]), 100);
+        assert_eq!(reader.next().await.expect("read"), Some(Line::TooLong));
+        // Never more than the limit held, whatever the line's length.
+        assert!(
+            reader.line.capacity() <= 100 + 4096,
+            "{}",
+            reader.line.capacity()
+        );
+        assert_eq!(
+            reader.next().await.expect("read"),
+            Some(Line::Text(b"short".to_vec()))
+        );
+        assert_eq!(
+            reader.next().await.expect("read"),
+            Some(Line::Text(Vec::new()))
+        );
+        assert_eq!(reader.next().await.expect("read"), None);
+    }
+
+    /// On paused time: the 120 s pass at once while the agent stays silent.
+    #[tokio::test(start_paused = true)]
+    async fn a_command_an_agent_never_answers_times_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let _agent = fake_agent(&hub, 31).await;
+        let started = tokio::time::Instant::now();
+        let error = hub
+            .command(31, serde_json::json!({ "cmd": "gc" }))
+            .await
+            .expect_err("no reply comes");
+        assert!(
+            format!("{error:#}").contains("did not answer within 120 s"),
+            "{error:#}"
+        );
+        assert!(started.elapsed() >= COMMAND_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_huge_line_then_hello_and_overflowing_figures_are_survived() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let mut first = UnixStream::connect(hub.socket()).await.expect("connect");
+        let mut garbage = vec![b'{'; 4 * MAX_LINE];
+        garbage.push(b'\n');
+        first.write_all(&garbage).await.expect("garbage");
+        let mut agents = vec![BufReader::new(first)];
+        agents.push(fake_agent(&hub, 7).await);
+        let huge = u64::MAX - 1;
+        for (agent, pid) in agents.iter_mut().zip([6u32, 7]) {
+            if pid == 6 {
+                let hello = format!("{{\"type\":\"hello\",\"pid\":{pid}}}\n");
+                agent
+                    .get_mut()
+                    .write_all(hello.as_bytes())
+                    .await
+                    .expect("hello");
+            }
+            let figures = format!(
+                "{{\"type\":\"figures\",\"pid\":{pid},\"heap_used_bytes\":{huge},\"heap_used_after_gc_bytes\":{huge}}}\n"
+            );
+            agent
+                .get_mut()
+                .write_all(figures.as_bytes())
+                .await
+                .expect("figures");
+        }
+        let figures = until("both figures", || {
+            hub.figures().filter(|f| f.processes == 2)
+        })
+        .await;
+        assert_eq!(figures.heap_used_bytes, u64::MAX);
+        assert_eq!(figures.heap_used_after_gc_bytes, Some(u64::MAX));
+        assert!(hub.lock().errors >= 1, "the long line is counted");
+    }
+
+    #[tokio::test]
+    async fn the_accept_loop_survives_running_out_of_fds() {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = hub_in(dir.path());
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        let open = std::fs::read_dir("/proc/self/fd").expect("fds").count() as u64;
+        setrlimit(Resource::RLIMIT_NOFILE, open + 16, hard).expect("setrlimit");
+        // Every fd taken but one, which the agent's end of the connection gets.
+        let mut fillers = Vec::new();
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            fillers.push(file);
+        }
+        fillers.pop();
+        let mut agent = std::os::unix::net::UnixStream::connect(hub.socket()).expect("connect");
+        until("a failed accept", || {
+            (hub.lock().accept_failures > 0).then_some(())
+        })
+        .await;
+        drop(fillers);
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("restore");
+        use std::io::Write as _;
+        agent
+            .write_all(b"{\"type\":\"hello\",\"pid\":99}\n")
+            .expect("hello");
+        until("the agent accepted after all", || {
+            hub.pids().contains(&99).then_some(())
+        })
+        .await;
     }
 
     #[tokio::test]

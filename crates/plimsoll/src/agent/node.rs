@@ -1,9 +1,16 @@
 //! Recognising a Node.js command and preparing its environment: the agent preloaded through
 //! NODE_OPTIONS (keeping the user's own options), and a heap cap from the budget.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::supervise::AgentSetup;
+/// Where the Node.js agent's files are.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentSetup {
+    /// The agent script, written to the data dir.
+    pub(crate) script: PathBuf,
+    /// Where heap snapshots go.
+    pub(crate) snapshot_dir: PathBuf,
+}
 
 /// The agent's source, shipped inside the binary and written to the data dir at start.
 pub(crate) const AGENT_JS: &str = include_str!("../../../../agents/node/plimsoll-agent.js");

@@ -1,4 +1,5 @@
-//! `router(state)` without a socket: every route, every admin auth case, and the shipped
+//! `router(state)` without a socket: every route, every admin auth case, the admin actions
+//! answered by a real supervisor loop with a real child, and the shipped
 //! Grafana dashboard against the metric names.
 
 use std::sync::Arc;
@@ -558,4 +559,150 @@ async fn clearing_the_leak_history_deletes_the_leak_events_only() {
     assert_eq!(body["leaks"].as_array().map(Vec::len), Some(0), "{body}");
     let (_, _, body) = get(&f.state, "/api/v1/events").await;
     assert_eq!(body["events"].as_array().map(Vec::len), Some(2), "{body}");
+}
+
+/// Runs of the target started directly (no keeper), stopped with SIGKILL: real processes for
+/// a real loop inside this test process.
+struct Direct;
+
+struct DirectRun(tokio::process::Child);
+
+impl crate::supervise::Spawner for Direct {
+    fn spawn<'a>(
+        &'a self,
+        settings: &'a crate::supervise::Settings,
+        _env: &'a [(String, String)],
+    ) -> crate::supervise::Pending<'a, anyhow::Result<Box<dyn crate::supervise::Running>>> {
+        Box::pin(async move {
+            let child = tokio::process::Command::new(&settings.command[0])
+                .args(&settings.command[1..])
+                .kill_on_drop(true)
+                .spawn()?;
+            Ok(Box::new(DirectRun(child)) as Box<dyn crate::supervise::Running>)
+        })
+    }
+}
+
+impl crate::supervise::Running for DirectRun {
+    fn pid(&self) -> u32 {
+        self.0.id().unwrap_or(0)
+    }
+
+    fn wait(&mut self) -> crate::supervise::Pending<'_, crate::supervise::ChildExit> {
+        Box::pin(async move {
+            use std::os::unix::process::ExitStatusExt;
+            let status = self.0.wait().await.expect("wait");
+            crate::supervise::ChildExit {
+                code: status.code(),
+                signal: status.signal(),
+            }
+        })
+    }
+
+    fn stop(
+        &mut self,
+        _grace: std::time::Duration,
+    ) -> crate::supervise::Pending<'_, crate::supervise::ChildExit> {
+        let _ = self.0.start_kill();
+        self.wait()
+    }
+}
+
+/// Drops samples and events.
+struct Nowhere;
+
+impl crate::supervise::EventOutput for Nowhere {
+    fn emit(&mut self, _: &crate::event::Event) {}
+    fn sample(
+        &mut self,
+        _: &str,
+        _: i64,
+        _: &plimsoll_probe::Sample,
+        _: Option<&crate::agent::HeapFigures>,
+        _: Option<u64>,
+        _: Level,
+    ) {
+    }
+    fn incident(&mut self, _: &str, _: i64, _: &str, _: Option<&str>) {}
+}
+
+/// Polls `uri` until `check` accepts its body (10 s at most).
+async fn until_body(state: &HttpState, uri: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, _, body) = get(state, uri).await;
+        if check(&body) {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{uri}: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn admin_actions_reach_a_real_loop_with_a_real_child() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::new();
+    let mut settings = crate::supervise::test_settings(dir.path());
+    settings.command = vec!["sleep".to_owned(), "30".to_owned()];
+    settings.budget = Some(1 << 30);
+    settings.interval = std::time::Duration::from_millis(50);
+    settings.agent = None;
+    settings.registry = Some(registry.clone());
+    let state = HttpState {
+        registry,
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some(TOKEN.to_owned()),
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let inputs = crate::supervise::Inputs::new(cancel.clone()).with_spawner(Box::new(Direct));
+    let mut output = Nowhere;
+    let driver = async {
+        let health = until_body(&state, "/health", |b| b["targets"][0]["rss_bytes"].is_u64()).await;
+        let first_pid = health["targets"][0]["pid"].as_u64().expect("pid");
+        let thresholds = "/api/v1/targets/app/thresholds";
+        let body = Some(r#"{"warn": 40, "critical": 60}"#);
+        let (status, _, reply) = call(&state, Method::PUT, thresholds, Some(TOKEN), body).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let (_, _, health) = get(&state, "/health").await;
+        assert_eq!(health["targets"][0]["warn_percent"], 40.0, "{health}");
+        assert_eq!(health["targets"][0]["critical_percent"], 60.0, "{health}");
+        let (_, _, metrics) = get(&state, "/metrics").await;
+        let metrics = metrics.as_str().expect("text").to_owned();
+        assert!(
+            metrics.contains("plimsoll_level_warn_ratio{target=\"app\"} 0.4"),
+            "{metrics}"
+        );
+        let leak = "/api/v1/targets/app/leak-check";
+        let (status, _, reply) = call(&state, Method::POST, leak, Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert!(reply["result"]["verdict"].is_string(), "{reply}");
+        let (status, _, reply) = call(
+            &state,
+            Method::POST,
+            "/api/v1/targets/app/gc",
+            Some(TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{reply}");
+        let restart = "/api/v1/targets/app/restart";
+        let (status, _, reply) = call(&state, Method::POST, restart, Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let health = until_body(&state, "/health", |b| {
+            b["targets"][0]["restarts"] == 1
+                && b["targets"][0]["pid"].as_u64() != Some(first_pid)
+                && b["targets"][0]["rss_bytes"].is_u64()
+        })
+        .await;
+        // The marks set before the restart hold for the new run.
+        assert_eq!(health["targets"][0]["warn_percent"], 40.0, "{health}");
+        cancel.cancel();
+    };
+    let (status, ()) = tokio::join!(
+        crate::supervise::supervise(settings, &mut output, inputs),
+        driver
+    );
+    // Stopped by the cancellation: SIGKILL of `sleep`, 128 + 9.
+    assert_eq!(status.expect("the loop ends"), 137);
 }

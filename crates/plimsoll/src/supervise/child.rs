@@ -51,8 +51,6 @@ pub(crate) struct Child {
     group: Pid,
     /// The target's own pid: the root of the tree that is sampled.
     pub(crate) pid: u32,
-    /// When the target started: the restart policy counts run time.
-    pub(crate) started: Instant,
     /// How the target is contained.
     pub(crate) containment: Containment,
     /// The target's own cgroup, when it has one.
@@ -125,7 +123,6 @@ impl Child {
                     keeper,
                     group,
                     pid,
-                    started: Instant::now(),
                     containment: reported.containment.unwrap_or(Containment::SubreaperPgroup),
                     cgroup: reported.cgroup,
                     status_path,

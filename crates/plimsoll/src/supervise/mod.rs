@@ -18,18 +18,22 @@ use plimsoll_analysis::{DetectorConfig, LeakState, Level, LevelConfig};
 use plimsoll_probe::Sample;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
-
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub(crate) use backoff::RestartPolicy;
 use backoff::{Decision, RestartHistory};
 pub(crate) use child::{keeper_command, KEEPER_MARGIN};
-use child::{Child, ChildExit};
+use child::Child;
+pub(crate) use child::ChildExit;
 pub(crate) use contain::containment_of;
 use monitor::Monitor;
+use std::future::Future;
+use std::pin::Pin;
 
-use crate::agent::{node, AgentHub, HeapFigures};
+use crate::agent::node::{self, AgentSetup};
+use crate::agent::{AgentHub, HeapFigures};
 use crate::event::{Event, EventKind, RestartReason};
 use crate::registry::{AdminAction, AdminReply, AdminRequest, Registry, TargetView};
 
@@ -77,15 +81,6 @@ pub(crate) struct Settings {
 /// The documented spacing of the heap snapshots of a leak investigation.
 pub(crate) const INVESTIGATION_SPACING: Duration = Duration::from_secs(60);
 
-/// Where the Node.js agent's files are.
-#[derive(Debug, Clone)]
-pub(crate) struct AgentSetup {
-    /// The agent script, written to the data dir.
-    pub(crate) script: PathBuf,
-    /// Where heap snapshots go.
-    pub(crate) snapshot_dir: PathBuf,
-}
-
 /// Where events go: the log always, plus whatever the caller plugged in.
 pub(crate) trait EventOutput {
     /// Delivers one event; must not block.
@@ -105,7 +100,8 @@ pub(crate) trait EventOutput {
     fn incident(&mut self, name: &str, t_unix_ms: i64, reason: &str, snapshot: Option<&str>);
 }
 
-/// The messages of the loop: one closed set.
+/// The messages of the loop: one closed set. Slow work (agent actions, the rolling permit, a
+/// leak investigation) runs in tasks of its own and comes back as one of these.
 #[derive(Debug)]
 enum Message {
     /// A sample of the target's tree, from the run `generation`.
@@ -115,35 +111,203 @@ enum Message {
     },
     /// The sampler of run `generation` could not read the tree.
     SampleFailed { generation: u64, error: String },
+    /// An agent action finished (or failed): the reply to pass on, and the event it makes.
+    Answered {
+        reply: oneshot::Sender<AdminReply>,
+        answer: AdminReply,
+        event: Option<EventKind>,
+    },
+    /// The rolling-restart permit asked for by run `generation` after a breach.
+    Permit {
+        generation: u64,
+        permit: OwnedSemaphorePermit,
+    },
 }
 
 /// State of one run of the target.
 struct Run {
     generation: u64,
-    child: Child,
+    child: Box<dyn Running>,
     monitor: Monitor,
     /// Whether a leak investigation was started for this run (at most one).
     investigated: bool,
+    /// Whether a breach is waiting for the rolling permit.
+    awaiting_permit: bool,
     sampler: tokio::task::JoinHandle<()>,
+    /// Cancelled when the run ends: its pending agent actions and permit requests give up.
+    ended: CancellationToken,
+    /// When it started: the restart policy counts run time, not backoff time.
+    started: Instant,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.sampler.abort();
+        self.ended.cancel();
+    }
 }
 
 pub(crate) use plimsoll_http::now_unix_ms;
 
-/// Supervises the target until it stops for good; returns its exit status.
-pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) -> Result<u8> {
+/// The ways into a supervisor from outside its loop: what injects it into `run`, `up`, `soak`
+/// or a test.
+#[derive(Debug)]
+pub(crate) struct Inputs {
+    /// Cancelled to stop the target gracefully and end the loop (on a signal, or when `soak`
+    /// is done).
+    pub(crate) cancel: CancellationToken,
+    /// Admin requests into the loop; the sender is published in the registry (when there is
+    /// one).
+    pub(crate) admin: mpsc::Receiver<AdminRequest>,
+    admin_sender: mpsc::Sender<AdminRequest>,
+    /// Starts each run: the keeper, unless a test puts in its own.
+    spawner: Box<dyn Spawner>,
+}
+
+impl std::fmt::Debug for dyn Spawner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Spawner")
+    }
+}
+
+/// A future the supervisor's traits return (the loop runs on one thread: no `Send`).
+pub(crate) type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Starts the runs of a target.
+pub(crate) trait Spawner {
+    /// Starts one run with `env` added to the environment.
+    fn spawn<'a>(
+        &'a self,
+        settings: &'a Settings,
+        env: &'a [(String, String)],
+    ) -> Pending<'a, Result<Box<dyn Running>>>;
+}
+
+/// One run of the target, as the loop sees it.
+pub(crate) trait Running {
+    /// The pid of the tree's root, which is sampled.
+    fn pid(&self) -> u32;
+    /// Waits for the run to end by itself.
+    fn wait(&mut self) -> Pending<'_, ChildExit>;
+    /// Stops it gracefully: SIGTERM, up to `grace`, SIGKILL.
+    fn stop(&mut self, grace: Duration) -> Pending<'_, ChildExit>;
+    /// How it is kept from outliving the supervisor (`cgroup-v2`, …), when known.
+    fn containment(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// The production spawner: each run under a keeper process (child.rs).
+struct Keeper;
+
+impl Spawner for Keeper {
+    fn spawn<'a>(
+        &'a self,
+        settings: &'a Settings,
+        env: &'a [(String, String)],
+    ) -> Pending<'a, Result<Box<dyn Running>>> {
+        Box::pin(async move {
+            let child = Child::spawn(settings, &settings.run_dir, env).await?;
+            Ok(Box::new(child) as Box<dyn Running>)
+        })
+    }
+}
+
+impl Running for Child {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn wait(&mut self) -> Pending<'_, ChildExit> {
+        Box::pin(Child::wait(self))
+    }
+
+    fn stop(&mut self, grace: Duration) -> Pending<'_, ChildExit> {
+        Box::pin(Child::stop(self, grace))
+    }
+
+    fn containment(&self) -> Option<&'static str> {
+        Some(self.containment.as_str())
+    }
+}
+
+impl Inputs {
+    /// Inputs stopped by `cancel`, with a fresh admin channel.
+    pub(crate) fn new(cancel: CancellationToken) -> Inputs {
+        let (admin_sender, admin) = mpsc::channel(8);
+        Inputs {
+            cancel,
+            admin,
+            admin_sender,
+            spawner: Box::new(Keeper),
+        }
+    }
+
+    /// The same, starting runs with `spawner`.
+    #[cfg(test)]
+    pub(crate) fn with_spawner(self, spawner: Box<dyn Spawner>) -> Inputs {
+        Inputs { spawner, ..self }
+    }
+
+    /// A sender into the loop's admin channel.
+    #[cfg(test)]
+    pub(crate) fn admin_sender(&self) -> mpsc::Sender<AdminRequest> {
+        self.admin_sender.clone()
+    }
+}
+
+/// Cancels `cancel` on the first SIGINT or SIGTERM (logged); for `run` and `up`.
+pub(crate) fn cancel_on_signals(cancel: CancellationToken) -> Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    tokio::spawn(async move {
+        let why = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+            () = cancel.cancelled() => return,
+        };
+        tracing::info!("{why}: stopping");
+        cancel.cancel();
+    });
+    Ok(())
+}
+
+/// How long a restarted instance may hold the rolling permit without being sampled: the
+/// restart delay, the keeper's start timeout and two intervals. Past it the next instance may
+/// go, whether or not this one came back.
+fn permit_deadline(delay: Duration, interval: Duration) -> Duration {
+    delay + START_ALLOWANCE + interval * 2
+}
+
+/// How long a start may take: the keeper's own limit for reporting the target's pid.
+const START_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// Supervises the target until it stops for good or `inputs.cancel` is cancelled; returns its
+/// exit status. Nothing slow is awaited in the loop itself: agent actions and the rolling
+/// permit run as tasks that answer with a message.
+pub(crate) async fn supervise(
+    settings: Settings,
+    output: &mut dyn EventOutput,
+    inputs: Inputs,
+) -> Result<u8> {
+    let Inputs {
+        cancel,
+        mut admin,
+        admin_sender,
+        spawner,
+    } = inputs;
     let (sender, mut receiver) = mpsc::channel::<Message>(16);
     let clock = Instant::now();
     let mut history = RestartHistory::default();
     let mut budget = settings.budget;
     let mut levels = settings.levels;
     let mut generation = 0;
-    let (admin_sender, mut admin) = mpsc::channel::<AdminRequest>(8);
     if let Some(registry) = &settings.registry {
         let mut view = TargetView::new(&settings.name, levels, true);
         view.admin = Some(admin_sender);
         registry.insert(view);
+    } else {
+        drop(admin_sender);
     }
     let hub = match &settings.agent {
         Some(_) => {
@@ -160,6 +324,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
     let mut investigation: Option<tokio::task::JoinHandle<Result<investigate::Findings>>> = None;
     let mut run = Some(
         start(
+            spawner.as_ref(),
             &settings,
             hub.as_ref(),
             &sender,
@@ -171,27 +336,52 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
         .await?,
     );
     let mut restart_at: Option<Instant> = None;
-    // Held (not read) while this instance restarts: dropping it lets the next one go.
-    let mut _rolling: Option<OwnedSemaphorePermit> = None;
+    // Held (not read) while this instance restarts: dropping it lets the next one go. Released
+    // at the restarted run's first sample, at its deadline, or when the loop ends.
+    let mut rolling: Option<(OwnedSemaphorePermit, Instant)> = None;
 
     loop {
         tokio::select! {
             Some(message) = receiver.recv() => {
-                let Some(current) = run.as_mut() else { continue };
-                let sample = match message {
-                    Message::Sample { generation, sample } if generation == current.generation => sample,
-                    Message::SampleFailed { generation, error } if generation == current.generation => {
-                        tracing::debug!(target_name = %settings.name, %error, "sample failed");
+                let (generation, sample) = match message {
+                    Message::Answered { reply, answer, event } => {
+                        if let Some(kind) = event {
+                            output.emit(&Event { t_unix_ms: now_unix_ms(), target: settings.name.clone(), kind });
+                        }
+                        let _ = reply.send(answer);
                         continue;
                     }
-                    _ => continue,
+                    Message::Permit { generation, permit } => {
+                        let Some(current) = run.take_if(|r| r.generation == generation) else {
+                            // That run is gone: the permit goes straight back.
+                            continue;
+                        };
+                        match restart(&settings, current, RestartReason::Budget, &mut history, output).await {
+                            Ok(delay) => {
+                                restart_at = Some(Instant::now() + delay);
+                                rolling = Some((permit, Instant::now() + permit_deadline(delay, settings.interval)));
+                            }
+                            Err(exit) => return Ok(exit.shell_status()),
+                        }
+                        continue;
+                    }
+                    Message::SampleFailed { generation, error } => {
+                        if run.as_ref().is_some_and(|r| r.generation == generation) {
+                            tracing::debug!(target_name = %settings.name, %error, "sample failed");
+                        }
+                        continue;
+                    }
+                    Message::Sample { generation, sample } => (generation, sample),
                 };
+                let Some(current) = run.as_mut().filter(|r| r.generation == generation) else { continue };
                 // The new instance is up: the next one of the app may restart.
-                _rolling = None;
+                rolling = None;
                 let heap = hub.as_ref().and_then(AgentHub::figures);
                 let breach = current.monitor.observe(clock.elapsed().as_secs_f64(), &sample, heap.as_ref(), output);
                 budget = current.monitor.budget();
-                publish(&settings, current, &sample, heap.as_ref());
+                if let Some(registry) = &settings.registry {
+                    current.monitor.publish(registry, &sample, heap.as_ref());
+                }
                 if let (Some(hub), Some(agent), None, false) = (&hub, &settings.agent, &investigation, current.investigated) {
                     if current.monitor.leak().state == LeakState::Confirmed {
                         if let Some(&pid) = hub.pids().first() {
@@ -208,13 +398,22 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                     }
                 }
                 if breach {
-                    if let Some(group) = &settings.rolling {
-                        _rolling = group.clone().acquire_owned().await.ok();
-                    }
-                    let run_now = run.take().context("no run")?;
-                    match restart(&settings, run_now, RestartReason::Budget, &mut history, output).await {
-                        Ok(delay) => restart_at = Some(Instant::now() + delay),
-                        Err(exit) => return Ok(exit.shell_status()),
+                    match &settings.rolling {
+                        // One instance of the app at a time: the restart waits for the permit
+                        // in a task; this run goes on being sampled meanwhile.
+                        Some(group) => {
+                            if !current.awaiting_permit {
+                                current.awaiting_permit = true;
+                                request_permit(group.clone(), current.generation, current.ended.clone(), sender.clone());
+                            }
+                        }
+                        None => {
+                            let run_now = run.take().context("no run")?;
+                            match restart(&settings, run_now, RestartReason::Budget, &mut history, output).await {
+                                Ok(delay) => restart_at = Some(Instant::now() + delay),
+                                Err(exit) => return Ok(exit.shell_status()),
+                            }
+                        }
                     }
                 }
             }
@@ -222,7 +421,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                 let reply = match request.action {
                     AdminAction::Restart => match run.take() {
                         Some(current) => {
-                                    match restart(&settings, current, RestartReason::Admin, &mut history, output).await {
+                            match restart(&settings, current, RestartReason::Admin, &mut history, output).await {
                                 Ok(delay) => {
                                     restart_at = Some(Instant::now() + delay);
                                     AdminReply::Done(serde_json::json!({ "restarting_in_ms": delay.as_millis() as u64 }))
@@ -240,15 +439,24 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                         if let Some(current) = run.as_mut() {
                             current.monitor.set_levels(config);
                         }
+                        // What /health, /metrics and the next PUT read.
+                        if let Some(registry) = &settings.registry {
+                            registry.update(&settings.name, |view| view.status.levels = config);
+                        }
                         AdminReply::Done(serde_json::json!({ "warn": config.warn, "critical": config.critical }))
                     }
                     AdminAction::LeakCheck => match run.as_ref() {
                         Some(current) => AdminReply::Done(plimsoll_http::verdict_json(&current.monitor.leak(), budget, current.monitor.time_to_budget_s())),
                         None => AdminReply::Failed(format!("target '{}' is between two runs", settings.name)),
                     },
-                    AdminAction::Snapshot | AdminAction::Gc | AdminAction::ClearCache => match &hub {
-                        Some(hub) => agent_action(&settings, hub, &request.action, output).await,
-                        None => AdminReply::Unsupported(format!(
+                    AdminAction::Snapshot | AdminAction::Gc | AdminAction::ClearCache => match (&hub, run.as_ref()) {
+                        (Some(hub), Some(current)) => {
+                            // Answered later, by the task, through the loop.
+                            spawn_agent_action(&settings, hub, current.ended.clone(), request, sender.clone());
+                            continue;
+                        }
+                        (Some(_), None) => AdminReply::Failed(format!("target '{}' is between two runs", settings.name)),
+                        (None, _) => AdminReply::Unsupported(format!(
                             "target '{}' has no runtime agent (only Node.js targets have one)",
                             settings.name
                         )),
@@ -258,14 +466,15 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
             }
             exit = wait(&mut run) => {
                 let ended = run.take().context("no run")?;
-                ended.sampler.abort();
                 emit_exit(&settings, &ended, exit, output);
+                let ran = ended.started.elapsed();
+                drop(ended);
                 if exit.code == Some(0) {
                     tracing::info!(target_name = %settings.name, "target exited cleanly; stopping");
                     return Ok(0);
                 }
                 output.incident(&settings.name, now_unix_ms(), RestartReason::Crash.as_str(), None);
-                match decide(&settings, RestartReason::Crash, &mut history, ended.child.started.elapsed(), output) {
+                match decide(&settings, RestartReason::Crash, &mut history, ran, output) {
                     Some(delay) => restart_at = Some(Instant::now() + delay),
                     None => return Ok(exit.shell_status()),
                 }
@@ -288,7 +497,7 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
             }
             () = sleep_until(restart_at) => {
                 restart_at = None;
-                match start(&settings, hub.as_ref(), &sender, &mut generation, budget, levels, output).await {
+                match start(spawner.as_ref(), &settings, hub.as_ref(), &sender, &mut generation, budget, levels, output).await {
                     Ok(started) => run = Some(started),
                     Err(error) => {
                         // A start that fails is one more crash: back off, or give up.
@@ -300,16 +509,73 @@ pub(crate) async fn supervise(settings: Settings, output: &mut dyn EventOutput) 
                     }
                 }
             }
-            _ = interrupt.recv() => return Ok(shutdown(&settings, run, output, "SIGINT").await),
-            _ = terminate.recv() => return Ok(shutdown(&settings, run, output, "SIGTERM").await),
+            () = sleep_until(rolling.as_ref().map(|(_, until)| *until)) => {
+                tracing::warn!(target_name = %settings.name, "the restarted instance was not sampled in time; the next instance may restart");
+                rolling = None;
+            }
+            () = cancel.cancelled() => return Ok(shutdown(&settings, run, output).await),
         }
     }
+}
+
+/// Asks for the rolling permit in a task; it comes back as [`Message::Permit`], unless the run
+/// ends first.
+fn request_permit(
+    group: Arc<Semaphore>,
+    generation: u64,
+    ended: CancellationToken,
+    sender: mpsc::Sender<Message>,
+) {
+    tokio::spawn(async move {
+        let permit = tokio::select! {
+            // An ended run never takes the permit, even when both are ready.
+            biased;
+            () = ended.cancelled() => return,
+            permit = group.acquire_owned() => permit,
+        };
+        if let Ok(permit) = permit {
+            let _ = sender.send(Message::Permit { generation, permit }).await;
+        }
+    });
+}
+
+/// Runs an agent action in a task; its answer comes back as [`Message::Answered`]. It fails at
+/// once when the run ends (a restart, a crash) or the agent disconnects.
+fn spawn_agent_action(
+    settings: &Settings,
+    hub: &AgentHub,
+    ended: CancellationToken,
+    request: AdminRequest,
+    sender: mpsc::Sender<Message>,
+) {
+    let hub = hub.clone();
+    let name = settings.name.clone();
+    let snapshot_dir = settings.agent.as_ref().map(|a| a.snapshot_dir.clone());
+    tokio::spawn(async move {
+        let AdminRequest { action, reply } = request;
+        let (answer, event) = tokio::select! {
+            done = agent_action(&name, &hub, snapshot_dir, &action) => done,
+            () = ended.cancelled() => (
+                AdminReply::Failed(format!("target '{name}' stopped while the {action:?} was pending")),
+                None,
+            ),
+        };
+        let _ = sender
+            .send(Message::Answered {
+                reply,
+                answer,
+                event,
+            })
+            .await;
+    });
 }
 
 /// The variable that tells the target its budget, bytes (read by plimsoll-guard).
 pub(crate) const BUDGET_ENV: &str = "PLIMSOLL_BUDGET_BYTES";
 
+#[allow(clippy::too_many_arguments)]
 async fn start(
+    spawner: &dyn Spawner,
     settings: &Settings,
     hub: Option<&AgentHub>,
     sender: &mpsc::Sender<Message>,
@@ -327,28 +593,32 @@ async fn start(
     if let Some(budget) = budget {
         env.push((BUDGET_ENV.to_owned(), budget.to_string()));
     }
-    let child = Child::spawn(settings, &settings.run_dir, &env).await?;
+    let child = spawner.spawn(settings, &env).await?;
+    let pid = child.pid();
     if let Some(registry) = &settings.registry {
         registry.update(&settings.name, |view| {
-            view.status.pid = Some(child.pid);
+            view.status.pid = Some(pid);
             view.status.started_unix_ms = Some(now_unix_ms());
             view.status.restarts = (*generation - 1) as u32;
             view.status.levels = levels;
-            view.status.containment = Some(child.containment.as_str());
+            view.status.containment = child.containment();
         });
     }
     output.emit(&Event {
         t_unix_ms: now_unix_ms(),
         target: settings.name.clone(),
         kind: EventKind::Started {
-            pid: child.pid,
+            pid,
             command: settings.command.clone(),
-            containment: Some(child.containment.as_str()),
+            containment: child.containment(),
         },
     });
-    let sampler = sampler::spawn(child.pid, settings.interval, *generation, sender.clone());
+    let sampler = sampler::spawn(pid, settings.interval, *generation, sender.clone());
     Ok(Run {
         generation: *generation,
+        awaiting_permit: false,
+        ended: CancellationToken::new(),
+        started: Instant::now(),
         child,
         monitor: Monitor::new(
             &settings.name,
@@ -391,49 +661,47 @@ fn agent_env(
     ]
 }
 
-/// Runs a snapshot, gc or clear-caches through the agents of the target's Node processes.
+/// Runs a snapshot, gc or clear-caches through the agents of the target's Node processes; the
+/// reply, and the event to emit.
 async fn agent_action(
-    settings: &Settings,
+    name: &str,
     hub: &AgentHub,
+    snapshot_dir: Option<PathBuf>,
     action: &AdminAction,
-    output: &mut dyn EventOutput,
-) -> AdminReply {
+) -> (AdminReply, Option<EventKind>) {
     let pids = hub.pids();
     let Some(&first) = pids.first() else {
-        return AdminReply::Failed(format!(
-            "no Node.js process of target '{}' has connected its agent yet",
-            settings.name
-        ));
+        return (
+            AdminReply::Failed(format!(
+                "no Node.js process of target '{name}' has connected its agent yet"
+            )),
+            None,
+        );
     };
     match action {
         AdminAction::Snapshot => {
-            let Some(dir) = settings.agent.as_ref().map(|a| &a.snapshot_dir) else {
-                return AdminReply::Unsupported("no agent".to_owned());
+            let Some(dir) = snapshot_dir else {
+                return (AdminReply::Unsupported("no agent".to_owned()), None);
             };
-            let path = dir.join(format!(
-                "{}-{first}-{}.heapsnapshot",
-                settings.name,
-                now_unix_ms()
-            ));
+            let path = dir.join(format!("{name}-{first}-{}.heapsnapshot", now_unix_ms()));
             let command =
                 serde_json::json!({ "cmd": "snapshot", "path": path.display().to_string() });
             match hub.command(first, command).await {
                 Ok(reply) => {
                     let path = reply["path"].as_str().unwrap_or_default().to_owned();
                     let bytes = reply["bytes"].as_u64().unwrap_or(0);
-                    output.emit(&Event {
-                        t_unix_ms: now_unix_ms(),
-                        target: settings.name.clone(),
-                        kind: EventKind::SnapshotWritten {
-                            path: path.clone(),
-                            bytes,
-                        },
-                    });
-                    AdminReply::Done(
-                        serde_json::json!({ "pid": first, "path": path, "bytes": bytes }),
+                    let event = EventKind::SnapshotWritten {
+                        path: path.clone(),
+                        bytes,
+                    };
+                    (
+                        AdminReply::Done(
+                            serde_json::json!({ "pid": first, "path": path, "bytes": bytes }),
+                        ),
+                        Some(event),
                     )
                 }
-                Err(error) => AdminReply::Failed(format!("{error:#}")),
+                Err(error) => (AdminReply::Failed(format!("{error:#}")), None),
             }
         }
         _ => {
@@ -449,28 +717,15 @@ async fn agent_action(
                     .await
                 {
                     Ok(reply) => replies.push(reply),
-                    Err(error) => return AdminReply::Failed(format!("{error:#}")),
+                    Err(error) => return (AdminReply::Failed(format!("{error:#}")), None),
                 }
             }
-            AdminReply::Done(serde_json::json!({ "processes": replies }))
+            (
+                AdminReply::Done(serde_json::json!({ "processes": replies })),
+                None,
+            )
         }
     }
-}
-
-/// Publishes what the loop knows after a sample.
-fn publish(settings: &Settings, run: &Run, sample: &Sample, heap: Option<&HeapFigures>) {
-    let Some(registry) = &settings.registry else {
-        return;
-    };
-    registry.update(&settings.name, |view| {
-        view.status.rss_bytes = Some(sample.rss.0);
-        view.status.heap_used_bytes = heap.map(|h| h.heap_used_bytes);
-        view.status.heap_used_after_gc_bytes = heap.and_then(|h| h.heap_used_after_gc_bytes);
-        view.status.budget_bytes = run.monitor.budget();
-        view.status.level = run.monitor.level();
-        view.status.leak = Some(run.monitor.leak());
-        view.status.time_to_budget_s = run.monitor.time_to_budget_s();
-    });
 }
 
 /// Stops the run for a restart, records the incident, and decides what comes next: the delay
@@ -483,10 +738,11 @@ async fn restart(
     output: &mut dyn EventOutput,
 ) -> Result<Duration, ChildExit> {
     run.sampler.abort();
+    run.ended.cancel();
     output.incident(&settings.name, now_unix_ms(), reason.as_str(), None);
     let exit = run.child.stop(settings.grace).await;
     emit_exit(settings, &run, exit, output);
-    let ran = run.child.started.elapsed();
+    let ran = run.started.elapsed();
     decide(settings, reason, history, ran, output).ok_or(exit)
 }
 
@@ -532,23 +788,19 @@ fn emit_exit(settings: &Settings, run: &Run, exit: ChildExit, output: &mut dyn E
         t_unix_ms: now_unix_ms(),
         target: settings.name.clone(),
         kind: EventKind::Exited {
-            pid: run.child.pid,
+            pid: run.child.pid(),
             code: exit.code,
             signal: exit.signal,
         },
     });
 }
 
-/// Stops the target gracefully on a signal to the supervisor; returns its exit status.
-async fn shutdown(
-    settings: &Settings,
-    run: Option<Run>,
-    output: &mut dyn EventOutput,
-    why: &str,
-) -> u8 {
-    tracing::info!(target_name = %settings.name, "{why}: stopping the target");
+/// Stops the target gracefully when the supervisor is cancelled; returns its exit status.
+async fn shutdown(settings: &Settings, run: Option<Run>, output: &mut dyn EventOutput) -> u8 {
+    tracing::info!(target_name = %settings.name, "stopping the target");
     let Some(mut run) = run else { return 0 };
     run.sampler.abort();
+    run.ended.cancel();
     let exit = run.child.stop(settings.grace).await;
     emit_exit(settings, &run, exit, output);
     exit.shell_status()
@@ -578,5 +830,268 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Settings for tests: target `app` running `true`, run dir `dir`, a Node agent set up there.
+#[cfg(test)]
+pub(crate) fn test_settings(dir: &std::path::Path) -> Settings {
+    use std::time::Duration;
+    Settings {
+        name: "app".to_owned(),
+        command: vec!["true".to_owned()],
+        budget: None,
+        levels: LevelConfig::recommended(),
+        interval: Duration::from_millis(100),
+        warmup: Duration::ZERO,
+        grace: Duration::from_secs(1),
+        policy: RestartPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_restarts: 3,
+            window: Duration::from_secs(60),
+        },
+        oom_score_adj: None,
+        run_dir: dir.to_path_buf(),
+        env: Vec::new(),
+        cwd: None,
+        rolling: None,
+        registry: None,
+        agent: Some(AgentSetup {
+            script: dir.join("agent.js"),
+            snapshot_dir: dir.to_path_buf(),
+        }),
+        detector: DetectorConfig::recommended(),
+        investigation_spacing: INVESTIGATION_SPACING,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The tasks the loop hands slow work to, against real sockets: they answer through the
+    //! loop's channel, and give up as soon as their run ends.
+
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixStream;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pending_snapshot_fails_at_once_when_its_run_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = AgentHub::listen(&dir.path().join("agent.sock")).expect("listen");
+        // An agent that says hello and never answers (a blocked event loop).
+        let mut agent = UnixStream::connect(hub.socket()).await.expect("connect");
+        agent
+            .write_all(b"{\"type\":\"hello\",\"pid\":5}\n")
+            .await
+            .expect("hello");
+        while hub.pids().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let (sender, mut receiver) = mpsc::channel(4);
+        let (reply, answer) = oneshot::channel();
+        let ended = CancellationToken::new();
+        let request = AdminRequest {
+            action: AdminAction::Snapshot,
+            reply,
+        };
+        spawn_agent_action(
+            &test_settings(dir.path()),
+            &hub,
+            ended.clone(),
+            request,
+            sender,
+        );
+        // The loop is free meanwhile: nothing comes back while the agent is silent.
+        let silent = tokio::time::timeout(Duration::from_millis(200), receiver.recv()).await;
+        assert!(silent.is_err(), "answered while the agent was silent");
+        ended.cancel();
+        let message = tokio::time::timeout(Duration::from_secs(2), receiver.recv())
+            .await
+            .expect("answered at once once the run ended")
+            .expect("a message");
+        let Message::Answered {
+            reply,
+            answer: why,
+            event,
+        } = message
+        else {
+            panic!("not an answer: {message:?}");
+        };
+        assert!(event.is_none());
+        assert!(
+            matches!(&why, AdminReply::Failed(text) if text.contains("stopped while")),
+            "{why:?}"
+        );
+        reply.send(why).expect("the requester still waits");
+        assert!(matches!(answer.await, Ok(AdminReply::Failed(_))));
+    }
+
+    #[tokio::test]
+    async fn a_permit_comes_back_as_a_message_and_is_not_taken_for_an_ended_run() {
+        let group = Arc::new(Semaphore::new(1));
+        let held = group.clone().acquire_owned().await.expect("permit");
+        let (sender, mut receiver) = mpsc::channel(4);
+        let first = CancellationToken::new();
+        request_permit(group.clone(), 1, first.clone(), sender.clone());
+        let second = CancellationToken::new();
+        request_permit(group.clone(), 2, second.clone(), sender);
+        // Run 1 ends while waiting: its request goes away without the permit.
+        first.cancel();
+        tokio::task::yield_now().await;
+        drop(held);
+        let message = tokio::time::timeout(Duration::from_secs(2), receiver.recv())
+            .await
+            .expect("the permit in time")
+            .expect("a message");
+        let Message::Permit { generation, permit } = message else {
+            panic!("not a permit: {message:?}");
+        };
+        assert_eq!(generation, 2);
+        assert_eq!(group.available_permits(), 0);
+        drop(permit);
+        assert_eq!(group.available_permits(), 1);
+    }
+
+    /// Runs that end only when stopped, counted. Their pid is this test's process, so the
+    /// sampler reads a real tree.
+    #[derive(Clone, Default)]
+    struct Fake {
+        starts: Arc<std::sync::atomic::AtomicUsize>,
+        stops: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    struct FakeRun(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Running for FakeRun {
+        fn pid(&self) -> u32 {
+            std::process::id()
+        }
+
+        fn wait(&mut self) -> Pending<'_, ChildExit> {
+            Box::pin(std::future::pending())
+        }
+
+        fn stop(&mut self, _grace: Duration) -> Pending<'_, ChildExit> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async {
+                ChildExit {
+                    code: None,
+                    signal: Some(15),
+                }
+            })
+        }
+    }
+
+    impl Spawner for Fake {
+        fn spawn<'a>(
+            &'a self,
+            _settings: &'a Settings,
+            _env: &'a [(String, String)],
+        ) -> Pending<'a, Result<Box<dyn Running>>> {
+            self.starts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let stops = self.stops.clone();
+            Box::pin(async move { Ok(Box::new(FakeRun(stops)) as Box<dyn Running>) })
+        }
+    }
+
+    /// The names of the events emitted.
+    #[derive(Default)]
+    struct Recorder(Vec<&'static str>);
+
+    impl EventOutput for Recorder {
+        fn emit(&mut self, event: &Event) {
+            self.0.push(event.kind.name());
+        }
+
+        fn sample(
+            &mut self,
+            _name: &str,
+            _t_unix_ms: i64,
+            _sample: &Sample,
+            _heap: Option<&HeapFigures>,
+            _budget: Option<u64>,
+            _level: Level,
+        ) {
+        }
+
+        fn incident(&mut self, _: &str, _: i64, _: &str, _: Option<&str>) {}
+    }
+
+    /// On paused time, with an injected spawner: a snapshot waits on a silent agent; the warm-up
+    /// ends, the tree (this process) breaches its 1-byte budget and is restarted without waiting
+    /// for the agent, and the snapshot fails with the run.
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_restarts_on_breach_while_a_snapshot_is_pending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = test_settings(dir.path());
+        settings.budget = Some(1);
+        settings.warmup = Duration::from_secs(5);
+        let warmup = settings.warmup;
+        let fake = Fake::default();
+        let cancel = CancellationToken::new();
+        let inputs = Inputs::new(cancel.clone()).with_spawner(Box::new(fake.clone()));
+        let admin = inputs.admin_sender();
+        let socket = dir
+            .path()
+            .join(format!("agent-{}-app.sock", std::process::id()));
+        let mut output = Recorder::default();
+        let clock = Instant::now();
+        let driver = async {
+            while !socket.exists() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let mut agent = UnixStream::connect(&socket).await.expect("connect");
+            agent
+                .write_all(b"{\"type\":\"hello\",\"pid\":5}\n")
+                .await
+                .expect("hello");
+            // Asked until the hub knows the agent; then the request waits on it.
+            let answer = loop {
+                let (reply, answer) = oneshot::channel();
+                let request = AdminRequest {
+                    action: AdminAction::Snapshot,
+                    reply,
+                };
+                admin.send(request).await.expect("the loop takes requests");
+                match answer.await.expect("an answer") {
+                    AdminReply::Failed(why) if why.contains("connected its agent yet") => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    answer => break answer,
+                }
+            };
+            let answered = clock.elapsed();
+            cancel.cancel();
+            drop(agent);
+            (answer, answered)
+        };
+        let (status, (answer, answered)) =
+            tokio::join!(supervise(settings, &mut output, inputs), driver);
+        assert!(
+            matches!(&answer, AdminReply::Failed(why) if why.contains("stopped while")),
+            "{answer:?}"
+        );
+        // Answered at the breach after the warm-up, not at the agent's 120 s timeout.
+        assert!(answered >= warmup, "answered after {answered:?}");
+        assert!(
+            answered < warmup + Duration::from_secs(2),
+            "answered after {answered:?}"
+        );
+        assert!(output.0.contains(&"budget-breach"), "{:?}", output.0);
+        assert!(output.0.contains(&"restarted"), "{:?}", output.0);
+        assert!(fake.starts.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        assert!(fake.stops.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        status.expect("the loop ends when cancelled");
+    }
+
+    #[test]
+    fn a_held_permit_has_a_deadline_past_the_restart() {
+        let deadline = permit_deadline(Duration::from_secs(3), Duration::from_secs(1));
+        assert_eq!(deadline, Duration::from_secs(3 + 10 + 2));
     }
 }

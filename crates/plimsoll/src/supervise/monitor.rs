@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::{now_unix_ms, EventOutput};
 use crate::agent::HeapFigures;
 use crate::event::{Event, EventKind, LeakChange};
+use crate::registry::Registry;
 use crate::units::human_bytes;
 
 /// One target's levels and leak detector.
@@ -148,6 +149,20 @@ impl Monitor {
             self.emit(output, t_unix_ms, EventKind::Leak(change));
         }
         breach
+    }
+
+    /// Publishes what this monitor knows after `sample` to the target's view in `registry`:
+    /// the one place `run`, `up` and `watch` publish from.
+    pub(crate) fn publish(&self, registry: &Registry, sample: &Sample, heap: Option<&HeapFigures>) {
+        registry.update(&self.name, |view| {
+            view.status.rss_bytes = Some(sample.rss.0);
+            view.status.heap_used_bytes = heap.map(|h| h.heap_used_bytes);
+            view.status.heap_used_after_gc_bytes = heap.and_then(|h| h.heap_used_after_gc_bytes);
+            view.status.budget_bytes = self.budget;
+            view.status.level = self.level();
+            view.status.leak = Some(self.leak());
+            view.status.time_to_budget_s = self.time_to_budget_s();
+        });
     }
 
     fn emit(&self, output: &mut dyn EventOutput, t_unix_ms: i64, kind: EventKind) {

@@ -13,8 +13,10 @@ use anyhow::{Context, Result};
 use plimsoll_analysis::{Level, LevelConfig};
 use plimsoll_probe::Sample;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
-use crate::agent::{node, HeapFigures};
+use crate::agent::node::{self, AgentSetup};
+use crate::agent::HeapFigures;
 use crate::cli::UpArgs;
 use crate::common::{create_private_dir, data_dir, http_settings, output_sinks};
 use crate::event::Event;
@@ -23,7 +25,7 @@ use crate::outputs::Outputs;
 use crate::registry::Registry;
 use crate::sinks::{SinkConfig, Sinks};
 use crate::stdout::outln;
-use crate::supervise::{self, AgentSetup, EventOutput, RestartPolicy, Settings};
+use crate::supervise::{self, EventOutput, Inputs, RestartPolicy, Settings};
 use crate::units::human_bytes;
 
 use config::App;
@@ -73,6 +75,9 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
     let statuses = local.block_on(&runtime, async {
         let server = http::start(bound, &http_settings, &registry, &data_dir)?;
         let _control = crate::control::listen(&run_dir, registry.clone())?;
+        // One signal stops every instance's loop.
+        let cancel = CancellationToken::new();
+        supervise::cancel_on_signals(cancel.clone())?;
         let mut tasks = Vec::new();
         for ((app, hooks), agent) in apps.iter().zip(&app_sinks).zip(&agents) {
             let group = (app.instances > 1).then(|| Arc::new(Semaphore::new(1)));
@@ -83,9 +88,10 @@ pub(crate) fn run(args: &UpArgs) -> Result<u8> {
                     tracing::info!(target_name = %settings.name, budget_bytes = budget, "budget {}", human_bytes(budget as f64));
                 }
                 let mut output = SharedOutput { shared: shared.clone(), app: hooks.clone() };
+                let inputs = Inputs::new(cancel.clone());
                 tasks.push(tokio::task::spawn_local(async move {
                     let name = settings.name.clone();
-                    match supervise::supervise(settings, &mut output).await {
+                    match supervise::supervise(settings, &mut output, inputs).await {
                         Ok(status) => status,
                         Err(error) => {
                             tracing::error!(target_name = %name, error = %format!("{error:#}"), "cannot supervise");

@@ -215,6 +215,8 @@ fn handle(
         target.failing = false;
         // A breach is only an event here (Monitor emits it): the process is not ours.
         target.monitor.observe(t_s, sample, None, output);
+        // Published like `run` publishes: /health and /metrics show it.
+        target.monitor.publish(registry, sample, None);
     }
     for (pid, error) in &report.failed {
         let Some(target) = targets.get_mut(pid) else {

@@ -57,6 +57,17 @@ fn serve_leaker(dir: &Path) -> (Running, String) {
 
 /// One HTTP/1.1 request (connection closed after it); status and body.
 pub(crate) fn request(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    request_with_body(addr, method, path, token, "")
+}
+
+/// One HTTP/1.1 request with a JSON `body`; status and body.
+pub(crate) fn request_with_body(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -64,7 +75,8 @@ pub(crate) fn request(addr: &str, method: &str, path: &str, token: Option<&str>)
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("send");
     let mut raw = Vec::new();
@@ -100,7 +112,7 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-fn json(body: &str) -> serde_json::Value {
+pub(crate) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
@@ -207,6 +219,66 @@ fn a_live_run_serves_health_metrics_the_api_and_admin_actions_on_port_0() {
         log.contains(&format!("listening on http://{addr}")),
         "{log}"
     );
+}
+
+#[test]
+fn thresholds_leak_check_and_restart_through_the_real_loop_show_in_health_and_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut plimsoll, addr) = serve_leaker(dir.path());
+    eventually("a sampled target", WITHIN, || {
+        let (_, body) = request(&addr, "GET", "/health", None);
+        json(&body)["targets"][0]["rss_bytes"].as_u64()
+    });
+    let path = "/api/v1/targets/leaker/thresholds";
+    let (status, body) = request_with_body(
+        &addr,
+        "PUT",
+        path,
+        Some(TOKEN),
+        r#"{"warn": 40, "critical": 60}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    // Published at once: /health and /metrics read the new marks, not the ones of the start.
+    let (_, body) = request(&addr, "GET", "/health", None);
+    let target = &json(&body)["targets"][0];
+    assert_eq!(target["warn_percent"], 40.0, "{body}");
+    assert_eq!(target["critical_percent"], 60.0, "{body}");
+    let (_, metrics) = request(&addr, "GET", "/metrics", None);
+    assert!(
+        metrics.contains("plimsoll_level_warn_ratio{target=\"leaker\"} 0.4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("plimsoll_level_critical_ratio{target=\"leaker\"} 0.6"),
+        "{metrics}"
+    );
+    // The next PUT starts from the published marks: changing only `critical` keeps warn 40.
+    let (status, body) = request_with_body(&addr, "PUT", path, Some(TOKEN), r#"{"critical": 80}"#);
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = request(&addr, "GET", "/health", None);
+    let target = &json(&body)["targets"][0];
+    assert_eq!(target["warn_percent"], 40.0, "{body}");
+    assert_eq!(target["critical_percent"], 80.0, "{body}");
+    let first_pid = target["pid"].as_u64().expect("pid");
+    // Leak-check and restart, answered by the same real loop; the marks survive the restart.
+    let (status, body) = request(
+        &addr,
+        "POST",
+        "/api/v1/targets/leaker/leak-check",
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(json(&body)["result"]["verdict"].is_string(), "{body}");
+    let (status, body) = request(&addr, "POST", "/api/v1/targets/leaker/restart", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let target = eventually("the restarted run sampled", WITHIN, || {
+        let (_, body) = request(&addr, "GET", "/health", None);
+        let target = json(&body)["targets"][0].clone();
+        (target["restarts"] == 1 && target["pid"].as_u64() != Some(first_pid)).then_some(target)
+    });
+    assert_eq!(target["critical_percent"], 80.0, "{target}");
+    plimsoll.signal("TERM");
+    plimsoll.wait_exit(WITHIN);
 }
 
 #[test]

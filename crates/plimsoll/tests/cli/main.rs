@@ -5,6 +5,7 @@ mod check;
 mod chromium;
 mod faults_containment;
 mod faults_store;
+mod faults_loop;
 mod harness;
 mod heap;
 mod http;

@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::harness::{event_names, eventually, read_events, Cmd};
+use crate::http::{json, request};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -224,6 +225,69 @@ fn a_breach_of_a_watched_process_is_an_event_and_nothing_is_killed() {
     plimsoll.signal("TERM");
     assert_eq!(plimsoll.wait_exit(WITHIN), Some(0));
     assert!(alive(python), "the watched process must not be killed");
+}
+
+#[test]
+fn a_watched_process_is_in_health_and_metrics_within_two_intervals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spawned = Spawned::default();
+    let ready = dir.path().join("ready");
+    let script = format!(
+        "import time\nhold = bytearray(48 * 1024 * 1024)\nfor i in range(0, len(hold), 4096): hold[i] = 1\nopen({ready:?}, 'w').write('ready')\ntime.sleep(60)",
+        ready = ready.display().to_string()
+    );
+    let python = spawned.start("python3", &["-c", &script]);
+    eventually("python ready", WITHIN, || ready.exists().then_some(()));
+    let comm = std::fs::read_to_string(format!("/proc/{python}/comm")).expect("comm");
+    let name = format!("{}-{python}", comm.trim_end());
+    let data = dir.path().join("data");
+    let interval = Duration::from_millis(500);
+    let mut plimsoll = Cmd::new("watch")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--interval")
+        .arg("500ms")
+        .arg("--budget")
+        .arg("32MiB")
+        .arg(python.to_string())
+        .spawn_in(dir.path());
+    let addr_file = data.join("run/http.addr");
+    let addr = eventually("the bound address", WITHIN, || {
+        let text = std::fs::read_to_string(&addr_file).ok()?;
+        text.ends_with('\n').then(|| text.trim().to_owned())
+    });
+    let listening = std::time::Instant::now();
+    let (status, health) = eventually("the watched process's rss in /health", WITHIN, || {
+        let (status, body) = request(&addr, "GET", "/health", None);
+        let health = json(&body);
+        health["targets"][0]["rss_bytes"]
+            .as_u64()
+            .map(|_| (status, health))
+    });
+    let took = listening.elapsed();
+    assert!(
+        took <= interval * 2 + Duration::from_millis(500),
+        "rss_bytes appeared after {took:?}"
+    );
+    let target = &health["targets"][0];
+    assert_eq!(target["name"], name);
+    assert!(
+        target["rss_bytes"].as_u64().expect("rss") >= 48 << 20,
+        "{health}"
+    );
+    assert_eq!(target["owned"], false);
+    // 48 MiB against 32 MiB: past the critical mark, so /health says so with 503.
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "critical", "{health}");
+    let (_, metrics) = request(&addr, "GET", "/metrics", None);
+    assert!(
+        metrics.contains(&format!("plimsoll_rss_bytes{{target=\"{name}\"}}")),
+        "{metrics}"
+    );
+    plimsoll.signal("TERM");
+    assert_eq!(plimsoll.wait_exit(WITHIN), Some(0));
 }
 
 fn event_for_kind(events: &Path, name: &str) -> serde_json::Value {
