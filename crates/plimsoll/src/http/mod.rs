@@ -3,10 +3,12 @@
 //! dashboard. `router(state)` is the whole server without a socket, so tests call it with
 //! `oneshot`; `bind` takes the port before any target starts, so a taken port fails fast.
 //!
-//! Files: `routes.rs` the handlers, `dashboard.rs` the page and its embedded assets. The wire
+//! Files: `conn.rs` the accept loop and its limits, `routes.rs` the handlers, `dashboard.rs`
+//! the page and its embedded assets. The wire
 //! formats (the status JSON, the Prometheus text, the admin guard and the error type) live in
 //! `plimsoll-http`, shared with `plimsoll-guard`.
 
+mod conn;
 mod dashboard;
 mod routes;
 
@@ -90,18 +92,15 @@ pub(crate) fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes.
+/// Serves `router(state)` on `listener` until `shutdown` completes, within the connection
+/// limits that the open-file limit allows (`conn.rs`).
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(error) = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::warn!(%error, "the HTTP server stopped");
-    }
+    let limits = conn::Limits::for_fd_limit(crate::fds::limit());
+    conn::serve(listener, router(state), limits, shutdown).await;
 }
 
 /// A port taken before any target starts; the server itself starts inside the runtime.

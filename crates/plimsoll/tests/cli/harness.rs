@@ -40,6 +40,20 @@ impl Cmd {
         }
     }
 
+    /// The binary run through `wrapper` (e.g. `["prlimit", "--nofile=256:256", "--"]`).
+    pub(crate) fn wrapped(wrapper: &[&str], subcommand: &str) -> Self {
+        let (program, args) = wrapper.split_first().expect("a wrapper program");
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .arg(env!("CARGO_BIN_EXE_plimsoll"))
+            .arg(subcommand);
+        Cmd {
+            command,
+            stdin: None,
+        }
+    }
+
     pub(crate) fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
         self.command.arg(arg);
         self

@@ -3,6 +3,7 @@
 mod analyze;
 mod check;
 mod chromium;
+mod faults_net;
 mod harness;
 mod heap;
 mod http;
