@@ -19,6 +19,8 @@ pub enum ApiError {
     BadRequest(String),
     /// An admin route without the right bearer token.
     Unauthorized,
+    /// A read route, behind a read token, without it (nor the admin token).
+    ReadUnauthorized,
     /// An admin route while no admin token is configured: admin actions are off.
     AdminDisabled,
     /// The target cannot do this now (watched, between two runs, the action failed); why.
@@ -40,7 +42,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::ReadUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::AdminDisabled => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -60,6 +62,12 @@ impl IntoResponse for ApiError {
             | ApiError::NotImplemented(message) => (message, None),
             ApiError::Unauthorized => (
                 "missing or wrong admin token (send 'Authorization: Bearer TOKEN')".to_owned(),
+                None,
+            ),
+            ApiError::ReadUnauthorized => (
+                "missing or wrong read token (send 'Authorization: Bearer TOKEN' with the read \
+                 or the admin token)"
+                    .to_owned(),
                 None,
             ),
             ApiError::AdminDisabled => (

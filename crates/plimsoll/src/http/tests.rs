@@ -87,6 +87,7 @@ fn fixture(admin_token: Option<&str>, api_level: Level) -> Fixture {
             registry: Arc::clone(&registry),
             data_dir: dir.path().to_path_buf(),
             admin_token: admin_token.map(str::to_owned),
+            read_token: None,
         },
         _dir: dir,
     }
@@ -558,4 +559,61 @@ async fn clearing_the_leak_history_deletes_the_leak_events_only() {
     assert_eq!(body["leaks"].as_array().map(Vec::len), Some(0), "{body}");
     let (_, _, body) = get(&f.state, "/api/v1/events").await;
     assert_eq!(body["events"].as_array().map(Vec::len), Some(2), "{body}");
+}
+
+#[tokio::test]
+async fn with_a_read_token_reads_need_it_or_the_admin_token_and_the_page_stays_open() {
+    let mut fixture = fixture(Some(TOKEN), Level::Ok);
+    fixture.state.read_token = Some("read-token".to_owned());
+    let state = &fixture.state;
+    let reads = [
+        "/health",
+        "/metrics",
+        "/api/v1/targets",
+        "/api/v1/targets/api/samples?since=0",
+        "/api/v1/events",
+        "/api/v1/leaks",
+    ];
+    for uri in reads {
+        let (status, _, body) = call(state, Method::GET, uri, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} without a token");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("read token")),
+            "{uri}: {body}"
+        );
+        let (status, _, _) = call(state, Method::GET, uri, Some("wrong"), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} with a wrong token");
+        for token in ["read-token", TOKEN] {
+            let (status, _, _) = call(state, Method::GET, uri, Some(token), None).await;
+            assert_eq!(status, StatusCode::OK, "{uri} with {token}");
+        }
+    }
+    let (status, _, _) = get(state, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    // The read token opens no admin action.
+    let (status, _, _) = call(
+        state,
+        Method::POST,
+        "/api/v1/targets/api/restart",
+        Some("read-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_non_loopback_address_is_warned_about() {
+    let on = |text: &str| text.parse().expect("an address");
+    assert_eq!(super::exposure(on("127.0.0.1:9464"), false), None);
+    assert_eq!(super::exposure(on("[::1]:9464"), false), None);
+    let open = super::exposure(on("0.0.0.0:9464"), false).expect("a warning");
+    assert!(
+        open.contains("unauthenticated") && open.contains("in clear"),
+        "{open}"
+    );
+    let guarded = super::exposure(on("10.0.0.5:9464"), true).expect("a warning");
+    assert!(guarded.contains("reads need the read token") && guarded.contains("in clear"));
 }
