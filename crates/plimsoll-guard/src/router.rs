@@ -53,7 +53,11 @@ impl Guard {
             )
             .route(
                 "/api/v1/targets/{name}/thresholds",
-                put(thresholds).route_layer(guard()),
+                put(thresholds)
+                    .layer(axum::extract::DefaultBodyLimit::max(
+                        plimsoll_http::thresholds::MAX_BODY,
+                    ))
+                    .route_layer(guard()),
             )
             .route("/api/v1/leaks", delete(clear_leaks).route_layer(guard()))
             .fallback(not_found)

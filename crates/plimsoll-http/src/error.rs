@@ -19,6 +19,8 @@ pub enum ApiError {
     BadRequest(String),
     /// An admin route without the right bearer token.
     Unauthorized,
+    /// The request body is larger than the route reads; the message says the limit.
+    TooLarge(String),
     /// A read route, behind a read token, without it (nor the admin token).
     ReadUnauthorized,
     /// An admin route while no admin token is configured: admin actions are off.
@@ -42,6 +44,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized | ApiError::ReadUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::AdminDisabled => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -58,6 +61,7 @@ impl IntoResponse for ApiError {
         let (message, detail) = match self {
             ApiError::NotFound(message)
             | ApiError::BadRequest(message)
+            | ApiError::TooLarge(message)
             | ApiError::Conflict(message)
             | ApiError::NotImplemented(message) => (message, None),
             ApiError::Unauthorized => (

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -100,7 +101,9 @@ pub(crate) fn router(state: HttpState) -> Router {
         )
         .route(
             "/api/v1/targets/{name}/thresholds",
-            put(routes::thresholds).route_layer(guard()),
+            put(routes::thresholds)
+                .layer(DefaultBodyLimit::max(plimsoll_http::thresholds::MAX_BODY))
+                .route_layer(guard()),
         )
         .fallback(routes::not_found)
         .layer(middleware::from_fn(plimsoll_http::log_server_errors))

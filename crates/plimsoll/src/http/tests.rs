@@ -617,3 +617,28 @@ fn a_non_loopback_address_is_warned_about() {
     let guarded = super::exposure(on("10.0.0.5:9464"), true).expect("a warning");
     assert!(guarded.contains("reads need the read token") && guarded.contains("in clear"));
 }
+
+#[tokio::test]
+async fn a_thresholds_body_must_name_a_mark_and_a_huge_one_is_413() {
+    let fixture = fixture(Some(TOKEN), Level::Ok);
+    let uri = "/api/v1/targets/api/thresholds";
+    let put = |body: String| {
+        let state = fixture.state.clone();
+        async move { call(&state, Method::PUT, uri, Some(TOKEN), Some(&body)).await }
+    };
+    let (status, _, body) = put("{}".to_owned()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("names no threshold")),
+        "{body}"
+    );
+    let huge = format!("{{\"warn\": 70, \"pad\": \"{}\"}}", "x".repeat(10 << 20));
+    let (status, _, body) = put(huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (status, _, body) = put("{\"critical\": 95}".to_owned()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The mark not named keeps its value.
+    assert_eq!(body["result"], json!({"warn": 0.75, "critical": 0.95}));
+}
