@@ -265,7 +265,11 @@ async fn clear_cache(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     this_service(&guard, &name)?;
-    let report = guard.caches.clear_all();
+    // Emptying big caches walks them all: on the blocking pool, not the service's threads.
+    let caches = guard.caches.clone();
+    let report = tokio::task::spawn_blocking(move || caches.clear_all())
+        .await
+        .map_err(|error| ApiError::Internal(format!("clearing the caches failed: {error}")))?;
     Ok(done(
         &guard,
         "clear-cache",
