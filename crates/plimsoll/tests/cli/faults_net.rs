@@ -71,11 +71,12 @@ fn an_idle_connection_flood_neither_stops_sampling_nor_a_breach_restart() {
         text.trim().parse().ok()
     });
 
-    // More idle connections than plimsoll may have descriptors.
+    // More idle connections than plimsoll may have descriptors. A connect may wait for a
+    // retried SYN (1 s) when the listen backlog is momentarily full.
     let flooded_at = now_ms();
     let mut flood = Vec::new();
     for _ in 0..400 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
             Ok(stream) => flood.push(stream),
             Err(_) => break,
         }
