@@ -1,6 +1,6 @@
 //! The pieces wired together: [`Guard::start`] starts the monitor and a reaction task that
-//! feeds the admission gate with each reading and shrinks the registered caches when the level
-//! turns critical; [`Guard::router`] serves it all over HTTP.
+//! feeds the admission gate with each reading and, on the blocking pool, shrinks the registered
+//! caches when the level turns critical; [`Guard::router`] serves it all over HTTP.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,9 +95,22 @@ impl Guard {
         };
         let mut pressure = guard.monitor.subscribe();
         guard.shutdown.spawn_until_shutdown(async move {
+            let mut relief: Option<tokio::task::JoinHandle<()>> = None;
             while pressure.changed().await.is_ok() {
                 let now = *pressure.borrow_and_update();
-                react.to(&now);
+                if !react.to(&now) {
+                    continue;
+                }
+                // Shrinking caches and purging the allocator take locks and walk memory: on
+                // the blocking pool, so the service's async threads go on serving; one relief
+                // at a time.
+                if relief.as_ref().is_none_or(|running| running.is_finished()) {
+                    let caches = react.guard.caches.clone();
+                    let shrink_to = react.shrink_to;
+                    relief = Some(tokio::task::spawn_blocking(move || {
+                        relieve(&caches, shrink_to, now.level);
+                    }));
+                }
             }
         });
         Ok(guard)
@@ -134,7 +147,9 @@ struct Reaction {
 }
 
 impl Reaction {
-    fn to(&mut self, pressure: &Pressure) {
+    /// Feeds the gate with `pressure`; whether the level just turned critical (then the caller
+    /// relieves the memory, off the async threads).
+    fn to(&mut self, pressure: &Pressure) -> bool {
         let gate = &self.guard.gate;
         if !self.explicit_soft_limit {
             if let Some(budget) = pressure.budget_bytes {
@@ -145,26 +160,26 @@ impl Reaction {
         gate.observe(pressure.used_bytes);
         let was_critical = self.level >= Level::Critical;
         self.level = pressure.level;
-        if pressure.level >= Level::Critical && !was_critical {
-            // The fraction was checked when the guard was made.
-            let report = self
-                .guard
-                .caches
-                .shrink_all(self.shrink_to)
-                .unwrap_or_default();
-            tracing::warn!(
-                level = pressure.level.as_str(),
-                caches = report.caches,
-                entries = report.entries,
-                bytes = report.bytes,
-                "memory critical: caches shrunk"
-            );
-            #[cfg(feature = "jemalloc")]
-            if crate::alloc::in_use() {
-                if let Err(error) = crate::alloc::purge() {
-                    tracing::warn!(%error, "cannot return freed memory to the OS");
-                }
-            }
+        pressure.level >= Level::Critical && !was_critical
+    }
+}
+
+/// Shrinks every cache of `caches` to `shrink_to` of its bound and returns freed memory to the
+/// OS (with jemalloc): blocking work, run on the blocking pool.
+fn relieve(caches: &CacheRegistry, shrink_to: f64, level: Level) {
+    // The fraction was checked when the guard was made.
+    let report = caches.shrink_all(shrink_to).unwrap_or_default();
+    tracing::warn!(
+        level = level.as_str(),
+        caches = report.caches,
+        entries = report.entries,
+        bytes = report.bytes,
+        "memory critical: caches shrunk"
+    );
+    #[cfg(feature = "jemalloc")]
+    if crate::alloc::in_use() {
+        if let Err(error) = crate::alloc::purge() {
+            tracing::warn!(%error, "cannot return freed memory to the OS");
         }
     }
 }

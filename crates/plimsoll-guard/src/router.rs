@@ -53,7 +53,11 @@ impl Guard {
             )
             .route(
                 "/api/v1/targets/{name}/thresholds",
-                put(thresholds).route_layer(guard()),
+                put(thresholds)
+                    .layer(axum::extract::DefaultBodyLimit::max(
+                        plimsoll_http::thresholds::MAX_BODY,
+                    ))
+                    .route_layer(guard()),
             )
             .route("/api/v1/leaks", delete(clear_leaks).route_layer(guard()))
             .fallback(not_found)
@@ -261,7 +265,11 @@ async fn clear_cache(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     this_service(&guard, &name)?;
-    let report = guard.caches.clear_all();
+    // Emptying big caches walks them all: on the blocking pool, not the service's threads.
+    let caches = guard.caches.clone();
+    let report = tokio::task::spawn_blocking(move || caches.clear_all())
+        .await
+        .map_err(|error| ApiError::Internal(format!("clearing the caches failed: {error}")))?;
     Ok(done(
         &guard,
         "clear-cache",

@@ -95,3 +95,59 @@ async fn entering_critical_shrinks_the_registered_caches_to_half() {
     .await
     .expect("the cache was shrunk to half its bound");
 }
+
+/// A cache that notes the thread each shrink runs on.
+struct ThreadNoting {
+    shrunk_on: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+}
+
+impl plimsoll_guard::cache::RegisteredCache for ThreadNoting {
+    fn name(&self) -> &str {
+        "noting"
+    }
+
+    fn stats(&self) -> plimsoll_guard::cache::CacheStats {
+        plimsoll_guard::cache::CacheStats {
+            name: "noting".to_owned(),
+            entries: 0,
+            bytes: 0,
+            max_bytes: 1,
+            max_entries: 1,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    fn clear(&self) -> plimsoll_guard::cache::Dropped {
+        plimsoll_guard::cache::Dropped::default()
+    }
+
+    fn shrink_to(&self, _fraction: f64) -> plimsoll_guard::cache::Dropped {
+        if let Ok(mut threads) = self.shrunk_on.lock() {
+            threads.push(std::thread::current().id());
+        }
+        plimsoll_guard::cache::Dropped::default()
+    }
+}
+
+#[tokio::test]
+async fn critical_pressure_shrinks_the_caches_off_the_async_thread() {
+    let guard = guard(None);
+    let cache = std::sync::Arc::new(ThreadNoting {
+        shrunk_on: std::sync::Mutex::new(Vec::new()),
+    });
+    guard.caches().register(&cache).expect("register");
+    guard.monitor().observe(&reading(0.0, 1000 * MIB));
+    let shrunk_on = tokio::time::timeout(WITHIN, async {
+        loop {
+            if let Some(&thread) = cache.shrunk_on.lock().expect("lock").first() {
+                return thread;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the caches were shrunk");
+    // This test's runtime has one thread, this one: the shrink ran on the blocking pool.
+    assert_ne!(shrunk_on, std::thread::current().id());
+}

@@ -167,6 +167,13 @@ async fn mistakes_are_named() {
             StatusCode::BAD_REQUEST,
             "warn 95 must be below critical 85",
         ),
+        (
+            "PUT",
+            "/api/v1/targets/svc/thresholds",
+            Some("{}"),
+            StatusCode::BAD_REQUEST,
+            "names no threshold",
+        ),
         ("GET", "/nowhere", None, StatusCode::NOT_FOUND, "'/nowhere'"),
     ] {
         let (status, answer) = call(&guard, method, uri, Some(TOKEN), body).await;

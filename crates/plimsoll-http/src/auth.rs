@@ -1,7 +1,8 @@
-//! The admin guard: admin routes need `Authorization: Bearer TOKEN` with the configured token.
-//! No token configured turns admin actions off (403); a missing or wrong one is 401. The token
-//! is compared in constant time, so response timing does not reveal how much of a guess was
-//! right.
+//! The bearer-token guards. Admin routes need `Authorization: Bearer TOKEN` with the configured
+//! admin token: no token configured turns admin actions off (403); a missing or wrong one is
+//! 401. Read routes are open unless a read token is configured; then they need it, or the
+//! admin token (401 otherwise). Tokens are compared in constant time, so response timing does
+//! not reveal how much of a guess was right.
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -41,6 +42,43 @@ pub async fn require_admin(
             Ok(next.run(request).await)
         }
         _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// The tokens that open the read routes: with no `read` token they are open to all.
+#[derive(Debug, Clone)]
+pub struct ReadTokens {
+    /// The read token; `None` leaves reads open.
+    pub read: Option<String>,
+    /// The admin token, which opens reads too.
+    pub admin: Option<String>,
+}
+
+/// Middleware on the read routes: `from_fn_with_state(ReadTokens { .. }, require_read)`.
+pub async fn require_read(
+    State(tokens): State<ReadTokens>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(read) = tokens.read.as_deref() else {
+        return Ok(next.run(request).await);
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer)
+        .unwrap_or_default();
+    // Both compared, whatever the first gave: the time does not tell which one matched.
+    let is_read = constant_time_eq(given.as_bytes(), read.as_bytes());
+    let is_admin = tokens
+        .admin
+        .as_deref()
+        .is_some_and(|admin| constant_time_eq(given.as_bytes(), admin.as_bytes()));
+    if !given.is_empty() && (is_read | is_admin) {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::ReadUnauthorized)
     }
 }
 

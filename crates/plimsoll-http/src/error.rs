@@ -19,6 +19,10 @@ pub enum ApiError {
     BadRequest(String),
     /// An admin route without the right bearer token.
     Unauthorized,
+    /// The request body is larger than the route reads; the message says the limit.
+    TooLarge(String),
+    /// A read route, behind a read token, without it (nor the admin token).
+    ReadUnauthorized,
     /// An admin route while no admin token is configured: admin actions are off.
     AdminDisabled,
     /// The target cannot do this now (watched, between two runs, the action failed); why.
@@ -40,7 +44,8 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized | ApiError::ReadUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::AdminDisabled => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -56,10 +61,17 @@ impl IntoResponse for ApiError {
         let (message, detail) = match self {
             ApiError::NotFound(message)
             | ApiError::BadRequest(message)
+            | ApiError::TooLarge(message)
             | ApiError::Conflict(message)
             | ApiError::NotImplemented(message) => (message, None),
             ApiError::Unauthorized => (
                 "missing or wrong admin token (send 'Authorization: Bearer TOKEN')".to_owned(),
+                None,
+            ),
+            ApiError::ReadUnauthorized => (
+                "missing or wrong read token (send 'Authorization: Bearer TOKEN' with the read \
+                 or the admin token)"
+                    .to_owned(),
                 None,
             ),
             ApiError::AdminDisabled => (

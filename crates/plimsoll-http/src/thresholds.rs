@@ -1,6 +1,7 @@
 //! The body of `PUT /api/v1/targets/{name}/thresholds`: `{"warn": 70, "critical": 90}`,
-//! percentages of the budget, a missing one keeping its value; checked against the marks in
-//! force before anything changes.
+//! percentages of the budget. It must name at least one of them (`{}` is a 400, not a reset);
+//! one not named keeps its value; checked against the marks in force before anything changes.
+//! A body past the route's limit (`MAX_BODY`) is a 413.
 
 use axum::extract::rejection::JsonRejection;
 use axum::Json;
@@ -9,21 +10,37 @@ use serde_json::Value;
 
 use crate::ApiError;
 
+/// The largest body the thresholds route reads; a real one is a few dozen bytes. Servers put
+/// it on the route with `axum::extract::DefaultBodyLimit::max(MAX_BODY)`.
+pub const MAX_BODY: usize = 16 * 1024;
+
 /// The new level marks of `body` over `current`, checked: 0 < warn < critical ≤ 100. A body
-/// that is not such an object is a 400 that shows the expected form.
+/// that is not such an object, or names no mark, is a 400 that shows the expected form; one
+/// too large to read is a 413.
 pub fn apply(
     current: LevelConfig,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<LevelConfig, ApiError> {
     const EXPECTED: &str = "(expected e.g. {\"warn\": 70, \"critical\": 90})";
     let Json(body) = body.map_err(|rejection| {
-        ApiError::BadRequest(format!("{} {EXPECTED}", rejection.body_text()))
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "the body is larger than {MAX_BODY} bytes {EXPECTED}"
+            ))
+        } else {
+            ApiError::BadRequest(format!("{} {EXPECTED}", rejection.body_text()))
+        }
     })?;
     let Value::Object(fields) = body else {
         return Err(ApiError::BadRequest(format!(
             "the body is not an object {EXPECTED}"
         )));
     };
+    if fields.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "the body names no threshold: give warn, critical or both {EXPECTED}"
+        )));
+    }
     let mut marks = [
         ("warn", current.warn * 100.0),
         ("critical", current.critical * 100.0),
@@ -76,8 +93,8 @@ mod tests {
     fn marks_are_replaced_one_at_a_time_and_checked() {
         assert_eq!(check(json!({"warn": 70, "critical": 90})), Ok((0.7, 0.9)));
         assert_eq!(check(json!({"critical": 95})), Ok((0.75, 0.95)));
-        assert_eq!(check(json!({})), Ok((0.75, 0.85)));
         for (body, message) in [
+            (json!({}), "the body names no threshold"),
             (json!({"warn": 95}), "warn 95 must be below critical 85"),
             (json!({"warn": 0}), "invalid warn '0'"),
             (json!({"critical": 101}), "invalid critical '101'"),

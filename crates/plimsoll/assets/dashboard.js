@@ -44,8 +44,13 @@
     return s.toFixed(0) + " s";
   }
 
+  // With a read token on the server, open the page as /#token=TOKEN: the fragment is never
+  // sent to the server, and every fetch carries the token.
+  var readToken = new URLSearchParams(location.hash.slice(1)).get("token");
+
   function getJson(url) {
-    return fetch(url, { cache: "no-store" }).then(function (response) {
+    var headers = readToken ? { Authorization: "Bearer " + readToken } : {};
+    return fetch(url, { cache: "no-store", headers: headers }).then(function (response) {
       if (!response.ok && response.status !== 503) throw new Error(url + ": HTTP " + response.status);
       return response.json();
     });

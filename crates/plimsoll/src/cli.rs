@@ -256,6 +256,10 @@ pub(crate) struct OutputArgs {
     /// without a token the admin actions are off
     #[arg(long, value_name = "FILE")]
     pub(crate) admin_token_file: Option<PathBuf>,
+    /// Read the bearer token of the HTTP reads (/health, /metrics, /api/v1/*) from FILE (else
+    /// PLIMSOLL_READ_TOKEN); the admin token opens them too. Without one, reads are open
+    #[arg(long, value_name = "FILE")]
+    pub(crate) read_token_file: Option<PathBuf>,
 }
 
 /// Where the HTTP server listens.

@@ -1,6 +1,7 @@
 //! The second stage of configuration for the supervising commands: what `MonitorArgs` says,
 //! checked and resolved (data dir, levels, sinks) into the settings they run with.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -85,37 +86,68 @@ pub(crate) struct HttpSettings {
     pub(crate) listen: Option<SocketAddr>,
     /// The bearer token of the admin actions; `None` turns them off.
     pub(crate) admin_token: Option<String>,
+    /// The bearer token of the reads; `None` leaves them open.
+    pub(crate) read_token: Option<String>,
 }
 
 /// The environment variable that holds the admin token when no file is given.
 pub(crate) const ADMIN_TOKEN_ENV: &str = "PLIMSOLL_ADMIN_TOKEN";
 
-/// `--listen`, `--no-http` and the admin token (`--admin-token-file`, else
-/// `PLIMSOLL_ADMIN_TOKEN`).
+/// The environment variable that holds the read token when no file is given.
+pub(crate) const READ_TOKEN_ENV: &str = "PLIMSOLL_READ_TOKEN";
+
+/// The longest token file read: a token is a line, not a document.
+const MAX_TOKEN_FILE: u64 = 4096;
+
+/// `--listen`, `--no-http`, the admin token (`--admin-token-file`, else
+/// `PLIMSOLL_ADMIN_TOKEN`) and the read token (`--read-token-file`, else
+/// `PLIMSOLL_READ_TOKEN`).
 pub(crate) fn http_settings(args: &OutputArgs) -> Result<HttpSettings> {
     let listen = match (args.no_http, args.listen) {
         (true, _) | (false, Listen::Off) => None,
         (false, Listen::On(addr)) => Some(addr),
     };
-    let admin_token = match &args.admin_token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --admin-token-file '{}'", path.display()))?;
-            let token = text.trim();
-            if token.is_empty() {
-                bail!("--admin-token-file '{}' is empty", path.display());
-            }
-            Some(token.to_owned())
-        }
-        None => std::env::var(ADMIN_TOKEN_ENV)
-            .ok()
-            .map(|token| token.trim().to_owned())
-            .filter(|token| !token.is_empty()),
-    };
+    let admin_token = token(
+        args.admin_token_file.as_deref(),
+        "--admin-token-file",
+        ADMIN_TOKEN_ENV,
+    )?;
+    let read_token = token(
+        args.read_token_file.as_deref(),
+        "--read-token-file",
+        READ_TOKEN_ENV,
+    )?;
     Ok(HttpSettings {
         listen,
         admin_token,
+        read_token,
     })
+}
+
+/// A token from `file` (given as `flag`), else from the variable `env`; surrounding blanks
+/// trimmed, a blank one is none (an empty file is an error).
+fn token(file: Option<&Path>, flag: &str, env: &str) -> Result<Option<String>> {
+    let Some(path) = file else {
+        return Ok(std::env::var(env)
+            .ok()
+            .map(|token| token.trim().to_owned())
+            .filter(|token| !token.is_empty()));
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| std::io::Read::take(file, MAX_TOKEN_FILE + 1).read_to_string(&mut text))
+        .with_context(|| format!("cannot read {flag} '{}'", path.display()))?;
+    if text.len() as u64 > MAX_TOKEN_FILE {
+        bail!(
+            "{flag} '{}' is longer than {MAX_TOKEN_FILE} bytes (expected one token)",
+            path.display()
+        );
+    }
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("{flag} '{}' is empty", path.display());
+    }
+    Ok(Some(token.to_owned()))
 }
 
 /// `--data-dir`, else the default.

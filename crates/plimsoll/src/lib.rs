@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod control;
 mod event;
+mod fds;
 mod heap;
 mod http;
 mod logging;
@@ -97,6 +98,13 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
+    if matches!(
+        cli.command,
+        cli::Command::Run(_) | cli::Command::Watch(_) | cli::Command::Up(_) | cli::Command::Soak(_)
+    ) {
+        // The long-running commands take all the descriptors they may (fds.rs).
+        fds::raise_limit();
+    }
     match cli.command {
         cli::Command::Analyze(args) => analyze::run(&args),
         cli::Command::Check(args) => check::run(&args),

@@ -168,6 +168,7 @@ impl Plan {
                 listen: Listen::Off,
                 no_http: true,
                 admin_token_file: None,
+                read_token_file: None,
             },
         };
         let common = Common::resolve(&monitor)?;

@@ -3,10 +3,12 @@
 //! dashboard. `router(state)` is the whole server without a socket, so tests call it with
 //! `oneshot`; `bind` takes the port before any target starts, so a taken port fails fast.
 //!
-//! Files: `routes.rs` the handlers, `dashboard.rs` the page and its embedded assets. The wire
+//! Files: `conn.rs` the accept loop and its limits, `routes.rs` the handlers, `dashboard.rs`
+//! the page and its embedded assets. The wire
 //! formats (the status JSON, the Prometheus text, the admin guard and the error type) live in
 //! `plimsoll-http`, shared with `plimsoll-guard`.
 
+mod conn;
 mod dashboard;
 mod routes;
 
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -24,7 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::common::HttpSettings;
 use crate::registry::{AdminAction, Registry};
-use plimsoll_http::AdminToken;
+use plimsoll_http::{AdminToken, ReadTokens};
 
 /// The name of the file in the run dir that holds the bound address (`127.0.0.1:9464`), for
 /// scripts and tests that listen on port 0.
@@ -42,12 +45,20 @@ pub(crate) struct HttpState {
     pub(crate) data_dir: PathBuf,
     /// The bearer token of the admin routes; `None` turns them off.
     pub(crate) admin_token: Option<String>,
+    /// The bearer token of the read routes (the admin token opens them too); `None` leaves
+    /// them open.
+    pub(crate) read_token: Option<String>,
 }
 
 /// The whole server, without a socket.
 pub(crate) fn router(state: HttpState) -> Router {
     let token = AdminToken(state.admin_token.clone());
     let guard = || middleware::from_fn_with_state(token.clone(), plimsoll_http::require_admin);
+    let tokens = ReadTokens {
+        read: state.read_token.clone(),
+        admin: state.admin_token.clone(),
+    };
+    let read = || middleware::from_fn_with_state(tokens.clone(), plimsoll_http::require_read);
     let action = |action: AdminAction| {
         post(move |state, name| routes::admin_action(state, name, action.clone()))
             .route_layer(guard())
@@ -55,14 +66,21 @@ pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
         .route("/assets/{file}", get(dashboard::asset))
-        .route("/health", get(routes::health))
-        .route("/metrics", get(routes::metrics))
-        .route("/api/v1/targets", get(routes::targets))
-        .route("/api/v1/targets/{name}/samples", get(routes::samples))
-        .route("/api/v1/events", get(routes::events))
+        // Reads: behind the read token when one is configured. The page and its assets
+        // stay open; its fetches carry the token (dashboard.js).
+        .route("/health", get(routes::health).route_layer(read()))
+        .route("/metrics", get(routes::metrics).route_layer(read()))
+        .route("/api/v1/targets", get(routes::targets).route_layer(read()))
+        .route(
+            "/api/v1/targets/{name}/samples",
+            get(routes::samples).route_layer(read()),
+        )
+        .route("/api/v1/events", get(routes::events).route_layer(read()))
         .route(
             "/api/v1/leaks",
-            get(routes::leaks).merge(delete(routes::clear_leaks).route_layer(guard())),
+            get(routes::leaks)
+                .route_layer(read())
+                .merge(delete(routes::clear_leaks).route_layer(guard())),
         )
         .route(
             "/api/v1/targets/{name}/restart",
@@ -83,25 +101,24 @@ pub(crate) fn router(state: HttpState) -> Router {
         )
         .route(
             "/api/v1/targets/{name}/thresholds",
-            put(routes::thresholds).route_layer(guard()),
+            put(routes::thresholds)
+                .layer(DefaultBodyLimit::max(plimsoll_http::thresholds::MAX_BODY))
+                .route_layer(guard()),
         )
         .fallback(routes::not_found)
         .layer(middleware::from_fn(plimsoll_http::log_server_errors))
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes.
+/// Serves `router(state)` on `listener` until `shutdown` completes, within the connection
+/// limits that the open-file limit allows (`conn.rs`).
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(error) = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::warn!(%error, "the HTTP server stopped");
-    }
+    let limits = conn::Limits::for_fd_limit(crate::fds::limit());
+    conn::serve(listener, router(state), limits, shutdown).await;
 }
 
 /// A port taken before any target starts; the server itself starts inside the runtime.
@@ -142,10 +159,31 @@ pub(crate) fn start(
         registry: registry.clone(),
         data_dir: data_dir.to_path_buf(),
         admin_token: settings.admin_token.clone(),
+        read_token: settings.read_token.clone(),
     };
+    if let Some(warning) = exposure(bound.addr, settings.read_token.is_some()) {
+        tracing::warn!(addr = %bound.addr, "{warning}");
+    }
     let run_dir = data_dir.join("run");
     crate::common::create_private_dir(&run_dir)?;
     bound.start(state, &run_dir).map(Some)
+}
+
+/// What a server on `addr` exposes beyond this machine, when it is not on loopback.
+fn exposure(addr: SocketAddr, read_token: bool) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    let reads = if read_token {
+        "reads need the read token"
+    } else {
+        "reads (/health, /metrics, /api/v1/*, whose events show full command lines) are \
+         unauthenticated (give --read-token-file)"
+    };
+    Some(format!(
+        "listening on {addr}, not loopback: {reads}, and tokens travel in clear (plain HTTP; \
+         put a TLS proxy in front, or listen on 127.0.0.1)"
+    ))
 }
 
 /// Stops the server, if any.

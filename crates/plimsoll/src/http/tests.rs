@@ -88,6 +88,7 @@ fn fixture(admin_token: Option<&str>, api_level: Level) -> Fixture {
             registry: Arc::clone(&registry),
             data_dir: dir.path().to_path_buf(),
             admin_token: admin_token.map(str::to_owned),
+            read_token: None,
         },
         _dir: dir,
     }
@@ -653,6 +654,7 @@ async fn admin_actions_reach_a_real_loop_with_a_real_child() {
         registry,
         data_dir: dir.path().to_path_buf(),
         admin_token: Some(TOKEN.to_owned()),
+        read_token: None,
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     let inputs = crate::supervise::Inputs::new(cancel.clone()).with_spawner(Box::new(Direct));
@@ -705,4 +707,86 @@ async fn admin_actions_reach_a_real_loop_with_a_real_child() {
     );
     // Stopped by the cancellation: SIGKILL of `sleep`, 128 + 9.
     assert_eq!(status.expect("the loop ends"), 137);
+}
+
+#[tokio::test]
+async fn with_a_read_token_reads_need_it_or_the_admin_token_and_the_page_stays_open() {
+    let mut fixture = fixture(Some(TOKEN), Level::Ok);
+    fixture.state.read_token = Some("read-token".to_owned());
+    let state = &fixture.state;
+    let reads = [
+        "/health",
+        "/metrics",
+        "/api/v1/targets",
+        "/api/v1/targets/api/samples?since=0",
+        "/api/v1/events",
+        "/api/v1/leaks",
+    ];
+    for uri in reads {
+        let (status, _, body) = call(state, Method::GET, uri, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} without a token");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("read token")),
+            "{uri}: {body}"
+        );
+        let (status, _, _) = call(state, Method::GET, uri, Some("wrong"), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri} with a wrong token");
+        for token in ["read-token", TOKEN] {
+            let (status, _, _) = call(state, Method::GET, uri, Some(token), None).await;
+            assert_eq!(status, StatusCode::OK, "{uri} with {token}");
+        }
+    }
+    let (status, _, _) = get(state, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    // The read token opens no admin action.
+    let (status, _, _) = call(
+        state,
+        Method::POST,
+        "/api/v1/targets/api/restart",
+        Some("read-token"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_non_loopback_address_is_warned_about() {
+    let on = |text: &str| text.parse().expect("an address");
+    assert_eq!(super::exposure(on("127.0.0.1:9464"), false), None);
+    assert_eq!(super::exposure(on("[::1]:9464"), false), None);
+    let open = super::exposure(on("0.0.0.0:9464"), false).expect("a warning");
+    assert!(
+        open.contains("unauthenticated") && open.contains("in clear"),
+        "{open}"
+    );
+    let guarded = super::exposure(on("10.0.0.5:9464"), true).expect("a warning");
+    assert!(guarded.contains("reads need the read token") && guarded.contains("in clear"));
+}
+
+#[tokio::test]
+async fn a_thresholds_body_must_name_a_mark_and_a_huge_one_is_413() {
+    let fixture = fixture(Some(TOKEN), Level::Ok);
+    let uri = "/api/v1/targets/api/thresholds";
+    let put = |body: String| {
+        let state = fixture.state.clone();
+        async move { call(&state, Method::PUT, uri, Some(TOKEN), Some(&body)).await }
+    };
+    let (status, _, body) = put("{}".to_owned()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("names no threshold")),
+        "{body}"
+    );
+    let huge = format!("{{\"warn\": 70, \"pad\": \"{}\"}}", "x".repeat(10 << 20));
+    let (status, _, body) = put(huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (status, _, body) = put("{\"critical\": 95}".to_owned()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The mark not named keeps its value.
+    assert_eq!(body["result"], json!({"warn": 0.75, "critical": 0.95}));
 }

@@ -24,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use backoff::RestartPolicy;
 use backoff::{Decision, RestartHistory};
-pub(crate) use child::{keeper_command, KEEPER_MARGIN};
 use child::Child;
 pub(crate) use child::ChildExit;
+pub(crate) use child::{keeper_command, KEEPER_MARGIN};
 pub(crate) use contain::containment_of;
 use monitor::Monitor;
 use std::future::Future;

@@ -8,6 +8,10 @@ use tokio::sync::mpsc;
 use tokio::time::{interval, MissedTickBehavior};
 
 use super::Message;
+use crate::fds::Burst;
+
+/// At most one warning per this long while samples fail for want of a file descriptor.
+const EXHAUSTED_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Starts sampling the tree rooted at `pid` for run `generation`.
 pub(super) fn spawn(
@@ -20,6 +24,7 @@ pub(super) fn spawn(
         let mut ticker = interval(every);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut probe: Option<Probe> = None;
+        let mut exhausted = Burst::new(EXHAUSTED_WARN_EVERY);
         loop {
             ticker.tick().await;
             let taken = probe.take();
@@ -40,10 +45,17 @@ pub(super) fn spawn(
                         sample: Box::new(sample),
                     }
                 }
-                Ok(Err(error)) => Message::SampleFailed {
-                    generation,
-                    error: error.to_string(),
-                },
+                Ok(Err(error)) => {
+                    if crate::fds::probe_exhausted(&error) {
+                        if let Some(skipped) = exhausted.hit(std::time::Instant::now()) {
+                            tracing::warn!(%error, pid, skipped, "out of file descriptors: skipping samples until one is free");
+                        }
+                    }
+                    Message::SampleFailed {
+                        generation,
+                        error: error.to_string(),
+                    }
+                }
                 Err(error) => Message::SampleFailed {
                     generation,
                     error: error.to_string(),

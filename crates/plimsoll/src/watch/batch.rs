@@ -13,6 +13,7 @@ use tokio::time::{interval, MissedTickBehavior};
 
 use super::scan::Scanner;
 use super::{process, Message};
+use crate::fds::{self, Burst};
 
 /// How often `--match` looks for new processes, at most (and at least once per tick).
 pub(super) const RESCAN_EVERY: Duration = Duration::from_secs(2);
@@ -21,6 +22,8 @@ pub(super) const RESCAN_EVERY: Duration = Duration::from_secs(2);
 /// cgroups; in between, a sample carries the last figures. Targets take turns, so the cost
 /// is spread over the ticks.
 pub(super) const CGROUP_EVERY: Duration = Duration::from_secs(10);
+/// At most one warning per this long about matches left unwatched for want of descriptors.
+const SKIPPED_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// A process that started being watched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,11 @@ pub(super) struct Batch {
     ticks: u64,
     /// Ticks between two reads of a tree's cgroup.
     cgroup_every: u64,
+    /// How many trees may be watched at once: each probe holds a descriptor open, and the
+    /// open-file limit must leave room for the rest (`fds::probe_room`).
+    max_watched: usize,
+    /// Matches not watched for want of descriptors, not yet logged (once per burst).
+    skipped: Burst,
 }
 
 impl Batch {
@@ -86,7 +94,14 @@ impl Batch {
             last_scan: None,
             ticks: 0,
             cgroup_every: (cgroup_every.ceil() as u64).max(1),
+            max_watched: watchable(),
+            skipped: Burst::new(SKIPPED_WARN_EVERY),
         }
+    }
+
+    /// Whether one more tree may be watched within the open-file limit.
+    pub(super) fn has_room(&self) -> bool {
+        self.watched.len() < self.max_watched
     }
 
     /// Starts watching `pid`: fails, naming it, when there is no such process (or it has
@@ -170,9 +185,19 @@ impl Batch {
             remembered = scanner.remembered(),
             "rescanned processes"
         );
+        let mut skipped = 0;
         for matched in matches {
-            let Ok(probe) = Probe::with_proc_root(Pid(matched.pid), &self.proc_root) else {
-                continue; // Exited since the scan.
+            if !self.has_room() {
+                skipped += 1;
+                continue;
+            }
+            let probe = match Probe::with_proc_root(Pid(matched.pid), &self.proc_root) {
+                Ok(probe) => probe,
+                Err(error) if fds::probe_exhausted(&error) => {
+                    skipped += 1;
+                    continue;
+                }
+                Err(_) => continue, // Exited since the scan.
             };
             let Ok(name) = process::name(&self.proc_root, matched.pid) else {
                 continue;
@@ -188,7 +213,26 @@ impl Batch {
                 command: matched.command,
             });
         }
+        if skipped > 0 {
+            if let Some(times) = self.skipped.hit(now) {
+                tracing::warn!(
+                    watching = self.watched.len(),
+                    skipped,
+                    times,
+                    fd_limit = fds::limit(),
+                    "out of file descriptors: not watching {skipped} more matching processes \
+                     (raise the open-file limit, ulimit -n)"
+                );
+            }
+        }
     }
+}
+
+/// How many trees this process may watch: the descriptors left under the open-file limit
+/// after those open now, the HTTP server's share and a reserve.
+fn watchable() -> usize {
+    let limit = fds::limit();
+    fds::probe_room(limit, fds::open_now().unwrap_or(limit))
 }
 
 /// Opens a probe for `pid` and reads it once, so that a process that cannot be watched is

@@ -50,10 +50,25 @@ pub(crate) fn run(args: &WatchArgs) -> Result<u8> {
     };
     let scanner = pattern.map(|pattern| Scanner::new(PROC, pattern, std::process::id()));
     let mut batch = Batch::new(PROC, scanner, common.interval);
+    // Past the open-file limit's room, pids are skipped and said so, not fatal (fds.rs).
+    let mut skipped = Vec::new();
     for &pid in &args.pids {
-        batch
-            .add(pid)
-            .with_context(|| format!("cannot watch pid {pid}"))?;
+        if !batch.has_room() {
+            skipped.push(pid);
+            continue;
+        }
+        match batch.add(pid) {
+            Ok(()) => {}
+            Err(error) if crate::fds::probe_exhausted(&error) => skipped.push(pid),
+            Err(error) => return Err(error).with_context(|| format!("cannot watch pid {pid}")),
+        }
+    }
+    if batch.len() == 0 && !skipped.is_empty() {
+        bail!(
+            "cannot watch any of the {} pids: out of file descriptors (open-file limit {}; raise it, ulimit -n)",
+            skipped.len(),
+            crate::fds::limit()
+        );
     }
     let http_settings = http_settings(&args.monitor.output)?;
     // Take the port before watching starts: a taken one fails here.
@@ -72,6 +87,23 @@ pub(crate) fn run(args: &WatchArgs) -> Result<u8> {
         tracing::info!(
             processes = batch.len(),
             "watching the processes given by pid"
+        );
+    }
+    if !skipped.is_empty() {
+        let shown: Vec<String> = skipped.iter().take(10).map(u32::to_string).collect();
+        let more = if skipped.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        };
+        tracing::warn!(
+            watching = batch.len(),
+            skipped = skipped.len(),
+            fd_limit = crate::fds::limit(),
+            "out of file descriptors: not watching {} of the {} pids given (skipped {}{more}; raise the open-file limit, ulimit -n)",
+            skipped.len(),
+            args.pids.len(),
+            shown.join(", ")
         );
     }
     if let Some(text) = &args.pattern {

@@ -80,6 +80,15 @@ impl Cmd {
         self
     }
 
+    /// The binary run through `wrapper` (e.g. `["prlimit", "--nofile=256:256", "--"]`).
+    pub(crate) fn wrapped(wrapper: &[&str], subcommand: &str) -> Self {
+        let (program, args) = wrapper.split_first().expect("a wrapper program");
+        args.iter()
+            .fold(Cmd::program(program), |cmd, arg| cmd.arg(arg))
+            .arg(env!("CARGO_BIN_EXE_plimsoll"))
+            .arg(subcommand)
+    }
+
     pub(crate) fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
         self.command.arg(arg);
         self

@@ -374,3 +374,61 @@ fn the_dashboard_draws_the_live_target_in_headless_chromium() {
     let size = std::fs::metadata(&screenshot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 10_000, "no screenshot at {}", screenshot.display());
 }
+
+#[test]
+fn a_read_token_guards_reads_and_a_non_loopback_listen_is_warned_about() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("read-token");
+    std::fs::write(&token_file, "read-secret\n").expect("token file");
+    let data = dir.path().join("data");
+    let mut plimsoll = Cmd::new("run")
+        .arg("--listen")
+        .arg("0.0.0.0:0")
+        .arg("--read-token-file")
+        .arg(&token_file)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--name")
+        .arg("sleeper")
+        .arg("--")
+        .arg("sleep")
+        .arg("30")
+        .spawn_in(dir.path());
+    let addr_file = data.join("run/http.addr");
+    let addr = eventually("the bound address", WITHIN, || {
+        let text = std::fs::read_to_string(&addr_file).ok()?;
+        let port = text.trim().rsplit_once(':')?.1.to_owned();
+        Some(format!("127.0.0.1:{port}"))
+    });
+    let (status, _) = request(&addr, "GET", "/health", None);
+    assert_eq!(status, 401);
+    let (status, body) = request(&addr, "GET", "/health", Some("read-secret"));
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = request(&addr, "GET", "/", None);
+    assert_eq!(status, 200);
+    let stderr = std::fs::read_to_string(dir.path().join("plimsoll.stderr")).expect("stderr");
+    assert!(
+        stderr.contains("not loopback") && stderr.contains("in clear"),
+        "{stderr}"
+    );
+    plimsoll.signal("TERM");
+    plimsoll.wait_exit(WITHIN);
+
+    // An empty token file is refused, naming it.
+    std::fs::write(&token_file, "  \n").expect("empty token file");
+    let output = Cmd::new("run")
+        .arg("--listen")
+        .arg("off")
+        .arg("--read-token-file")
+        .arg(&token_file)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--")
+        .arg("true")
+        .expect_exit(2);
+    assert!(
+        output.stderr.contains("--read-token-file") && output.stderr.contains("is empty"),
+        "{}",
+        output.stderr
+    );
+}
