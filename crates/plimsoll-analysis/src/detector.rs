@@ -40,6 +40,12 @@ pub struct DetectorConfig {
     pub drop_ratio: f64,
     /// The unsettled tail (the sawtooth tooth still rising) is never longer than this, seconds.
     pub max_unsettled_s: f64,
+    /// `no-leak` needs the settled floor flat within the noise over at least this stretch at
+    /// the end of the series, seconds (longer when the noise is large: see `flat_rate_bytes_per_s`).
+    pub flat_window_s: f64,
+    /// The fastest growth a flat stretch may hide, bytes per second: the stretch is made long
+    /// enough that the noise allowance, spread over it, stays under this rate.
+    pub flat_rate_bytes_per_s: f64,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -61,6 +67,8 @@ impl DetectorConfig {
             min_drop_bytes: MIB,
             drop_ratio: 0.01,
             max_unsettled_s: 300.0,
+            flat_window_s: 300.0,
+            flat_rate_bytes_per_s: 0.5 * MIB / 60.0,
         }
     }
 
@@ -73,7 +81,9 @@ impl DetectorConfig {
         self.early_window_s *= factor;
         self.suspect_window_s *= factor;
         self.max_unsettled_s *= factor;
+        self.flat_window_s *= factor;
         self.min_rate_bytes_per_s /= factor;
+        self.flat_rate_bytes_per_s /= factor;
         self
     }
 
@@ -164,6 +174,143 @@ impl Signal {
     }
 }
 
+/// Why a verdict is what it is, with its figures; its `Display` is the one-line `reason` of
+/// the verdict JSON.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reason {
+    /// A leak was confirmed: the retained floor grew at this rate, bytes per second.
+    Confirmed { rate_bytes_per_s: f64 },
+    /// A ramp is in progress that may still level off; its rate, bytes per second.
+    Suspected { rate_bytes_per_s: f64 },
+    /// Observed `observed_s` seconds; a verdict needs at least `needed_s`.
+    TooShort { observed_s: f64, needed_s: f64 },
+    /// The samples of the final stretch are too far apart: its largest gap, seconds.
+    Sparse { gap_s: f64, signal: Signal },
+    /// A leak was suspected `quiet_s` seconds ago: too recently to call the floor flat.
+    RecentSuspicion { quiet_s: f64, signal: Signal },
+    /// The settled floor still rises at the end, at this rate, bytes per second.
+    Rising {
+        rate_bytes_per_s: f64,
+        signal: Signal,
+    },
+    /// The settled floor grew at most `growth_bytes` over the last `stretch_s` seconds, within
+    /// the noise: no leak.
+    Flat { growth_bytes: f64, stretch_s: f64 },
+    /// In a soak's steady state (after the declared warm-up) the floor rose as a ramp over the
+    /// last `window_s` seconds, at this rate, bytes per second.
+    SteadyRamp {
+        rate_bytes_per_s: f64,
+        window_s: f64,
+        signal: Signal,
+    },
+    /// Over a soak's steady state the floor rose but not as a steady ramp (a step, or levelling
+    /// off), at this rate over the last part, bytes per second.
+    SteadyUnsettled {
+        rate_bytes_per_s: f64,
+        signal: Signal,
+    },
+}
+
+const MB: f64 = 1e6;
+
+/// A rate in the unit that reads best: MB/s from 0.01 MB/s up, else KB/s.
+fn rate_text(bytes_per_s: f64) -> String {
+    if bytes_per_s.abs() >= 0.01 * MB {
+        format!("{:.2} MB/s", bytes_per_s / MB)
+    } else {
+        format!("{:.1} KB/s", bytes_per_s / 1e3)
+    }
+}
+
+/// A duration as seconds or minutes.
+fn span_text(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else {
+        format!("{:.1} min", seconds / 60.0)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let floor = |signal: Signal| match signal {
+            Signal::Rss => "floor",
+            Signal::HeapAfterGc => "heap floor",
+        };
+        match *self {
+            Reason::Confirmed { rate_bytes_per_s } => write!(
+                f,
+                "retained floor grows {} for longer than a warm-up",
+                rate_text(rate_bytes_per_s)
+            ),
+            Reason::Suspected { rate_bytes_per_s } => write!(
+                f,
+                "leak suspected: floor rising {} (a warm-up may still level off)",
+                rate_text(rate_bytes_per_s)
+            ),
+            Reason::TooShort {
+                observed_s,
+                needed_s,
+            } => write!(
+                f,
+                "too short: {} observed, a verdict needs {}",
+                span_text(observed_s),
+                span_text(needed_s)
+            ),
+            Reason::Sparse { gap_s, signal } => write!(
+                f,
+                "too sparse: a {} gap between samples of the {} at the end",
+                span_text(gap_s),
+                floor(signal)
+            ),
+            Reason::RecentSuspicion { quiet_s, signal } => write!(
+                f,
+                "{} rose like a leak {} ago: not flat for long enough",
+                floor(signal),
+                span_text(quiet_s)
+            ),
+            Reason::Rising {
+                rate_bytes_per_s,
+                signal,
+            } => write!(
+                f,
+                "{} still rising {}",
+                floor(signal),
+                rate_text(rate_bytes_per_s)
+            ),
+            Reason::Flat {
+                growth_bytes,
+                stretch_s,
+            } => write!(
+                f,
+                "floor flat within {:.1} MB over the last {}",
+                growth_bytes.max(0.0) / MB,
+                span_text(stretch_s)
+            ),
+            Reason::SteadyRamp {
+                rate_bytes_per_s,
+                window_s,
+                signal,
+            } => write!(
+                f,
+                "{} rising {} through the last {} after the warm-up",
+                floor(signal),
+                rate_text(rate_bytes_per_s),
+                span_text(window_s)
+            ),
+            Reason::SteadyUnsettled {
+                rate_bytes_per_s,
+                signal,
+            } => write!(
+                f,
+                "{} still rising {} at the end, not as a steady ramp",
+                floor(signal),
+                rate_text(rate_bytes_per_s)
+            ),
+        }
+    }
+}
+
 /// What changed, for the event stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeakEventKind {
@@ -209,6 +356,8 @@ pub struct LeakStatus {
     pub detected_after_s: Option<f64>,
     /// For an inconclusive verdict: how many more seconds of observation would settle it.
     pub needs_more_s: Option<f64>,
+    /// Why the verdict is what it is.
+    pub reason: Reason,
     /// Seconds from the first to the last observation.
     pub observed_s: f64,
     /// Number of observations fed.
@@ -310,14 +459,7 @@ impl Channel {
     fn evaluate(&self, config: &DetectorConfig, windows: &[f64]) -> Option<Evaluation> {
         let end = self.settled_end(config)?;
         let oldest = self.floor.oldest_s()?;
-        let noise = self.cycles.noise();
-        let allowance = Allowance {
-            min_growth: config
-                .min_growth_bytes
-                .max(1.5 * noise.alias)
-                .max(4.0 * noise.jitter),
-            end_effect: 2.0 * noise.jitter,
-        };
+        let allowance = self.allowance(config);
         let mut best: Option<Evaluation> = None;
         // The ladder, plus all the history there is while it is shorter than the longest rung.
         let history = end - oldest;
@@ -353,6 +495,109 @@ impl Channel {
             .robust_rate(end - best.window_s, end)
             .unwrap_or(best.rate);
         Some(best)
+    }
+
+    /// What noise can fake on this channel now.
+    fn allowance(&self, config: &DetectorConfig) -> Allowance {
+        let noise = self.cycles.noise();
+        Allowance {
+            min_growth: config
+                .min_growth_bytes
+                .max(1.5 * noise.alias)
+                .max(4.0 * noise.jitter),
+            end_effect: 2.0 * noise.jitter,
+        }
+    }
+
+    /// Is the end of the settled floor flat enough for `no-leak`? `Ok(Flat)` when the floor
+    /// grew less than the noise allows over the final stretch (at least `flat_window_s`, more
+    /// under noise), the samples there are dense, and no ramp has been seen for half a confirm
+    /// window; otherwise the reason and how many more seconds could settle it.
+    fn judge_end(&self, config: &DetectorConfig, last_t_s: f64) -> Result<Reason, (Reason, f64)> {
+        let signal = self.signal;
+        // The noise of the present (cycles of the last two flat windows): an old step or
+        // warm-up would otherwise count as jitter. Over a flat stretch only the end effect
+        // (twice the jitter) and aliasing can fake growth.
+        let noise = self
+            .cycles
+            .noise_since(last_t_s - 2.0 * config.flat_window_s);
+        let allowance = config
+            .min_growth_bytes
+            .max(1.5 * noise.alias)
+            .max(2.0 * noise.jitter);
+        let stretch = config
+            .flat_window_s
+            .max(allowance / config.flat_rate_bytes_per_s);
+        let oldest = self.floor.oldest_s().unwrap_or(last_t_s);
+        let gap = self
+            .floor
+            .largest_gap((last_t_s - stretch).max(oldest), last_t_s);
+        if gap > stretch / SEGMENTS as f64 {
+            return Err((Reason::Sparse { gap_s: gap, signal }, stretch));
+        }
+        let quiet = last_t_s - self.last_support_s;
+        let quiet_needed = config.confirm_window_s / 2.0;
+        if quiet < quiet_needed {
+            return Err((
+                Reason::RecentSuspicion {
+                    quiet_s: quiet,
+                    signal,
+                },
+                quiet_needed - quiet,
+            ));
+        }
+        let (Some(end), Some(oldest)) = (self.settled_end(config), self.floor.oldest_s()) else {
+            return Err((
+                Reason::TooShort {
+                    observed_s: 0.0,
+                    needed_s: stretch,
+                },
+                stretch,
+            ));
+        };
+        if end - oldest < stretch {
+            return Err((
+                Reason::TooShort {
+                    observed_s: end - oldest,
+                    needed_s: stretch,
+                },
+                stretch - (end - oldest),
+            ));
+        }
+        let (Some(first), Some(last)) =
+            (self.floor.floor_at(end - stretch), self.floor.floor_at(end))
+        else {
+            return Err((
+                Reason::TooShort {
+                    observed_s: end - oldest,
+                    needed_s: stretch,
+                },
+                stretch,
+            ));
+        };
+        let growth = last - first;
+        let rate = self
+            .robust_rate(end - stretch, end)
+            .unwrap_or(growth / stretch);
+        // Flat within the noise, or slower than anything a 1 Hz series can tell from
+        // allocator drift (the detector's own limit).
+        if growth < allowance || rate < config.min_rate_bytes_per_s {
+            return Ok(Reason::Flat {
+                growth_bytes: growth,
+                stretch_s: stretch,
+            });
+        }
+        let flat_for = self
+            .floor
+            .flat_since(end, allowance)
+            .map_or(0.0, |since| end - since);
+        Err((
+            Reason::Rising {
+                rate_bytes_per_s: rate,
+                signal,
+            },
+            (stretch - flat_for).max(config.block_s),
+        ))
     }
 
     /// Theil–Sen slope of the floor over `[start, end]`, bytes per second.
@@ -589,18 +834,38 @@ impl LeakDetector {
         let evaluation = lead.last_eval;
         let growth_bytes_per_s = evaluation.map_or(0.0, |e| e.rate);
         let needed = self.config.confirm_window_s + self.config.early_window_s;
-        let (verdict, needs_more_s) = if self.confirmed_at.is_some() {
-            (Verdict::Leak, None)
+        let (verdict, reason, needs_more_s) = if self.confirmed_at.is_some() {
+            let rate_bytes_per_s = growth_bytes_per_s;
+            (Verdict::Leak, Reason::Confirmed { rate_bytes_per_s }, None)
         } else if self.state == LeakState::Suspected {
             let window = evaluation.map_or(0.0, |e| e.window_s);
             (
                 Verdict::Inconclusive,
+                Reason::Suspected {
+                    rate_bytes_per_s: growth_bytes_per_s,
+                },
                 Some((self.config.confirm_window_s - window).max(self.config.block_s)),
             )
-        } else if observed_s < needed {
-            (Verdict::Inconclusive, Some(needed - observed_s))
         } else {
-            (Verdict::NoLeak, None)
+            match (self.judge_end(), observed_s < needed) {
+                (Ok(_), true) => (
+                    Verdict::Inconclusive,
+                    Reason::TooShort {
+                        observed_s,
+                        needed_s: needed,
+                    },
+                    Some(needed - observed_s),
+                ),
+                (Err((reason, more)), short) => {
+                    let more = if short {
+                        more.max(needed - observed_s)
+                    } else {
+                        more
+                    };
+                    (Verdict::Inconclusive, reason, Some(more))
+                }
+                (Ok(flat), false) => (Verdict::NoLeak, flat, None),
+            }
         };
         let confidence = match verdict {
             Verdict::Leak | Verdict::Inconclusive => evaluation.map_or(0.0, |e| {
@@ -621,8 +886,48 @@ impl LeakDetector {
             suspected_after_s: self.suspected_at,
             detected_after_s: self.confirmed_at,
             needs_more_s,
+            reason,
             observed_s,
             samples: self.samples,
+        }
+    }
+
+    /// The end of every channel judged for `no-leak`: the first that is not flat (the one
+    /// that needs the longest to settle), else the flattest claim (the largest growth and the
+    /// longest stretch seen by any channel).
+    fn judge_end(&self) -> Result<Reason, (Reason, f64)> {
+        let mut flat: Option<(f64, f64)> = None;
+        let mut worst: Option<(Reason, f64)> = None;
+        for channel in std::iter::once(&self.rss).chain(self.heap.as_ref()) {
+            match channel.judge_end(&self.config, self.last_t_s) {
+                Ok(Reason::Flat {
+                    growth_bytes,
+                    stretch_s,
+                }) => {
+                    let (g, s) = flat.unwrap_or((f64::NEG_INFINITY, 0.0));
+                    flat = Some((g.max(growth_bytes), s.max(stretch_s)));
+                }
+                Ok(other) => return Err((other, self.config.block_s)),
+                Err((reason, more)) => {
+                    if worst.is_none_or(|(_, m)| more > m) {
+                        worst = Some((reason, more));
+                    }
+                }
+            }
+        }
+        match (worst, flat) {
+            (Some(worst), _) => Err(worst),
+            (None, Some((growth_bytes, stretch_s))) => Ok(Reason::Flat {
+                growth_bytes,
+                stretch_s,
+            }),
+            (None, None) => Err((
+                Reason::TooShort {
+                    observed_s: 0.0,
+                    needed_s: self.config.flat_window_s,
+                },
+                self.config.flat_window_s,
+            )),
         }
     }
 
@@ -776,6 +1081,85 @@ mod tests {
         assert_eq!(status.verdict, Verdict::Inconclusive);
         let more = status.needs_more_s.expect("needs more");
         assert!(more > 400.0 && more < 600.0, "{more}");
+    }
+
+    fn at(points: &[(f64, f64)]) -> Vec<Observation> {
+        points
+            .iter()
+            .map(|&(t_s, mb)| Observation {
+                t_s,
+                rss_bytes: (mb * MB) as u64,
+                heap_used_after_gc_bytes: None,
+            })
+            .collect()
+    }
+
+    /// Shapes that must never be called `no-leak`: each is inconclusive (or a leak) and an
+    /// inconclusive verdict says how much longer to watch and why.
+    #[test]
+    fn hostile_shapes_are_never_no_leak() {
+        let sparse_ramp: Vec<(f64, f64)> = (0..12)
+            .map(|i| (180.0 * f64::from(i), 100.0 + f64::from(i)))
+            .collect();
+        let cases: Vec<(&str, Vec<Observation>)> = vec![
+            ("1 MB per sample, 180 s apart", at(&sparse_ramp)),
+            ("100 MB then 900 MB", at(&[(0.0, 100.0), (900.0, 900.0)])),
+            (
+                "70 KB/s for 15 minutes under a sawtooth",
+                series(900, |t| {
+                    100.0 * MB + 0.07 * MB * t + tooth(t, 30.0 * MB, 20.0) + wobble(t, 2.0 * MB)
+                }),
+            ),
+            (
+                "20 MB in 12 minutes, then some pages given back",
+                series(900, |t| {
+                    100.0 * MB + 20.0 * MB * (t / 720.0).min(1.0)
+                        - if t > 720.0 { 4.0 * MB } else { 0.0 }
+                        + wobble(t, 0.5 * MB)
+                }),
+            ),
+            (
+                "slow ramp that never confirms",
+                series(900, |t| 100.0 * MB + 0.6 * MB * t / 60.0),
+            ),
+        ];
+        for (name, observations) in cases {
+            let (detector, _) = feed(&observations);
+            let status = detector.status();
+            assert_ne!(status.verdict, Verdict::NoLeak, "{name}: {status:?}");
+            if status.verdict == Verdict::Inconclusive {
+                assert!(
+                    status.needs_more_s.is_some_and(|s| s > 0.0),
+                    "{name}: {status:?}"
+                );
+                assert!(!status.reason.to_string().is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn no_leak_states_the_flat_stretch() {
+        let (detector, _) = feed(&series(900, |t| 50.0 * MB + wobble(t, 0.2 * MB)));
+        let status = detector.status();
+        assert_eq!(status.verdict, Verdict::NoLeak, "{status:?}");
+        let reason = status.reason.to_string();
+        assert!(reason.starts_with("floor flat within"), "{reason}");
+        // The same flat floor sampled once a minute is too sparse to vouch for.
+        let sparse: Vec<(f64, f64)> = (0..16).map(|i| (60.0 * f64::from(i), 50.0)).collect();
+        let status = feed(&at(&sparse)).0.status();
+        assert_eq!(status.verdict, Verdict::Inconclusive);
+        assert!(status.reason.to_string().contains("sparse"), "{status:?}");
+    }
+
+    #[test]
+    fn a_rising_floor_names_its_rate() {
+        let (detector, _) = feed(&series(900, |t| 100.0 * MB + 0.07 * MB * t));
+        let status = detector.status();
+        assert_ne!(status.verdict, Verdict::NoLeak);
+        assert!(
+            status.reason.to_string().contains("0.07 MB/s"),
+            "{status:?}"
+        );
     }
 
     #[test]

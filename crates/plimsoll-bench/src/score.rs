@@ -1,7 +1,7 @@
 //! Scoring: runs Plimsoll's detector and the baseline rules over one labeled series, judges each
 //! first alarm against the label, and sums the judgements per detector.
 
-use plimsoll_analysis::{DetectorConfig, LeakDetector, Observation, Verdict};
+use plimsoll_analysis::{DetectorConfig, LeakDetector, Observation, Reason, Verdict};
 
 use crate::baselines::Baselines;
 use crate::synthetic::Label;
@@ -52,6 +52,8 @@ pub enum BaselineInput {
 pub struct Outcome {
     /// Plimsoll's verdict at the end of the series.
     pub verdict: Verdict,
+    /// Why, in Plimsoll's words.
+    pub reason: Reason,
     /// Plimsoll's first confirmed leak.
     pub confirmed_s: Option<f64>,
     /// Plimsoll's first suspicion.
@@ -100,6 +102,7 @@ pub fn evaluate(
     let status = detector.status();
     Outcome {
         verdict: status.verdict,
+        reason: status.reason,
         confirmed_s: status.detected_after_s,
         suspected_s: status.suspected_after_s,
         growth_s: baselines.growth.alarm_s(),

@@ -137,6 +137,7 @@ pub fn verdict_json(
         "confidence": round2(status.confidence),
         "signal": status.signal.as_str(),
         "needs_more_s": status.needs_more_s.map(round2),
+        "reason": status.reason.to_string(),
         "budget_bytes": budget_bytes,
     })
 }

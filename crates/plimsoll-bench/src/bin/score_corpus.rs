@@ -38,6 +38,24 @@ struct Args {
     /// Also score `<name>.csv.partial` (a recording in progress) when `<name>.csv` is absent.
     #[arg(long)]
     partial: bool,
+    /// Score only the first part of each trace, e.g. `15m` or `900` (seconds): what the
+    /// detector says after that long.
+    #[arg(long, value_parser = parse_span)]
+    prefix: Option<f64>,
+}
+
+/// A duration as seconds (`900`, `900s`) or minutes (`15m`), in seconds.
+fn parse_span(text: &str) -> Result<f64, String> {
+    let (number, unit) = match text.strip_suffix('m') {
+        Some(number) => (number, 60.0),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    match number.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value * unit),
+        _ => Err(format!(
+            "invalid duration '{text}' (expected e.g. 900, 900s or 15m)"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -122,7 +140,10 @@ fn score_trace(args: &Args, entry: &Entry) -> Result<Trace, String> {
             args.traces.join(format!("{}.csv", entry.name)).display()
         ));
     };
-    let observations = read(&path).map_err(|error| format!("{error:#}"))?;
+    let mut observations = read(&path).map_err(|error| format!("{error:#}"))?;
+    if let (Some(prefix), Some(first)) = (args.prefix, observations.first().map(|o| o.t_s)) {
+        observations.retain(|o| o.t_s - first <= prefix);
+    }
     let has_heap = observations
         .iter()
         .any(|o| o.heap_used_after_gc_bytes.is_some());
@@ -169,6 +190,7 @@ fn per_trace(scored: &[Scored]) -> Table {
         (Detector::Growth.name(), Align::Right),
         (Detector::RisingMinima.name(), Align::Right),
         (Detector::Slope.name(), Align::Right),
+        ("reason", Align::Left),
     ]);
     for item in scored {
         let entry = &item.entry;
@@ -190,6 +212,7 @@ fn per_trace(scored: &[Scored]) -> Table {
                     seconds(outcome.growth_s),
                     seconds(outcome.rising_minima_s),
                     seconds(outcome.slope_s),
+                    outcome.reason.to_string(),
                 ]);
             }
             Err(_) => cells.push("(skipped)".to_owned()),
