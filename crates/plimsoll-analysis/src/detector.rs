@@ -364,6 +364,17 @@ pub struct LeakStatus {
     pub samples: u64,
 }
 
+/// A soak's verdict over the steady state ([`LeakDetector::steady_state_verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SteadyVerdict {
+    /// Leak, no leak, or inconclusive.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: Reason,
+    /// For an inconclusive verdict: how many more seconds of steady state could settle it.
+    pub needs_more_s: Option<f64>,
+}
+
 /// The result of testing the floor over the ladder of windows at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Evaluation {
@@ -598,6 +609,117 @@ impl Channel {
             },
             (stretch - flat_for).max(config.block_s),
         ))
+    }
+
+    /// The soak's judgement of this channel, fed only the steady state (after the declared
+    /// warm-up): a ramp through the last part is a leak, a flat last part no leak.
+    fn judge_steady(&self, config: &DetectorConfig, last_t_s: f64) -> (Verdict, Reason, f64) {
+        let signal = self.signal;
+        if self.state == LeakState::Confirmed {
+            let rate_bytes_per_s = self.last_eval.map_or(0.0, |e| e.rate);
+            return (Verdict::Leak, Reason::Confirmed { rate_bytes_per_s }, 0.0);
+        }
+        let (Some(end), Some(oldest)) = (self.settled_end(config), self.floor.oldest_s()) else {
+            let needed_s = 2.0 * config.early_window_s;
+            let reason = Reason::TooShort {
+                observed_s: 0.0,
+                needed_s,
+            };
+            return (Verdict::Inconclusive, reason, needed_s);
+        };
+        let history = end - oldest;
+        let noise = self.cycles.noise_since(oldest);
+        let flat_allowance = config
+            .min_growth_bytes
+            .max(1.5 * noise.alias)
+            .max(2.0 * noise.jitter);
+        // The last part: the newer half of the settled steady state, at least the early window.
+        let part = (history / 2.0).max(config.early_window_s);
+        if history < part {
+            let needed_s = part.max(flat_allowance / config.flat_rate_bytes_per_s);
+            let reason = Reason::TooShort {
+                observed_s: history,
+                needed_s,
+            };
+            return (Verdict::Inconclusive, reason, needed_s - history);
+        }
+        let gap = self.floor.largest_gap(end - part, last_t_s);
+        if gap > part / SEGMENTS as f64 {
+            return (
+                Verdict::Inconclusive,
+                Reason::Sparse { gap_s: gap, signal },
+                part,
+            );
+        }
+        // A ramp over any window from the whole steady state down to the last part.
+        let allowance = self.allowance(config);
+        let mut window = history;
+        while window >= part * 0.999 {
+            if let Some(shape) = Shape::of(&self.floor, end - window, end) {
+                if shape.is_ramp(config, window, &allowance) {
+                    let rate = self
+                        .robust_rate(end - window, end)
+                        .unwrap_or(shape.growth / window);
+                    let reason = Reason::SteadyRamp {
+                        rate_bytes_per_s: rate,
+                        window_s: window,
+                        signal,
+                    };
+                    return (Verdict::Leak, reason, 0.0);
+                }
+            }
+            window /= 1.3;
+        }
+        // A flat part must be long enough that the noise, spread over it, hides no more than
+        // `flat_rate_bytes_per_s`.
+        let flat_part = part.max(flat_allowance / config.flat_rate_bytes_per_s);
+        if history < flat_part {
+            let reason = Reason::TooShort {
+                observed_s: history,
+                needed_s: flat_part,
+            };
+            let needs = 2.0 * flat_part - history;
+            let (Some(first), Some(last)) =
+                (self.floor.floor_at(end - part), self.floor.floor_at(end))
+            else {
+                return (Verdict::Inconclusive, reason, needs);
+            };
+            if last - first >= flat_allowance {
+                let rate = self
+                    .robust_rate(end - part, end)
+                    .unwrap_or((last - first) / part);
+                let reason = Reason::SteadyUnsettled {
+                    rate_bytes_per_s: rate,
+                    signal,
+                };
+                return (Verdict::Inconclusive, reason, needs);
+            }
+            return (Verdict::Inconclusive, reason, needs);
+        }
+        let part = flat_part;
+        let now = end;
+        let (Some(first), Some(last)) = (self.floor.floor_at(now - part), self.floor.floor_at(now))
+        else {
+            let reason = Reason::TooShort {
+                observed_s: history,
+                needed_s: part,
+            };
+            return (Verdict::Inconclusive, reason, part);
+        };
+        let growth = last - first;
+        let rate = self.robust_rate(now - part, now).unwrap_or(growth / part);
+        if growth < flat_allowance || rate < config.min_rate_bytes_per_s {
+            let reason = Reason::Flat {
+                growth_bytes: growth,
+                stretch_s: part,
+            };
+            return (Verdict::NoLeak, reason, 0.0);
+        }
+        let reason = Reason::SteadyUnsettled {
+            rate_bytes_per_s: rate,
+            signal,
+        };
+        (Verdict::Inconclusive, reason, part)
     }
 
     /// Theil–Sen slope of the floor over `[start, end]`, bytes per second.
@@ -892,6 +1014,62 @@ impl LeakDetector {
         }
     }
 
+    /// The verdict of a soak, for a detector fed only the steady state (the samples after the
+    /// declared warm-up): the user vouches that the service is warm, so a retained floor that
+    /// rises as a ramp (enough above the noise, not a step, not levelling off) through the last
+    /// part of the series, the newer half of it and at least the early window, is a leak, and
+    /// one that is flat there (within the noise, or slower than `min_rate_bytes_per_s`) is no
+    /// leak. Anything else is inconclusive, with how many more seconds could settle it. A leak
+    /// the online detector confirmed stays a leak. Every channel must be flat for no leak; any
+    /// channel's ramp is a leak.
+    pub fn steady_state_verdict(&self) -> SteadyVerdict {
+        let mut verdict = SteadyVerdict {
+            verdict: Verdict::NoLeak,
+            reason: Reason::TooShort {
+                observed_s: 0.0,
+                needed_s: 2.0 * self.config.early_window_s,
+            },
+            needs_more_s: None,
+        };
+        let mut flat: Option<Reason> = None;
+        for channel in std::iter::once(&self.rss).chain(self.heap.as_ref()) {
+            let (v, reason, more) = channel.judge_steady(&self.config, self.last_t_s);
+            match v {
+                Verdict::Leak => {
+                    return SteadyVerdict {
+                        verdict: Verdict::Leak,
+                        reason,
+                        needs_more_s: None,
+                    }
+                }
+                Verdict::Inconclusive => {
+                    if verdict.verdict != Verdict::Inconclusive
+                        || more > verdict.needs_more_s.unwrap_or(0.0)
+                    {
+                        verdict = SteadyVerdict {
+                            verdict: Verdict::Inconclusive,
+                            reason,
+                            needs_more_s: Some(more.max(self.config.block_s)),
+                        };
+                    }
+                }
+                Verdict::NoLeak => {
+                    flat.get_or_insert(reason);
+                }
+            }
+        }
+        if verdict.verdict == Verdict::NoLeak {
+            match flat {
+                Some(reason) => verdict.reason = reason,
+                None => {
+                    verdict.verdict = Verdict::Inconclusive;
+                    verdict.needs_more_s = Some(2.0 * self.config.early_window_s);
+                }
+            }
+        }
+        verdict
+    }
+
     /// The end of every channel judged for `no-leak`: the first that is not flat (the one
     /// that needs the longest to settle), else the flattest claim (the largest growth and the
     /// longest stretch seen by any channel).
@@ -1160,6 +1338,45 @@ mod tests {
             status.reason.to_string().contains("0.07 MB/s"),
             "{status:?}"
         );
+    }
+
+    /// A detector fed only the steady state (after the warm-up) of `seconds` at 1 Hz.
+    fn steady(seconds: u32, f: impl Fn(f64) -> f64) -> SteadyVerdict {
+        feed(&series(seconds, f)).0.steady_state_verdict()
+    }
+
+    #[test]
+    fn the_soak_verdict_uses_the_declared_steady_state() {
+        // Nine minutes of steady state, as `--duration 10m --warmup 1m` gives.
+        let leak = steady(540, |t| {
+            100.0 * MB + MB * t / 60.0 + tooth(t, 20.0 * MB, 15.0) + wobble(t, 0.3 * MB)
+        });
+        assert_eq!(leak.verdict, Verdict::Leak, "{leak:?}");
+        assert!(matches!(leak.reason, Reason::SteadyRamp { .. }), "{leak:?}");
+
+        let flat = steady(540, |t| {
+            100.0 * MB + tooth(t, 20.0 * MB, 15.0) + wobble(t, 0.3 * MB)
+        });
+        assert_eq!(flat.verdict, Verdict::NoLeak, "{flat:?}");
+        assert!(flat.reason.to_string().starts_with("floor flat within"));
+
+        // A single step in the middle is not a ramp, and the floor is flat after it.
+        let step = steady(540, |t| {
+            100.0 * MB + if t > 200.0 { 80.0 * MB } else { 0.0 } + wobble(t, 0.3 * MB)
+        });
+        assert_ne!(step.verdict, Verdict::Leak, "{step:?}");
+
+        // A warm-up outlasting the declared one, decelerating but still rising at the end:
+        // never passed silently.
+        let warm = steady(540, |t| {
+            100.0 * MB + 150.0 * MB * (1.0 - (-t / 200.0).exp())
+        });
+        assert_eq!(warm.verdict, Verdict::Inconclusive, "{warm:?}");
+        assert!(warm.needs_more_s.is_some_and(|s| s > 0.0), "{warm:?}");
+
+        // Two minutes of steady state cannot vouch for a flat floor.
+        let short = steady(120, |_| 100.0 * MB);
+        assert_eq!(short.verdict, Verdict::Inconclusive, "{short:?}");
     }
 
     #[test]

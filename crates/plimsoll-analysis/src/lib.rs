@@ -8,7 +8,7 @@ mod robust;
 
 pub use detector::{
     DetectorConfig, LeakDetector, LeakEvent, LeakEventKind, LeakState, LeakStatus, Reason, Signal,
-    Verdict,
+    SteadyVerdict, Verdict,
 };
 pub use levels::{Level, LevelChange, LevelConfig, LevelTracker};
 pub use robust::theil_sen;
