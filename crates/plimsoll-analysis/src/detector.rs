@@ -213,9 +213,9 @@ pub enum Reason {
 
 const MB: f64 = 1e6;
 
-/// A rate in the unit that reads best: MB/s from 0.01 MB/s up, else KB/s.
+/// A rate in the unit that reads best: MB/s from 0.05 MB/s up, else KB/s.
 fn rate_text(bytes_per_s: f64) -> String {
-    if bytes_per_s.abs() >= 0.01 * MB {
+    if bytes_per_s.abs() >= 0.05 * MB {
         format!("{:.2} MB/s", bytes_per_s / MB)
     } else {
         format!("{:.1} KB/s", bytes_per_s / 1e3)
@@ -259,9 +259,9 @@ impl std::fmt::Display for Reason {
             ),
             Reason::Sparse { gap_s, signal } => write!(
                 f,
-                "too sparse: a {} gap between samples of the {} at the end",
+                "too sparse: a {} gap between samples ({}) at the end",
                 span_text(gap_s),
-                floor(signal)
+                signal.as_str()
             ),
             Reason::RecentSuspicion { quiet_s, signal } => write!(
                 f,

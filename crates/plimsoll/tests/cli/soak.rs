@@ -10,7 +10,7 @@ use crate::harness::Cmd;
 /// The detector's windows at 4 % of their length: a steady leak is confirmed after about 29 s,
 /// and the soak's steady-state verdict needs a flat last part of about 10 s.
 const TIME_SCALE: &str = "0.04";
-/// Warm-up plus the 33.6 s a no-leak verdict needs, with a little room.
+/// Long enough for the steady state after a 2 s warm-up to show a flat last part, with room.
 const FULL: &str = "38s";
 
 /// A Python program that holds `mb_per_s` more every second (0 is flat after 20 MB) and churns
