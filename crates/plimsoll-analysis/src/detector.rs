@@ -46,6 +46,10 @@ pub struct DetectorConfig {
     /// The fastest growth a flat stretch may hide, bytes per second: the stretch is made long
     /// enough that the noise allowance, spread over it, stays under this rate.
     pub flat_rate_bytes_per_s: f64,
+    /// The same bound for a soak's steady-state verdict, bytes per second: a soak is short by
+    /// design, so it vouches for less (slower growth passes it and is left to production's
+    /// online detector).
+    pub soak_flat_rate_bytes_per_s: f64,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -68,7 +72,8 @@ impl DetectorConfig {
             drop_ratio: 0.01,
             max_unsettled_s: 300.0,
             flat_window_s: 300.0,
-            flat_rate_bytes_per_s: 0.5 * MIB / 60.0,
+            flat_rate_bytes_per_s: 0.25 * MIB / 60.0,
+            soak_flat_rate_bytes_per_s: 0.5 * MIB / 60.0,
         }
     }
 
@@ -84,6 +89,7 @@ impl DetectorConfig {
         self.flat_window_s *= factor;
         self.min_rate_bytes_per_s /= factor;
         self.flat_rate_bytes_per_s /= factor;
+        self.soak_flat_rate_bytes_per_s /= factor;
         self
     }
 
@@ -636,7 +642,7 @@ impl Channel {
         // The last part: the newer half of the settled steady state, at least the early window.
         let part = (history / 2.0).max(config.early_window_s);
         if history < part {
-            let needed_s = part.max(flat_allowance / config.flat_rate_bytes_per_s);
+            let needed_s = part.max(flat_allowance / config.soak_flat_rate_bytes_per_s);
             let reason = Reason::TooShort {
                 observed_s: history,
                 needed_s,
@@ -671,8 +677,8 @@ impl Channel {
             window /= 1.3;
         }
         // A flat part must be long enough that the noise, spread over it, hides no more than
-        // `flat_rate_bytes_per_s`.
-        let flat_part = part.max(flat_allowance / config.flat_rate_bytes_per_s);
+        // `soak_flat_rate_bytes_per_s`.
+        let flat_part = part.max(flat_allowance / config.soak_flat_rate_bytes_per_s);
         if history < flat_part {
             let reason = Reason::TooShort {
                 observed_s: history,
@@ -1322,8 +1328,9 @@ mod tests {
         assert_eq!(status.verdict, Verdict::NoLeak, "{status:?}");
         let reason = status.reason.to_string();
         assert!(reason.starts_with("floor flat within"), "{reason}");
-        // The same flat floor sampled once a minute is too sparse to vouch for.
-        let sparse: Vec<(f64, f64)> = (0..16).map(|i| (60.0 * f64::from(i), 50.0)).collect();
+        // The same flat floor sampled every two minutes is too sparse to vouch for: a gap
+        // longer than a sixth of the 8-minute stretch.
+        let sparse: Vec<(f64, f64)> = (0..9).map(|i| (120.0 * f64::from(i), 50.0)).collect();
         let status = feed(&at(&sparse)).0.status();
         assert_eq!(status.verdict, Verdict::Inconclusive);
         assert!(status.reason.to_string().contains("sparse"), "{status:?}");
