@@ -40,6 +40,16 @@ pub struct DetectorConfig {
     pub drop_ratio: f64,
     /// The unsettled tail (the sawtooth tooth still rising) is never longer than this, seconds.
     pub max_unsettled_s: f64,
+    /// `no-leak` needs the settled floor flat within the noise over at least this stretch at
+    /// the end of the series, seconds (longer when the noise is large: see `flat_rate_bytes_per_s`).
+    pub flat_window_s: f64,
+    /// The fastest growth a flat stretch may hide, bytes per second: the stretch is made long
+    /// enough that the noise allowance, spread over it, stays under this rate.
+    pub flat_rate_bytes_per_s: f64,
+    /// The same bound for a soak's steady-state verdict, bytes per second: a soak is short by
+    /// design, so it vouches for less (slower growth passes it and is left to production's
+    /// online detector).
+    pub soak_flat_rate_bytes_per_s: f64,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -61,6 +71,9 @@ impl DetectorConfig {
             min_drop_bytes: MIB,
             drop_ratio: 0.01,
             max_unsettled_s: 300.0,
+            flat_window_s: 300.0,
+            flat_rate_bytes_per_s: 0.25 * MIB / 60.0,
+            soak_flat_rate_bytes_per_s: 0.5 * MIB / 60.0,
         }
     }
 
@@ -73,7 +86,10 @@ impl DetectorConfig {
         self.early_window_s *= factor;
         self.suspect_window_s *= factor;
         self.max_unsettled_s *= factor;
+        self.flat_window_s *= factor;
         self.min_rate_bytes_per_s /= factor;
+        self.flat_rate_bytes_per_s /= factor;
+        self.soak_flat_rate_bytes_per_s /= factor;
         self
     }
 
@@ -164,6 +180,143 @@ impl Signal {
     }
 }
 
+/// Why a verdict is what it is, with its figures; its `Display` is the one-line `reason` of
+/// the verdict JSON.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reason {
+    /// A leak was confirmed: the retained floor grew at this rate, bytes per second.
+    Confirmed { rate_bytes_per_s: f64 },
+    /// A ramp is in progress that may still level off; its rate, bytes per second.
+    Suspected { rate_bytes_per_s: f64 },
+    /// Observed `observed_s` seconds; a verdict needs at least `needed_s`.
+    TooShort { observed_s: f64, needed_s: f64 },
+    /// The samples of the final stretch are too far apart: its largest gap, seconds.
+    Sparse { gap_s: f64, signal: Signal },
+    /// A leak was suspected `quiet_s` seconds ago: too recently to call the floor flat.
+    RecentSuspicion { quiet_s: f64, signal: Signal },
+    /// The settled floor still rises at the end, at this rate, bytes per second.
+    Rising {
+        rate_bytes_per_s: f64,
+        signal: Signal,
+    },
+    /// The settled floor grew at most `growth_bytes` over the last `stretch_s` seconds, within
+    /// the noise: no leak.
+    Flat { growth_bytes: f64, stretch_s: f64 },
+    /// In a soak's steady state (after the declared warm-up) the floor rose as a ramp over the
+    /// last `window_s` seconds, at this rate, bytes per second.
+    SteadyRamp {
+        rate_bytes_per_s: f64,
+        window_s: f64,
+        signal: Signal,
+    },
+    /// Over a soak's steady state the floor rose but not as a steady ramp (a step, or levelling
+    /// off), at this rate over the last part, bytes per second.
+    SteadyUnsettled {
+        rate_bytes_per_s: f64,
+        signal: Signal,
+    },
+}
+
+const MB: f64 = 1e6;
+
+/// A rate in the unit that reads best: MB/s from 0.05 MB/s up, else KB/s.
+fn rate_text(bytes_per_s: f64) -> String {
+    if bytes_per_s.abs() >= 0.05 * MB {
+        format!("{:.2} MB/s", bytes_per_s / MB)
+    } else {
+        format!("{:.1} KB/s", bytes_per_s / 1e3)
+    }
+}
+
+/// A duration as seconds or minutes.
+fn span_text(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else {
+        format!("{:.1} min", seconds / 60.0)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let floor = |signal: Signal| match signal {
+            Signal::Rss => "floor",
+            Signal::HeapAfterGc => "heap floor",
+        };
+        match *self {
+            Reason::Confirmed { rate_bytes_per_s } => write!(
+                f,
+                "retained floor grows {} for longer than a warm-up",
+                rate_text(rate_bytes_per_s)
+            ),
+            Reason::Suspected { rate_bytes_per_s } => write!(
+                f,
+                "leak suspected: floor rising {} (a warm-up may still level off)",
+                rate_text(rate_bytes_per_s)
+            ),
+            Reason::TooShort {
+                observed_s,
+                needed_s,
+            } => write!(
+                f,
+                "too short: {} observed, a verdict needs {}",
+                span_text(observed_s),
+                span_text(needed_s)
+            ),
+            Reason::Sparse { gap_s, signal } => write!(
+                f,
+                "too sparse: a {} gap between samples ({}) at the end",
+                span_text(gap_s),
+                signal.as_str()
+            ),
+            Reason::RecentSuspicion { quiet_s, signal } => write!(
+                f,
+                "{} rose like a leak {} ago: not flat for long enough",
+                floor(signal),
+                span_text(quiet_s)
+            ),
+            Reason::Rising {
+                rate_bytes_per_s,
+                signal,
+            } => write!(
+                f,
+                "{} still rising {}",
+                floor(signal),
+                rate_text(rate_bytes_per_s)
+            ),
+            Reason::Flat {
+                growth_bytes,
+                stretch_s,
+            } => write!(
+                f,
+                "floor flat within {:.1} MB over the last {}",
+                growth_bytes.max(0.0) / MB,
+                span_text(stretch_s)
+            ),
+            Reason::SteadyRamp {
+                rate_bytes_per_s,
+                window_s,
+                signal,
+            } => write!(
+                f,
+                "{} rising {} through the last {} after the warm-up",
+                floor(signal),
+                rate_text(rate_bytes_per_s),
+                span_text(window_s)
+            ),
+            Reason::SteadyUnsettled {
+                rate_bytes_per_s,
+                signal,
+            } => write!(
+                f,
+                "{} still rising {} at the end, not as a steady ramp",
+                floor(signal),
+                rate_text(rate_bytes_per_s)
+            ),
+        }
+    }
+}
+
 /// What changed, for the event stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeakEventKind {
@@ -209,10 +362,23 @@ pub struct LeakStatus {
     pub detected_after_s: Option<f64>,
     /// For an inconclusive verdict: how many more seconds of observation would settle it.
     pub needs_more_s: Option<f64>,
+    /// Why the verdict is what it is.
+    pub reason: Reason,
     /// Seconds from the first to the last observation.
     pub observed_s: f64,
     /// Number of observations fed.
     pub samples: u64,
+}
+
+/// A soak's verdict over the steady state ([`LeakDetector::steady_state_verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SteadyVerdict {
+    /// Leak, no leak, or inconclusive.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: Reason,
+    /// For an inconclusive verdict: how many more seconds of steady state could settle it.
+    pub needs_more_s: Option<f64>,
 }
 
 /// The result of testing the floor over the ladder of windows at one moment.
@@ -310,14 +476,7 @@ impl Channel {
     fn evaluate(&self, config: &DetectorConfig, windows: &[f64]) -> Option<Evaluation> {
         let end = self.settled_end(config)?;
         let oldest = self.floor.oldest_s()?;
-        let noise = self.cycles.noise();
-        let allowance = Allowance {
-            min_growth: config
-                .min_growth_bytes
-                .max(1.5 * noise.alias)
-                .max(4.0 * noise.jitter),
-            end_effect: 2.0 * noise.jitter,
-        };
+        let allowance = self.allowance(config);
         let mut best: Option<Evaluation> = None;
         // The ladder, plus all the history there is while it is shorter than the longest rung.
         let history = end - oldest;
@@ -353,6 +512,220 @@ impl Channel {
             .robust_rate(end - best.window_s, end)
             .unwrap_or(best.rate);
         Some(best)
+    }
+
+    /// What noise can fake on this channel now.
+    fn allowance(&self, config: &DetectorConfig) -> Allowance {
+        let noise = self.cycles.noise();
+        Allowance {
+            min_growth: config
+                .min_growth_bytes
+                .max(1.5 * noise.alias)
+                .max(4.0 * noise.jitter),
+            end_effect: 2.0 * noise.jitter,
+        }
+    }
+
+    /// Is the end of the settled floor flat enough for `no-leak`? `Ok(Flat)` when the floor
+    /// grew less than the noise allows over the final stretch (at least `flat_window_s`, more
+    /// under noise), the samples there are dense, and no ramp has been seen for half a confirm
+    /// window; otherwise the reason and how many more seconds could settle it.
+    fn judge_end(&self, config: &DetectorConfig, last_t_s: f64) -> Result<Reason, (Reason, f64)> {
+        let signal = self.signal;
+        // The noise of the present (cycles of the last two flat windows): an old step or
+        // warm-up would otherwise count as jitter. Over a flat stretch only the end effect
+        // (twice the jitter) and aliasing can fake growth.
+        let noise = self
+            .cycles
+            .noise_since(last_t_s - 2.0 * config.flat_window_s);
+        let allowance = config
+            .min_growth_bytes
+            .max(1.5 * noise.alias)
+            .max(2.0 * noise.jitter);
+        let stretch = config
+            .flat_window_s
+            .max(allowance / config.flat_rate_bytes_per_s);
+        let oldest = self.floor.oldest_s().unwrap_or(last_t_s);
+        let gap = self
+            .floor
+            .largest_gap((last_t_s - stretch).max(oldest), last_t_s);
+        if gap > stretch / SEGMENTS as f64 {
+            return Err((Reason::Sparse { gap_s: gap, signal }, stretch));
+        }
+        let quiet = last_t_s - self.last_support_s;
+        let quiet_needed = config.confirm_window_s / 2.0;
+        if quiet < quiet_needed {
+            return Err((
+                Reason::RecentSuspicion {
+                    quiet_s: quiet,
+                    signal,
+                },
+                quiet_needed - quiet,
+            ));
+        }
+        let (Some(end), Some(oldest)) = (self.settled_end(config), self.floor.oldest_s()) else {
+            return Err((
+                Reason::TooShort {
+                    observed_s: 0.0,
+                    needed_s: stretch,
+                },
+                stretch,
+            ));
+        };
+        if end - oldest < stretch {
+            return Err((
+                Reason::TooShort {
+                    observed_s: end - oldest,
+                    needed_s: stretch,
+                },
+                stretch - (end - oldest),
+            ));
+        }
+        let (Some(first), Some(last)) =
+            (self.floor.floor_at(end - stretch), self.floor.floor_at(end))
+        else {
+            return Err((
+                Reason::TooShort {
+                    observed_s: end - oldest,
+                    needed_s: stretch,
+                },
+                stretch,
+            ));
+        };
+        let growth = last - first;
+        let rate = self
+            .robust_rate(end - stretch, end)
+            .unwrap_or(growth / stretch);
+        // Flat within the noise, or slower than anything a 1 Hz series can tell from
+        // allocator drift (the detector's own limit).
+        if growth < allowance || rate < config.min_rate_bytes_per_s {
+            return Ok(Reason::Flat {
+                growth_bytes: growth,
+                stretch_s: stretch,
+            });
+        }
+        let flat_for = self
+            .floor
+            .flat_since(end, allowance)
+            .map_or(0.0, |since| end - since);
+        Err((
+            Reason::Rising {
+                rate_bytes_per_s: rate,
+                signal,
+            },
+            (stretch - flat_for).max(config.block_s),
+        ))
+    }
+
+    /// The soak's judgement of this channel, fed only the steady state (after the declared
+    /// warm-up): a ramp through the last part is a leak, a flat last part no leak.
+    fn judge_steady(&self, config: &DetectorConfig, last_t_s: f64) -> (Verdict, Reason, f64) {
+        let signal = self.signal;
+        if self.state == LeakState::Confirmed {
+            let rate_bytes_per_s = self.last_eval.map_or(0.0, |e| e.rate);
+            return (Verdict::Leak, Reason::Confirmed { rate_bytes_per_s }, 0.0);
+        }
+        let (Some(end), Some(oldest)) = (self.settled_end(config), self.floor.oldest_s()) else {
+            let needed_s = 2.0 * config.early_window_s;
+            let reason = Reason::TooShort {
+                observed_s: 0.0,
+                needed_s,
+            };
+            return (Verdict::Inconclusive, reason, needed_s);
+        };
+        let history = end - oldest;
+        let noise = self.cycles.noise_since(oldest);
+        let flat_allowance = config
+            .min_growth_bytes
+            .max(1.5 * noise.alias)
+            .max(2.0 * noise.jitter);
+        // The last part: the newer half of the settled steady state, at least the early window.
+        let part = (history / 2.0).max(config.early_window_s);
+        if history < part {
+            let needed_s = part.max(flat_allowance / config.soak_flat_rate_bytes_per_s);
+            let reason = Reason::TooShort {
+                observed_s: history,
+                needed_s,
+            };
+            return (Verdict::Inconclusive, reason, needed_s - history);
+        }
+        let gap = self.floor.largest_gap(end - part, last_t_s);
+        if gap > part / SEGMENTS as f64 {
+            return (
+                Verdict::Inconclusive,
+                Reason::Sparse { gap_s: gap, signal },
+                part,
+            );
+        }
+        // A ramp over any window from the whole steady state down to the last part.
+        let allowance = self.allowance(config);
+        let mut window = history;
+        while window >= part * 0.999 {
+            if let Some(shape) = Shape::of(&self.floor, end - window, end) {
+                if shape.is_ramp(config, window, &allowance) {
+                    let rate = self
+                        .robust_rate(end - window, end)
+                        .unwrap_or(shape.growth / window);
+                    let reason = Reason::SteadyRamp {
+                        rate_bytes_per_s: rate,
+                        window_s: window,
+                        signal,
+                    };
+                    return (Verdict::Leak, reason, 0.0);
+                }
+            }
+            window /= 1.3;
+        }
+        // A flat part must be long enough that the noise, spread over it, hides no more than
+        // `soak_flat_rate_bytes_per_s`.
+        let flat_part = part.max(flat_allowance / config.soak_flat_rate_bytes_per_s);
+        if history < flat_part {
+            let reason = Reason::TooShort {
+                observed_s: history,
+                needed_s: flat_part,
+            };
+            let needs = 2.0 * flat_part - history;
+            let (Some(first), Some(last)) =
+                (self.floor.floor_at(end - part), self.floor.floor_at(end))
+            else {
+                return (Verdict::Inconclusive, reason, needs);
+            };
+            if last - first >= flat_allowance {
+                let rate = self
+                    .robust_rate(end - part, end)
+                    .unwrap_or((last - first) / part);
+                let reason = Reason::SteadyUnsettled {
+                    rate_bytes_per_s: rate,
+                    signal,
+                };
+                return (Verdict::Inconclusive, reason, needs);
+            }
+            return (Verdict::Inconclusive, reason, needs);
+        }
+        let part = flat_part;
+        let now = end;
+        let (Some(first), Some(last)) = (self.floor.floor_at(now - part), self.floor.floor_at(now))
+        else {
+            let reason = Reason::TooShort {
+                observed_s: history,
+                needed_s: part,
+            };
+            return (Verdict::Inconclusive, reason, part);
+        };
+        let growth = last - first;
+        let rate = self.robust_rate(now - part, now).unwrap_or(growth / part);
+        if growth < flat_allowance || rate < config.min_rate_bytes_per_s {
+            let reason = Reason::Flat {
+                growth_bytes: growth,
+                stretch_s: part,
+            };
+            return (Verdict::NoLeak, reason, 0.0);
+        }
+        let reason = Reason::SteadyUnsettled {
+            rate_bytes_per_s: rate,
+            signal,
+        };
+        (Verdict::Inconclusive, reason, part)
     }
 
     /// Theil–Sen slope of the floor over `[start, end]`, bytes per second.
@@ -589,18 +962,38 @@ impl LeakDetector {
         let evaluation = lead.last_eval;
         let growth_bytes_per_s = evaluation.map_or(0.0, |e| e.rate);
         let needed = self.config.confirm_window_s + self.config.early_window_s;
-        let (verdict, needs_more_s) = if self.confirmed_at.is_some() {
-            (Verdict::Leak, None)
+        let (verdict, reason, needs_more_s) = if self.confirmed_at.is_some() {
+            let rate_bytes_per_s = growth_bytes_per_s;
+            (Verdict::Leak, Reason::Confirmed { rate_bytes_per_s }, None)
         } else if self.state == LeakState::Suspected {
             let window = evaluation.map_or(0.0, |e| e.window_s);
             (
                 Verdict::Inconclusive,
+                Reason::Suspected {
+                    rate_bytes_per_s: growth_bytes_per_s,
+                },
                 Some((self.config.confirm_window_s - window).max(self.config.block_s)),
             )
-        } else if observed_s < needed {
-            (Verdict::Inconclusive, Some(needed - observed_s))
         } else {
-            (Verdict::NoLeak, None)
+            match (self.judge_end(), observed_s < needed) {
+                (Ok(_), true) => (
+                    Verdict::Inconclusive,
+                    Reason::TooShort {
+                        observed_s,
+                        needed_s: needed,
+                    },
+                    Some(needed - observed_s),
+                ),
+                (Err((reason, more)), short) => {
+                    let more = if short {
+                        more.max(needed - observed_s)
+                    } else {
+                        more
+                    };
+                    (Verdict::Inconclusive, reason, Some(more))
+                }
+                (Ok(flat), false) => (Verdict::NoLeak, flat, None),
+            }
         };
         let confidence = match verdict {
             Verdict::Leak | Verdict::Inconclusive => evaluation.map_or(0.0, |e| {
@@ -621,8 +1014,116 @@ impl LeakDetector {
             suspected_after_s: self.suspected_at,
             detected_after_s: self.confirmed_at,
             needs_more_s,
+            reason,
             observed_s,
             samples: self.samples,
+        }
+    }
+
+    /// The verdict of a soak, for a detector fed only the steady state (the samples after the
+    /// declared warm-up): the user vouches that the service is warm, so a retained floor that
+    /// rises as a ramp (enough above the noise, not a step, not levelling off) through the last
+    /// part of the series, the newer half of it and at least the early window, is a leak, and
+    /// one that is flat there (within the noise, or slower than `min_rate_bytes_per_s`) is no
+    /// leak. Anything else is inconclusive, with how many more seconds could settle it. A leak
+    /// the online detector confirmed stays a leak. Every channel must be flat for no leak; any
+    /// channel's ramp is a leak.
+    pub fn steady_state_verdict(&self) -> SteadyVerdict {
+        let mut verdict = SteadyVerdict {
+            verdict: Verdict::NoLeak,
+            reason: Reason::TooShort {
+                observed_s: 0.0,
+                needed_s: 2.0 * self.config.early_window_s,
+            },
+            needs_more_s: None,
+        };
+        let mut flat: Option<Reason> = None;
+        for channel in std::iter::once(&self.rss).chain(self.heap.as_ref()) {
+            let (v, reason, more) = channel.judge_steady(&self.config, self.last_t_s);
+            match v {
+                Verdict::Leak => {
+                    return SteadyVerdict {
+                        verdict: Verdict::Leak,
+                        reason,
+                        needs_more_s: None,
+                    }
+                }
+                Verdict::Inconclusive => {
+                    if verdict.verdict != Verdict::Inconclusive
+                        || more > verdict.needs_more_s.unwrap_or(0.0)
+                    {
+                        verdict = SteadyVerdict {
+                            verdict: Verdict::Inconclusive,
+                            reason,
+                            needs_more_s: Some(more.max(self.config.block_s)),
+                        };
+                    }
+                }
+                Verdict::NoLeak => {
+                    flat.get_or_insert(reason);
+                }
+            }
+        }
+        if verdict.verdict == Verdict::NoLeak {
+            match flat {
+                Some(reason) => verdict.reason = reason,
+                None => {
+                    verdict.verdict = Verdict::Inconclusive;
+                    verdict.needs_more_s = Some(2.0 * self.config.early_window_s);
+                }
+            }
+        }
+        // A long soak may have seen what the online detector needs to vouch for a flat floor
+        // (stricter, and without the user's word): that is a no-leak too.
+        if verdict.verdict == Verdict::Inconclusive {
+            let status = self.status();
+            if status.verdict == Verdict::NoLeak {
+                verdict = SteadyVerdict {
+                    verdict: Verdict::NoLeak,
+                    reason: status.reason,
+                    needs_more_s: None,
+                };
+            }
+        }
+        verdict
+    }
+
+    /// The end of every channel judged for `no-leak`: the first that is not flat (the one
+    /// that needs the longest to settle), else the flattest claim (the largest growth and the
+    /// longest stretch seen by any channel).
+    fn judge_end(&self) -> Result<Reason, (Reason, f64)> {
+        let mut flat: Option<(f64, f64)> = None;
+        let mut worst: Option<(Reason, f64)> = None;
+        for channel in std::iter::once(&self.rss).chain(self.heap.as_ref()) {
+            match channel.judge_end(&self.config, self.last_t_s) {
+                Ok(Reason::Flat {
+                    growth_bytes,
+                    stretch_s,
+                }) => {
+                    let (g, s) = flat.unwrap_or((f64::NEG_INFINITY, 0.0));
+                    flat = Some((g.max(growth_bytes), s.max(stretch_s)));
+                }
+                Ok(other) => return Err((other, self.config.block_s)),
+                Err((reason, more)) => {
+                    if worst.is_none_or(|(_, m)| more > m) {
+                        worst = Some((reason, more));
+                    }
+                }
+            }
+        }
+        match (worst, flat) {
+            (Some(worst), _) => Err(worst),
+            (None, Some((growth_bytes, stretch_s))) => Ok(Reason::Flat {
+                growth_bytes,
+                stretch_s,
+            }),
+            (None, None) => Err((
+                Reason::TooShort {
+                    observed_s: 0.0,
+                    needed_s: self.config.flat_window_s,
+                },
+                self.config.flat_window_s,
+            )),
         }
     }
 
@@ -776,6 +1277,125 @@ mod tests {
         assert_eq!(status.verdict, Verdict::Inconclusive);
         let more = status.needs_more_s.expect("needs more");
         assert!(more > 400.0 && more < 600.0, "{more}");
+    }
+
+    fn at(points: &[(f64, f64)]) -> Vec<Observation> {
+        points
+            .iter()
+            .map(|&(t_s, mb)| Observation {
+                t_s,
+                rss_bytes: (mb * MB) as u64,
+                heap_used_after_gc_bytes: None,
+            })
+            .collect()
+    }
+
+    /// Shapes that must never be called `no-leak`: each is inconclusive (or a leak) and an
+    /// inconclusive verdict says how much longer to watch and why.
+    #[test]
+    fn hostile_shapes_are_never_no_leak() {
+        let sparse_ramp: Vec<(f64, f64)> = (0..12)
+            .map(|i| (180.0 * f64::from(i), 100.0 + f64::from(i)))
+            .collect();
+        let cases: Vec<(&str, Vec<Observation>)> = vec![
+            ("1 MB per sample, 180 s apart", at(&sparse_ramp)),
+            ("100 MB then 900 MB", at(&[(0.0, 100.0), (900.0, 900.0)])),
+            (
+                "70 KB/s for 15 minutes under a sawtooth",
+                series(900, |t| {
+                    100.0 * MB + 0.07 * MB * t + tooth(t, 30.0 * MB, 20.0) + wobble(t, 2.0 * MB)
+                }),
+            ),
+            (
+                "20 MB in 12 minutes, then some pages given back",
+                series(900, |t| {
+                    100.0 * MB + 20.0 * MB * (t / 720.0).min(1.0)
+                        - if t > 720.0 { 4.0 * MB } else { 0.0 }
+                        + wobble(t, 0.5 * MB)
+                }),
+            ),
+            (
+                "slow ramp that never confirms",
+                series(900, |t| 100.0 * MB + 0.6 * MB * t / 60.0),
+            ),
+        ];
+        for (name, observations) in cases {
+            let (detector, _) = feed(&observations);
+            let status = detector.status();
+            assert_ne!(status.verdict, Verdict::NoLeak, "{name}: {status:?}");
+            if status.verdict == Verdict::Inconclusive {
+                assert!(
+                    status.needs_more_s.is_some_and(|s| s > 0.0),
+                    "{name}: {status:?}"
+                );
+                assert!(!status.reason.to_string().is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn no_leak_states_the_flat_stretch() {
+        let (detector, _) = feed(&series(900, |t| 50.0 * MB + wobble(t, 0.2 * MB)));
+        let status = detector.status();
+        assert_eq!(status.verdict, Verdict::NoLeak, "{status:?}");
+        let reason = status.reason.to_string();
+        assert!(reason.starts_with("floor flat within"), "{reason}");
+        // The same flat floor sampled every two minutes is too sparse to vouch for: a gap
+        // longer than a sixth of the 8-minute stretch.
+        let sparse: Vec<(f64, f64)> = (0..9).map(|i| (120.0 * f64::from(i), 50.0)).collect();
+        let status = feed(&at(&sparse)).0.status();
+        assert_eq!(status.verdict, Verdict::Inconclusive);
+        assert!(status.reason.to_string().contains("sparse"), "{status:?}");
+    }
+
+    #[test]
+    fn a_rising_floor_names_its_rate() {
+        let (detector, _) = feed(&series(900, |t| 100.0 * MB + 0.07 * MB * t));
+        let status = detector.status();
+        assert_ne!(status.verdict, Verdict::NoLeak);
+        assert!(
+            status.reason.to_string().contains("0.07 MB/s"),
+            "{status:?}"
+        );
+    }
+
+    /// A detector fed only the steady state (after the warm-up) of `seconds` at 1 Hz.
+    fn steady(seconds: u32, f: impl Fn(f64) -> f64) -> SteadyVerdict {
+        feed(&series(seconds, f)).0.steady_state_verdict()
+    }
+
+    #[test]
+    fn the_soak_verdict_uses_the_declared_steady_state() {
+        // Nine minutes of steady state, as `--duration 10m --warmup 1m` gives.
+        let leak = steady(540, |t| {
+            100.0 * MB + MB * t / 60.0 + tooth(t, 20.0 * MB, 15.0) + wobble(t, 0.3 * MB)
+        });
+        assert_eq!(leak.verdict, Verdict::Leak, "{leak:?}");
+        assert!(matches!(leak.reason, Reason::SteadyRamp { .. }), "{leak:?}");
+
+        let flat = steady(540, |t| {
+            100.0 * MB + tooth(t, 20.0 * MB, 15.0) + wobble(t, 0.3 * MB)
+        });
+        assert_eq!(flat.verdict, Verdict::NoLeak, "{flat:?}");
+        assert!(flat.reason.to_string().starts_with("floor flat within"));
+
+        // A single step in the middle is not a ramp, and the floor is flat after it.
+        let step = steady(540, |t| {
+            100.0 * MB + if t > 200.0 { 80.0 * MB } else { 0.0 } + wobble(t, 0.3 * MB)
+        });
+        assert_ne!(step.verdict, Verdict::Leak, "{step:?}");
+
+        // A warm-up outlasting the declared one, decelerating but still rising at the end:
+        // never passed silently.
+        let warm = steady(540, |t| {
+            100.0 * MB + 150.0 * MB * (1.0 - (-t / 200.0).exp())
+        });
+        assert_eq!(warm.verdict, Verdict::Inconclusive, "{warm:?}");
+        assert!(warm.needs_more_s.is_some_and(|s| s > 0.0), "{warm:?}");
+
+        // Two minutes of steady state cannot vouch for a flat floor.
+        let short = steady(120, |_| 100.0 * MB);
+        assert_eq!(short.verdict, Verdict::Inconclusive, "{short:?}");
     }
 
     #[test]

@@ -132,6 +132,34 @@ impl FloorSeries {
         Some(found)
     }
 
+    /// The earliest time from which the floor stays within `within` of its value at `end_s`:
+    /// the start of the first block whose floor is at least `floor_at(end_s) - within` (floors
+    /// rise with time, so a binary search finds it).
+    pub(crate) fn flat_since(&self, end_s: f64, within: f64) -> Option<f64> {
+        let level = self.floor_at(end_s)? - within;
+        let index = self.blocks.partition_point(|b| b.floor < level);
+        self.blocks.get(index).map(|b| b.t_s)
+    }
+
+    /// The longest stretch of `[start_s, end_s]` without a block of samples (closed or still
+    /// open), seconds; the whole span when it holds none: how sparse the series is there.
+    pub(crate) fn largest_gap(&self, start_s: f64, end_s: f64) -> f64 {
+        let first = self
+            .blocks
+            .partition_point(|b| b.t_s + self.block_s <= start_s);
+        let mut gap: f64 = 0.0;
+        let mut covered = start_s;
+        let open = self.open.map(|o| o.t_s);
+        for t_s in self.blocks.iter().skip(first).map(|b| b.t_s).chain(open) {
+            if t_s >= end_s {
+                break;
+            }
+            gap = gap.max(t_s - covered);
+            covered = covered.max(t_s + self.block_s);
+        }
+        gap.max(end_s - covered)
+    }
+
     /// Largest value over the newest `span_s` seconds of closed blocks.
     pub(crate) fn recent_max(&self, span_s: f64) -> Option<f64> {
         let end = self.newest_end_s()?;
@@ -275,8 +303,18 @@ impl CycleTracker {
 
     /// The uncertainty of the newest troughs; zero before two cycles were seen.
     pub(crate) fn noise(&self) -> TroughNoise {
+        self.noise_since(f64::NEG_INFINITY)
+    }
+
+    /// [`CycleTracker::noise`] over the recent cycles whose trough came at or after `since_s`
+    /// only, so that an old step or warm-up does not count as noise of the present.
+    pub(crate) fn noise_since(&self, since_s: f64) -> TroughNoise {
         let newest = self.cycles.len().saturating_sub(NOISE_CYCLES);
-        let recent: Vec<&Cycle> = self.cycles.range(newest..).collect();
+        let recent: Vec<&Cycle> = self
+            .cycles
+            .range(newest..)
+            .filter(|c| c.trough_t_s >= since_s)
+            .collect();
         let mut rises: Vec<f64> = recent.iter().map(|c| c.rise).collect();
         let mut changes: Vec<f64> = recent
             .windows(2)

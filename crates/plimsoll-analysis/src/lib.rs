@@ -7,7 +7,8 @@ mod levels;
 mod robust;
 
 pub use detector::{
-    DetectorConfig, LeakDetector, LeakEvent, LeakEventKind, LeakState, LeakStatus, Signal, Verdict,
+    DetectorConfig, LeakDetector, LeakEvent, LeakEventKind, LeakState, LeakStatus, Reason, Signal,
+    SteadyVerdict, Verdict,
 };
 pub use levels::{Level, LevelChange, LevelConfig, LevelTracker};
 pub use robust::theil_sen;

@@ -1,7 +1,9 @@
 //! Scoring: runs Plimsoll's detector and the baseline rules over one labeled series, judges each
 //! first alarm against the label, and sums the judgements per detector.
 
-use plimsoll_analysis::{DetectorConfig, LeakDetector, Observation, Verdict};
+use plimsoll_analysis::{
+    DetectorConfig, LeakDetector, Observation, Reason, SteadyVerdict, Verdict,
+};
 
 use crate::baselines::Baselines;
 use crate::synthetic::Label;
@@ -52,6 +54,8 @@ pub enum BaselineInput {
 pub struct Outcome {
     /// Plimsoll's verdict at the end of the series.
     pub verdict: Verdict,
+    /// Why, in Plimsoll's words.
+    pub reason: Reason,
     /// Plimsoll's first confirmed leak.
     pub confirmed_s: Option<f64>,
     /// Plimsoll's first suspicion.
@@ -100,6 +104,7 @@ pub fn evaluate(
     let status = detector.status();
     Outcome {
         verdict: status.verdict,
+        reason: status.reason,
         confirmed_s: status.detected_after_s,
         suspected_s: status.suspected_after_s,
         growth_s: baselines.growth.alarm_s(),
@@ -107,6 +112,22 @@ pub fn evaluate(
         slope_s: baselines.slope.alarm_s(),
         samples: status.samples,
     }
+}
+
+/// Replays a recorded series as a soak of `soak_s` seconds with a declared warm-up of
+/// `warmup_s`: the samples in between (seconds after the first) go to a detector with the
+/// recommended settings, and the soak's steady-state verdict comes back.
+pub fn soak_replay(observations: &[Observation], soak_s: f64, warmup_s: f64) -> SteadyVerdict {
+    let mut detector = LeakDetector::new(DetectorConfig::recommended());
+    if let Some(first) = observations.first().map(|o| o.t_s) {
+        for observation in observations
+            .iter()
+            .filter(|o| o.t_s - first >= warmup_s && o.t_s - first < soak_s)
+        {
+            detector.push(observation);
+        }
+    }
+    detector.steady_state_verdict()
 }
 
 /// One detector's first alarm held against the label.

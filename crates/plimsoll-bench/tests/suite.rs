@@ -64,3 +64,48 @@ fn leaks_of_one_mb_per_min_are_caught_within_15_minutes() {
         describe(&missed)
     );
 }
+
+/// The recorded corpus replayed as `soak --duration 10m --warmup 1m` (the samples of 60–600 s
+/// through the soak's steady-state verdict, with the heap channel where a trace has it, as a
+/// soak with the agent would): no leak passes and no healthy trace fails, and every leak fails.
+#[test]
+fn the_soak_verdict_on_recorded_traces_never_passes_a_leak() {
+    use plimsoll_analysis::Verdict;
+    use plimsoll_bench::corpus::{read_manifest, read_trace};
+    use plimsoll_bench::score::soak_replay;
+
+    let bench = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench");
+    let entries = read_manifest(&bench.join("corpus.json")).expect("manifest");
+    let mut wrong = Vec::new();
+    let mut passed_healthy = 0;
+    for entry in &entries {
+        let path = bench.join("traces").join(format!("{}.csv", entry.name));
+        let observations = read_trace(&path).expect("trace");
+        let verdict = soak_replay(&observations, 600.0, 60.0);
+        let ok = match entry.label {
+            Label::Leak => verdict.verdict == Verdict::Leak,
+            Label::NoLeak => verdict.verdict != Verdict::Leak,
+        };
+        if entry.label == Label::NoLeak && verdict.verdict == Verdict::NoLeak {
+            passed_healthy += 1;
+        }
+        if !ok {
+            wrong.push(format!(
+                "{}: {:?} ({})",
+                entry.name, verdict.verdict, verdict.reason
+            ));
+        }
+        if verdict.verdict == Verdict::Inconclusive {
+            assert!(
+                verdict.needs_more_s.is_some(),
+                "{}: {verdict:?}",
+                entry.name
+            );
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert!(
+        passed_healthy >= 4,
+        "healthy traces passed: {passed_healthy}"
+    );
+}

@@ -32,13 +32,15 @@ pub const TARGET_FIELDS: [&str; 13] = [
 pub const OPTIONAL_TARGET_FIELDS: [&str; 2] = ["live", "containment"];
 
 /// The fields of a target's `leak` object, when it has one.
-pub const LEAK_FIELDS: [&str; 6] = [
+pub const LEAK_FIELDS: [&str; 8] = [
     "state",
     "verdict",
     "growth_bytes_per_s",
     "time_to_budget_s",
     "confidence",
     "signal",
+    "needs_more_s",
+    "reason",
 ];
 
 /// Every admin route as (method, path with `{name}` for the target, a valid body).

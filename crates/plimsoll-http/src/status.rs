@@ -97,6 +97,8 @@ pub fn target_json(target: &TargetStatus, now_unix_ms: i64) -> Value {
             "time_to_budget_s": target.time_to_budget_s.map(round2),
             "confidence": round2(leak.confidence),
             "signal": leak.signal.as_str(),
+            "needs_more_s": leak.needs_more_s.map(round2),
+            "reason": leak.reason.to_string(),
         })
     });
     let mut shown = json!({
@@ -145,10 +147,38 @@ pub fn verdict_json(
         "confidence": round2(status.confidence),
         "signal": status.signal.as_str(),
         "needs_more_s": status.needs_more_s.map(round2),
+        "reason": status.reason.to_string(),
         "budget_bytes": budget_bytes,
     })
 }
 
 fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plimsoll_analysis::{DetectorConfig, LeakDetector, Observation};
+
+    #[test]
+    fn the_leak_object_says_why_and_how_much_longer() {
+        let mut detector = LeakDetector::new(DetectorConfig::recommended());
+        for i in 0..120u32 {
+            detector.push(&Observation {
+                t_s: f64::from(i),
+                rss_bytes: 100 << 20,
+                heap_used_after_gc_bytes: None,
+            });
+        }
+        let mut target = TargetStatus::new("web", LevelConfig::recommended(), true);
+        target.leak = Some(detector.status());
+        let json = target_json(&target, 0);
+        assert_eq!(json["leak"]["verdict"], "inconclusive", "{json}");
+        assert!(json["leak"]["needs_more_s"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0));
+        let reason = json["leak"]["reason"].as_str().expect("reason");
+        assert!(reason.starts_with("too short"), "{reason}");
+    }
 }

@@ -27,12 +27,19 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
         .with_context(|| format!("bad series file '{name}'"))?;
     let mut detector = LeakDetector::new(DetectorConfig::recommended());
     let warmup_s = args.warmup.map_or(0.0, |d| d.as_secs_f64());
+    let budget = args.budget.map(|b| b.0);
     let mut first_t_s = None;
+    // The first sample at or over the budget (seconds after the first sample) and the peak.
+    let mut over_budget: Option<(f64, u64)> = None;
     while let Some(observation) = reader
         .next_observation()
         .with_context(|| format!("bad series file '{name}'"))?
     {
         let first = *first_t_s.get_or_insert(observation.t_s);
+        if budget.is_some_and(|b| observation.rss_bytes >= b) {
+            let (_, peak) = over_budget.get_or_insert((observation.t_s - first, 0));
+            *peak = (*peak).max(observation.rss_bytes);
+        }
         if observation.t_s - first >= warmup_s {
             detector.push(&observation);
         }
@@ -44,12 +51,26 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
     if status.samples == 0 {
         bail!("series file '{name}': every sample falls within the warm-up");
     }
-    let budget = args.budget.map(|b| b.0);
     let time_to_budget_s = budget.and_then(|b| detector.time_to_budget_s(b));
     if args.json {
-        outln!("{}", verdict_json(&status, budget, time_to_budget_s))?;
+        let mut json = verdict_json(&status, budget, time_to_budget_s);
+        if let Some(object) = json.as_object_mut() {
+            object.insert(
+                "budget_exceeded".to_owned(),
+                serde_json::Value::Bool(over_budget.is_some()),
+            );
+            object.insert(
+                "budget_exceeded_after_s".to_owned(),
+                serde_json::json!(over_budget.map(|(at, _)| at)),
+            );
+        }
+        outln!("{json}")?;
     } else {
-        print_human(&name, &status, budget, time_to_budget_s)?;
+        print_human(&name, &status, budget, time_to_budget_s, over_budget)?;
+    }
+    // Over the budget is a failure whatever the trend.
+    if over_budget.is_some() {
+        return Ok(exit::LEAK);
     }
     Ok(match status.verdict {
         Verdict::Leak => exit::LEAK,
@@ -63,8 +84,10 @@ fn print_human(
     status: &LeakStatus,
     budget: Option<u64>,
     time_to_budget_s: Option<f64>,
+    over_budget: Option<(f64, u64)>,
 ) -> Result<()> {
     let headline = match status.verdict {
+        _ if over_budget.is_some() => "FAILED: over budget",
         Verdict::Leak => "LEAK",
         Verdict::NoLeak => "no leak",
         Verdict::Inconclusive => "inconclusive",
@@ -87,7 +110,15 @@ fn print_human(
         outln!("  confirmed      after {}", human_seconds(t))?;
     }
     outln!("  confidence     {:.0} %", status.confidence * 100.0)?;
-    if let Some(budget) = budget {
+    outln!("  why            {}", status.reason)?;
+    if let (Some(budget), Some((at, peak))) = (budget, over_budget) {
+        outln!(
+            "  budget         {} EXCEEDED after {} (peak rss {})",
+            human_bytes(budget as f64),
+            human_seconds(at),
+            human_bytes(peak as f64)
+        )?;
+    } else if let Some(budget) = budget {
         match time_to_budget_s {
             Some(t) => outln!(
                 "  budget         {} reached in about {}",

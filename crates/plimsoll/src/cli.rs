@@ -59,8 +59,9 @@ Exit codes: 0 no leak, 1 leak, budget exceeded, load or target failed, 2 bad usa
 3 inconclusive (too short to tell: the message says how much longer it needs)."
 )]
 pub(crate) struct SoakArgs {
-    /// How long to run the target (warm-up included); at default settings a no-leak verdict
-    /// needs at least 14 minutes after the warm-up; at most 168h
+    /// How long to run the target (warm-up included); the verdict judges the steady state
+    /// after --warmup: a quiet floor can pass after about 5 minutes of it, noisy ones need more;
+    /// at most 168h
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_soak_duration)]
     pub(crate) duration: Duration,
     /// Samples of the first DURATION are recorded but count neither for the verdict nor as

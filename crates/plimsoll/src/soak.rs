@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use plimsoll_analysis::{
-    DetectorConfig, LeakDetector, LeakState, LeakStatus, Level, Observation, Verdict,
+    DetectorConfig, LeakDetector, LeakState, LeakStatus, Level, Observation, Reason, SteadyVerdict,
+    Verdict,
 };
 use plimsoll_probe::Sample;
 use serde_json::{json, Value};
@@ -203,7 +204,9 @@ impl Plan {
 /// What the soak saw, updated by [`SoakOutput`] at every sample and event.
 #[derive(Debug)]
 struct SoakState {
-    started_unix_ms: i64,
+    /// When the soak started, on the monotonic clock: sample times are measured from it, so a
+    /// wall-clock step (NTP, a suspended VM) cannot bend the series the detector sees.
+    clock: std::time::Instant,
     warmup_s: f64,
     detector: LeakDetector,
     /// The budget in force (from the command line or the cgroup limit).
@@ -230,7 +233,7 @@ struct SoakState {
 impl SoakState {
     fn new(plan: &Plan) -> SoakState {
         SoakState {
-            started_unix_ms: plan.started_unix_ms,
+            clock: std::time::Instant::now(),
             warmup_s: plan.warmup.as_secs_f64(),
             detector: LeakDetector::new(plan.detector.clone()),
             budget: plan.settings.budget,
@@ -247,8 +250,10 @@ impl SoakState {
         }
     }
 
-    fn elapsed_s(&self, t_unix_ms: i64) -> f64 {
-        (t_unix_ms - self.started_unix_ms) as f64 / 1000.0
+    /// Seconds since the soak started, on the monotonic clock (samples and events reach the
+    /// soak as they happen).
+    fn elapsed_s(&self) -> f64 {
+        self.clock.elapsed().as_secs_f64()
     }
 }
 
@@ -270,14 +275,14 @@ impl EventOutput for SoakOutput<'_> {
                         (None, Some(signal)) => format!("signal {signal}"),
                         (None, None) => "an unknown status".to_owned(),
                     };
-                    let at = state.elapsed_s(event.t_unix_ms);
+                    let at = state.elapsed_s();
                     state
                         .unexpected_exits
                         .push(format!("exited with {how} after {}", human_seconds(at)));
                 }
                 EventKind::Restarted { .. } => state.restarts += 1,
                 EventKind::BudgetBreach { .. } => {
-                    let at = state.elapsed_s(event.t_unix_ms);
+                    let at = state.elapsed_s();
                     state.budget_exceeded_at_s.get_or_insert(at);
                 }
                 _ => {}
@@ -297,7 +302,7 @@ impl EventOutput for SoakOutput<'_> {
     ) {
         {
             let mut state = self.state.borrow_mut();
-            let t_s = state.elapsed_s(t_unix_ms);
+            let t_s = state.elapsed_s();
             let rss = sample.rss.0;
             state.samples += 1;
             state.rss = Some(rss);
@@ -591,6 +596,10 @@ fn running_verdict(state: &SoakState, plan: &Plan, elapsed_s: f64) -> String {
 #[derive(Debug)]
 struct Finding {
     status: LeakStatus,
+    /// The verdict over the steady state (the samples after the declared warm-up).
+    steady: SteadyVerdict,
+    /// Why, for people: the steady verdict's reason, with the warm-up caveat where it applies.
+    reason: String,
     time_to_budget_s: Option<f64>,
     /// Why the soak failed, for people; empty when it did not.
     failures: Vec<String>,
@@ -601,16 +610,14 @@ struct Finding {
 impl Finding {
     fn of(plan: &Plan, state: &SoakState, outcome: &Outcome) -> Finding {
         let status = state.detector.status();
+        let steady = state.detector.steady_state_verdict();
+        let reason = steady_reason(&steady, plan.warmup);
         let time_to_budget_s = state
             .budget
             .and_then(|b| state.detector.time_to_budget_s(b));
         let mut failures = Vec::new();
-        if status.verdict == Verdict::Leak {
-            failures.push(format!(
-                "leak: the retained memory grows {}/min ({})",
-                human_bytes(status.growth_bytes_per_s * 60.0),
-                status.signal.as_str()
-            ));
+        if steady.verdict == Verdict::Leak {
+            failures.push(format!("leak: {reason}"));
         }
         if let (Some(at), Some(budget)) = (state.budget_exceeded_at_s, state.budget) {
             failures.push(format!(
@@ -636,7 +643,7 @@ impl Finding {
         }
         let exit_code = if !failures.is_empty() {
             exit::LEAK
-        } else if status.verdict == Verdict::NoLeak {
+        } else if steady.verdict == Verdict::NoLeak {
             exit::OK
         } else {
             exit::INCONCLUSIVE
@@ -644,6 +651,9 @@ impl Finding {
         let mut json = verdict_json(&status, state.budget, time_to_budget_s);
         if let Some(object) = json.as_object_mut() {
             let extra = json!({
+                "verdict": steady.verdict.as_str(),
+                "reason": reason,
+                "needs_more_s": steady.needs_more_s.map(|s| (s * 100.0).round() / 100.0),
                 "budget_exceeded": state.budget_exceeded_at_s.is_some(),
                 "budget_exceeded_after_s": state.budget_exceeded_at_s,
                 "load_failed": outcome.load_failure.is_some(),
@@ -664,6 +674,8 @@ impl Finding {
         }
         Finding {
             status,
+            steady,
+            reason,
             time_to_budget_s,
             failures,
             json,
@@ -673,9 +685,9 @@ impl Finding {
 
     fn print_human(&self, plan: &Plan) -> Result<()> {
         let status = &self.status;
-        let headline = match (self.exit_code, status.verdict) {
+        let headline = match (self.exit_code, self.steady.verdict) {
             (exit::OK, _) => "PASSED: no leak",
-            (exit::INCONCLUSIVE, _) => "INCONCLUSIVE: too short to tell",
+            (exit::INCONCLUSIVE, _) => "INCONCLUSIVE",
             (_, Verdict::Leak) => "FAILED: leak",
             _ => "FAILED",
         };
@@ -689,11 +701,8 @@ impl Finding {
             human_seconds(status.observed_s),
             human_seconds(plan.warmup.as_secs_f64())
         )?;
-        outln!(
-            "  verdict        {} (confidence {:.0} %)",
-            status.verdict.as_str(),
-            status.confidence * 100.0
-        )?;
+        outln!("  verdict        {}", self.steady.verdict.as_str())?;
+        outln!("  why            {}", self.reason)?;
         outln!(
             "  growth         {}/min of the retained floor ({})",
             human_bytes(status.growth_bytes_per_s * 60.0),
@@ -708,7 +717,8 @@ impl Finding {
         if let Some(t) = self.time_to_budget_s {
             outln!("  budget         reached in about {}", human_seconds(t))?;
         }
-        if let Some(more) = status
+        if let Some(more) = self
+            .steady
             .needs_more_s
             .filter(|_| self.exit_code == exit::INCONCLUSIVE)
         {
@@ -719,6 +729,23 @@ impl Finding {
             )?;
         }
         Ok(())
+    }
+}
+
+/// The steady verdict's reason for people: a floor still rising after the declared warm-up
+/// may be a warm-up that outlasts it, and the soak says so rather than pass it.
+fn steady_reason(steady: &SteadyVerdict, warmup: Duration) -> String {
+    let warmup = human_seconds(warmup.as_secs_f64());
+    match steady.reason {
+        Reason::SteadyRamp { .. } => format!(
+            "{} (a leak, or a warm-up longer than --warmup {warmup})",
+            steady.reason
+        ),
+        Reason::SteadyUnsettled { .. } => format!(
+            "still rising at the end: a leak, or a warm-up longer than --warmup {warmup} ({})",
+            steady.reason
+        ),
+        reason => reason.to_string(),
     }
 }
 
@@ -779,4 +806,41 @@ fn report_input(plan: &Plan, state: &SoakState, finding: &Finding) -> Result<Rep
         warmup_end_unix_ms: (!plan.warmup.is_zero())
             .then(|| plan.started_unix_ms + plan.warmup.as_millis() as i64),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plimsoll_analysis::Signal;
+
+    #[test]
+    fn a_floor_still_rising_after_the_warm_up_names_the_warm_up() {
+        let unsettled = SteadyVerdict {
+            verdict: Verdict::Inconclusive,
+            reason: Reason::SteadyUnsettled {
+                rate_bytes_per_s: 70_000.0,
+                signal: Signal::Rss,
+            },
+            needs_more_s: Some(270.0),
+        };
+        let text = steady_reason(&unsettled, Duration::from_secs(60));
+        assert!(
+            text.starts_with(
+                "still rising at the end: a leak, or a warm-up longer than --warmup 1m"
+            ),
+            "{text}"
+        );
+        let ramp = SteadyVerdict {
+            verdict: Verdict::Leak,
+            reason: Reason::SteadyRamp {
+                rate_bytes_per_s: 70_000.0,
+                window_s: 480.0,
+                signal: Signal::Rss,
+            },
+            needs_more_s: None,
+        };
+        let text = steady_reason(&ramp, Duration::from_secs(60));
+        assert!(text.contains("0.07 MB/s"), "{text}");
+        assert!(text.contains("warm-up longer than --warmup 1m"), "{text}");
+    }
 }

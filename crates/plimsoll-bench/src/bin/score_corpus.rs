@@ -10,8 +10,9 @@ use clap::{Parser, ValueEnum};
 use plimsoll_analysis::{Observation, Verdict};
 use plimsoll_bench::corpus::{read_manifest, read_trace, Entry};
 use plimsoll_bench::score::{
-    evaluate, judge, ratio, seconds, BaselineInput, Detector, Outcome, Totals,
+    evaluate, judge, ratio, seconds, soak_replay, BaselineInput, Detector, Outcome, Totals,
 };
+use plimsoll_bench::synthetic::Label;
 use plimsoll_bench::table::{Align, Table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,6 +39,31 @@ struct Args {
     /// Also score `<name>.csv.partial` (a recording in progress) when `<name>.csv` is absent.
     #[arg(long)]
     partial: bool,
+    /// Score only the first part of each trace, e.g. `15m` or `900` (seconds): what the
+    /// detector says after that long.
+    #[arg(long, value_parser = parse_span)]
+    prefix: Option<f64>,
+    /// Replay each trace as a soak of this length (e.g. `10m`): the samples after `--warmup`
+    /// and before the end go to a detector, and the soak's steady-state verdict is scored.
+    #[arg(long, value_parser = parse_span)]
+    soak: Option<f64>,
+    /// The declared warm-up of `--soak`.
+    #[arg(long, value_parser = parse_span, default_value = "1m")]
+    warmup: f64,
+}
+
+/// A duration as seconds (`900`, `900s`) or minutes (`15m`), in seconds.
+fn parse_span(text: &str) -> Result<f64, String> {
+    let (number, unit) = match text.strip_suffix('m') {
+        Some(number) => (number, 60.0),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    match number.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value * unit),
+        _ => Err(format!(
+            "invalid duration '{text}' (expected e.g. 900, 900s or 15m)"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -74,6 +100,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         );
     }
     let entries = read_manifest(&args.manifest)?;
+    if let Some(soak_s) = args.soak {
+        return soak_table(args, &entries, soak_s);
+    }
     let scored: Vec<Scored> = entries
         .into_iter()
         .map(|entry| {
@@ -101,6 +130,82 @@ fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--soak`: each trace replayed as a soak of `soak_s` seconds with the declared warm-up.
+fn soak_table(args: &Args, entries: &[Entry], soak_s: f64) -> anyhow::Result<()> {
+    if args.warmup >= soak_s {
+        anyhow::bail!(
+            "--warmup {} s is not shorter than --soak {soak_s} s",
+            args.warmup
+        );
+    }
+    println!(
+        "corpus: {}, replayed as soaks of {soak_s:.0} s after a warm-up of {:.0} s, signal {}\n",
+        args.manifest.display(),
+        args.warmup,
+        match args.signal {
+            SignalArg::Rss => "rss",
+            SignalArg::Heap => "rss + heap after GC",
+        }
+    );
+    let mut table = Table::new(&[
+        ("trace", Align::Left),
+        ("label", Align::Left),
+        ("soak verdict", Align::Left),
+        ("needs s", Align::Right),
+        ("reason", Align::Left),
+    ]);
+    let (mut leaks, mut caught, mut leaks_passed) = (0, 0, 0);
+    let (mut healthy, mut passed, mut healthy_failed) = (0, 0, 0);
+    let mut skipped = Vec::new();
+    for entry in entries {
+        let Some((path, _)) = trace_path(args, &entry.name) else {
+            skipped.push(entry.name.clone());
+            continue;
+        };
+        let observations = read(&path)?;
+        let observations: Vec<Observation> = match args.signal {
+            SignalArg::Heap => observations,
+            SignalArg::Rss => observations
+                .into_iter()
+                .map(|o| Observation {
+                    heap_used_after_gc_bytes: None,
+                    ..o
+                })
+                .collect(),
+        };
+        let verdict = soak_replay(&observations, soak_s, args.warmup);
+        match entry.label {
+            Label::Leak => {
+                leaks += 1;
+                caught += usize::from(verdict.verdict == Verdict::Leak);
+                leaks_passed += usize::from(verdict.verdict == Verdict::NoLeak);
+            }
+            Label::NoLeak => {
+                healthy += 1;
+                passed += usize::from(verdict.verdict == Verdict::NoLeak);
+                healthy_failed += usize::from(verdict.verdict == Verdict::Leak);
+            }
+        }
+        table.row(vec![
+            entry.name.clone(),
+            entry.label.name().to_owned(),
+            verdict_name(verdict.verdict).to_owned(),
+            seconds(verdict.needs_more_s),
+            verdict.reason.to_string(),
+        ]);
+    }
+    println!("{table}");
+    println!(
+        "leaks failed (exit 1): {}   leaks passed (exit 0): {leaks_passed}   healthy passed (exit 0): {}   healthy failed (exit 1): {healthy_failed}",
+        ratio(caught, leaks),
+        ratio(passed, healthy)
+    );
+    for name in skipped {
+        println!("skipped {name}: no trace");
+    }
+    Ok(())
+}
+
 fn trace_path(args: &Args, name: &str) -> Option<(PathBuf, bool)> {
     let done = args.traces.join(format!("{name}.csv"));
     if done.exists() {
@@ -122,7 +227,10 @@ fn score_trace(args: &Args, entry: &Entry) -> Result<Trace, String> {
             args.traces.join(format!("{}.csv", entry.name)).display()
         ));
     };
-    let observations = read(&path).map_err(|error| format!("{error:#}"))?;
+    let mut observations = read(&path).map_err(|error| format!("{error:#}"))?;
+    if let (Some(prefix), Some(first)) = (args.prefix, observations.first().map(|o| o.t_s)) {
+        observations.retain(|o| o.t_s - first <= prefix);
+    }
     let has_heap = observations
         .iter()
         .any(|o| o.heap_used_after_gc_bytes.is_some());
@@ -169,6 +277,7 @@ fn per_trace(scored: &[Scored]) -> Table {
         (Detector::Growth.name(), Align::Right),
         (Detector::RisingMinima.name(), Align::Right),
         (Detector::Slope.name(), Align::Right),
+        ("reason", Align::Left),
     ]);
     for item in scored {
         let entry = &item.entry;
@@ -190,6 +299,7 @@ fn per_trace(scored: &[Scored]) -> Table {
                     seconds(outcome.growth_s),
                     seconds(outcome.rising_minima_s),
                     seconds(outcome.slope_s),
+                    outcome.reason.to_string(),
                 ]);
             }
             Err(_) => cells.push("(skipped)".to_owned()),

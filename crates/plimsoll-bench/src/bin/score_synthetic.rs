@@ -8,11 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use plimsoll_bench::score::{ratio, seconds, Detector, Judgement, Totals};
+use plimsoll_analysis::Verdict;
+use plimsoll_bench::score::{ratio, seconds, soak_replay, Detector, Judgement, Totals};
 use plimsoll_bench::suite::{
     run_suite, BarFigures, SuiteCase, BAR_MIN_RATE_MB_PER_MIN, BAR_RECALL, BAR_WITHIN_S, RATE_BANDS,
 };
-use plimsoll_bench::synthetic::{Generator, Label, Pattern, DEFAULT_SAMPLES};
+use plimsoll_bench::synthetic::{Generator, Label, Pattern, Series, DEFAULT_SAMPLES};
 use plimsoll_bench::table::{Align, Table};
 
 #[derive(Debug, Parser)]
@@ -30,6 +31,13 @@ struct Args {
     /// Write the series PATTERN SEED to FILE.csv (t_s,rss_bytes) and exit.
     #[arg(long, num_args = 3, value_names = ["PATTERN", "SEED", "FILE.csv"])]
     dump: Option<Vec<String>>,
+    /// Replay each series as a soak of this many seconds (after `--warmup`) through the soak's
+    /// steady-state verdict, and count its verdicts per pattern instead.
+    #[arg(long, value_name = "SECONDS")]
+    soak: Option<f64>,
+    /// The declared warm-up of `--soak`, seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    warmup: f64,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +63,10 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .map(|name| parse_pattern(name))
             .collect::<anyhow::Result<_>>()?
     };
+    if let Some(soak_s) = args.soak {
+        soak_table(&patterns, args, soak_s);
+        return Ok(ExitCode::SUCCESS);
+    }
     let cases = run_suite(&patterns, 0..args.seeds, args.samples);
     println!(
         "synthetic suite: seeds 0..{} for each of {} patterns, {} samples at 1 Hz; ls-slope budget = 2 x healthy peak",
@@ -74,6 +86,54 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `--soak`: per pattern, how the soak's steady-state verdict answers. A leak counts as steady
+/// load when it started within the warm-up; one that starts later is counted apart.
+fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
+    println!(
+        "synthetic suite replayed as soaks of {soak_s:.0} s after a warm-up of {:.0} s, seeds 0..{}\n",
+        args.warmup, args.seeds
+    );
+    let mut table = Table::new(&[
+        ("pattern", Align::Left),
+        ("label", Align::Left),
+        ("n", Align::Right),
+        ("leak", Align::Right),
+        ("no-leak", Align::Right),
+        ("inconclusive", Align::Right),
+        ("leak started after warm-up", Align::Right),
+    ]);
+    for &pattern in patterns {
+        let (mut n, mut leak, mut pass, mut unsure, mut late) = (0, 0, 0, 0, 0);
+        for seed in 0..args.seeds {
+            let series = Series::generate(pattern, seed, args.samples);
+            if series
+                .truth
+                .leak_start_s
+                .is_some_and(|start| start > args.warmup)
+            {
+                late += 1;
+                continue;
+            }
+            n += 1;
+            match soak_replay(&series.observations, soak_s, args.warmup).verdict {
+                Verdict::Leak => leak += 1,
+                Verdict::NoLeak => pass += 1,
+                Verdict::Inconclusive => unsure += 1,
+            }
+        }
+        table.row(vec![
+            pattern.name().to_owned(),
+            pattern.label().name().to_owned(),
+            n.to_string(),
+            leak.to_string(),
+            pass.to_string(),
+            unsure.to_string(),
+            late.to_string(),
+        ]);
+    }
+    println!("{table}");
 }
 
 fn parse_pattern(name: &str) -> anyhow::Result<Pattern> {

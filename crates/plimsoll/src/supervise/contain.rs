@@ -165,7 +165,7 @@ pub(crate) fn destroy_cgroup(path: &Path, within: Duration) {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             Err(error) => {
-                eprintln!(
+                crate::stdout::errln!(
                     "plimsoll: cannot remove the target's cgroup '{}': {error}",
                     path.display()
                 );

@@ -79,7 +79,7 @@ pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(message) => {
-            eprintln!("plimsoll keeper: {message}");
+            crate::stdout::errln!("plimsoll keeper: {message}");
             ExitCode::from(127)
         }
     }
@@ -181,7 +181,9 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
         reported.push_str(&format!("cgroup {}\n", cgroup.path.display()));
     }
     if !subreaper {
-        eprintln!("plimsoll keeper: cannot become the child subreaper; orphans go to init");
+        crate::stdout::errln!(
+            "plimsoll keeper: cannot become the child subreaper; orphans go to init"
+        );
     }
     if let Some(path) = &status_path {
         write_status(path, &reported);

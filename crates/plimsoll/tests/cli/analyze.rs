@@ -163,3 +163,62 @@ fn warmup_leaves_the_start_up_out() {
         .expect_exit(2);
     assert!(out.stderr.contains("'soon'"), "{}", out.stderr);
 }
+
+#[test]
+fn a_slow_ramp_that_never_confirms_is_inconclusive_with_needs_more_and_a_reason() {
+    // 0.6 MB/min for 10 minutes: too soon to confirm, never flat.
+    let text = series_csv(600, |t| 100.0 * MB + 0.6 * MB * t / 60.0);
+    let json = Cmd::new("analyze")
+        .arg("--json")
+        .arg("-")
+        .stdin(text)
+        .expect_exit(3)
+        .json();
+    assert_eq!(json["verdict"], "inconclusive", "{json}");
+    assert!(json["needs_more_s"].as_f64().expect("needs_more_s") > 0.0);
+    let reason = json["reason"].as_str().expect("reason");
+    assert!(reason.contains("rising"), "{reason}");
+}
+
+#[test]
+fn hostile_shapes_are_not_no_leak() {
+    let mb = |v: f64| (v * MB) as u64;
+    // 1 MB per sample, 180 s apart; and two samples 15 minutes apart.
+    let sparse: String = std::iter::once("t_s,rss_bytes\n".to_owned())
+        .chain((0..12).map(|i| format!("{},{}\n", 180 * i, mb(100.0 + f64::from(i)))))
+        .collect();
+    let two = format!("t_s,rss_bytes\n0,{}\n900,{}\n", mb(100.0), mb(900.0));
+    for text in [sparse, two] {
+        let json = Cmd::new("analyze")
+            .arg("--json")
+            .arg("-")
+            .stdin(text)
+            .expect_exit(3)
+            .json();
+        assert_eq!(json["verdict"], "inconclusive", "{json}");
+        assert!(json["needs_more_s"].as_f64().is_some(), "{json}");
+    }
+}
+
+#[test]
+fn a_series_over_its_budget_fails_whatever_the_trend() {
+    // Flat at 300 MB against a 200 MiB budget: no leak, but over budget.
+    let text = series_csv(1500, |_| 300.0 * MB);
+    let out = Cmd::new("analyze")
+        .arg("--budget")
+        .arg("200MiB")
+        .arg("-")
+        .stdin(text.clone())
+        .expect_exit(1);
+    assert!(out.stdout.contains("EXCEEDED"), "{}", out.stdout);
+    let json = Cmd::new("analyze")
+        .arg("--json")
+        .arg("--budget")
+        .arg("200MiB")
+        .arg("-")
+        .stdin(text)
+        .expect_exit(1)
+        .json();
+    assert_eq!(json["budget_exceeded"], true, "{json}");
+    assert_eq!(json["budget_exceeded_after_s"], 0.0, "{json}");
+}
