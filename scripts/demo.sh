@@ -6,6 +6,7 @@
 # /metrics, admission gate and caches), which takes its budget from plimsoll run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/deps.sh demo
 
 cargo build --release --locked -p plimsoll
 cargo build --release --locked -p plimsoll-guard --example guarded_service
