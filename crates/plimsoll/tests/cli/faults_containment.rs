@@ -277,19 +277,7 @@ fn a_killed_keeper_still_takes_the_targets_cgroup_down_with_it() {
         .arg(&script)
         .spawn_in(dir.path());
     assert_eq!(started_containment(&events_path), "cgroup-v2");
-    let target = read_events(&events_path)
-        .into_iter()
-        .find(|e| e["event"] == "started")
-        .and_then(|e| e["pid"].as_u64())
-        .expect("pid");
-    eventually("the setsid child", WITHIN, || {
-        (!marker_pids(&escaped).is_empty()).then_some(())
-    });
-    let stat = std::fs::read_to_string(format!("/proc/{target}/stat")).expect("target stat");
-    let keeper: i32 = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
-        .expect("ppid");
+    let keeper = keeper_once_escaped(&events_path, &escaped);
     std::process::Command::new("kill")
         .arg("-9")
         .arg(keeper.to_string())
@@ -302,6 +290,23 @@ fn a_killed_keeper_still_takes_the_targets_cgroup_down_with_it() {
 }
 
 /// `GET path` over HTTP/1.0 on `addr`; the body.
+/// The keeper's pid (the started target's parent), once the target's setsid child `escaped`
+/// runs.
+fn keeper_once_escaped(events_path: &Path, escaped: &str) -> i32 {
+    let target = read_events(events_path)
+        .into_iter()
+        .find(|e| e["event"] == "started")
+        .and_then(|e| e["pid"].as_u64())
+        .expect("pid");
+    eventually("the setsid child", WITHIN, || {
+        (!marker_pids(escaped).is_empty()).then_some(())
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{target}/stat")).expect("target stat");
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+        .expect("ppid")
+}
+
 fn get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
@@ -429,19 +434,7 @@ fn the_next_start_sweeps_the_cgroup_of_a_keeper_killed_with_its_supervisor() {
         .arg(format!("setsid sleep {escaped} & sleep 1000"))
         .spawn_in(dir.path());
     started_containment(&events_path);
-    let target = read_events(&events_path)
-        .into_iter()
-        .find(|e| e["event"] == "started")
-        .and_then(|e| e["pid"].as_u64())
-        .expect("pid");
-    eventually("the setsid child", WITHIN, || {
-        (!marker_pids(&escaped).is_empty()).then_some(())
-    });
-    let stat = std::fs::read_to_string(format!("/proc/{target}/stat")).expect("target stat");
-    let keeper: i32 = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
-        .expect("ppid");
+    let keeper = keeper_once_escaped(&events_path, &escaped);
     // Both die at once: the supervisor, stopped, cannot clean up after the keeper.
     let kill = |signal: &str, pid: String| {
         std::process::Command::new("kill")
