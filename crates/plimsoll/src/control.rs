@@ -45,23 +45,32 @@ async fn answer(stream: UnixStream, registry: Arc<Registry>) {
     let Ok(Some(line)) = lines.next_line().await else {
         return;
     };
-    let reply = match serde_json::from_str::<Value>(&line) {
-        Ok(request) => handle(&request, &registry).await,
-        Err(error) => json!({ "status": "failed", "error": format!("bad request: {error}") }),
+    let reply = match parse_request(&line) {
+        Ok((target, action)) => handle(&target, action, &registry).await,
+        Err(reply) => reply,
     };
     let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
 }
 
-async fn handle(request: &Value, registry: &Registry) -> Value {
-    let target = request["target"].as_str().unwrap_or_default();
+/// A request line's target and action, or the reply that refuses it.
+pub(crate) fn parse_request(line: &str) -> Result<(String, AdminAction), Value> {
+    let request = serde_json::from_str::<Value>(line)
+        .map_err(|error| json!({ "status": "failed", "error": format!("bad request: {error}") }))?;
+    let target = request["target"].as_str().unwrap_or_default().to_owned();
     let action = match request["action"].as_str() {
         Some("snapshot") => AdminAction::Snapshot,
         Some("gc") => AdminAction::Gc,
         Some("clear-cache") => AdminAction::ClearCache,
         Some("restart") => AdminAction::Restart,
         Some("leak-check") => AdminAction::LeakCheck,
-        other => return json!({ "status": "failed", "error": format!("unknown action {other:?}") }),
+        other => {
+            return Err(json!({ "status": "failed", "error": format!("unknown action {other:?}") }))
+        }
     };
+    Ok((target, action))
+}
+
+async fn handle(target: &str, action: AdminAction, registry: &Registry) -> Value {
     let Some(view) = registry.get(target) else {
         return json!({ "status": "unknown-target" });
     };

@@ -24,6 +24,9 @@ mod units;
 mod up;
 mod watch;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::process::ExitCode;
 
 use clap::Parser;
