@@ -218,12 +218,21 @@ impl AgentHub {
         if reported.is_empty() {
             return None;
         }
-        let after_gc: Option<u64> = reported.iter().map(|f| f.heap_used_after_gc_bytes).sum();
+        // Agents send any numbers: the sums saturate rather than overflow.
+        let sum = |field: fn(&Figures) -> Option<u64>| {
+            reported
+                .iter()
+                .filter_map(|f| field(f))
+                .fold(0, u64::saturating_add)
+        };
+        let after_gc = reported.iter().try_fold(0, |sum: u64, f| {
+            f.heap_used_after_gc_bytes.map(|b| sum.saturating_add(b))
+        });
         Some(HeapFigures {
             processes: reported.len(),
-            heap_used_bytes: reported.iter().filter_map(|f| f.heap_used_bytes).sum(),
-            heap_total_bytes: reported.iter().filter_map(|f| f.heap_total_bytes).sum(),
-            external_bytes: reported.iter().filter_map(|f| f.external_bytes).sum(),
+            heap_used_bytes: sum(|f| f.heap_used_bytes),
+            heap_total_bytes: sum(|f| f.heap_total_bytes),
+            external_bytes: sum(|f| f.external_bytes),
             heap_used_after_gc_bytes: after_gc,
         })
     }
