@@ -118,24 +118,33 @@ async fn answer(stream: UnixStream, registry: Arc<Registry>) {
     let reply = if raw.last() != Some(&b'\n') && raw.len() as u64 >= MAX_LINE {
         json!({ "status": "failed", "error": format!("request line longer than {MAX_LINE} bytes") })
     } else {
-        match serde_json::from_slice::<Value>(&raw) {
-            Ok(request) => handle(&request, &registry).await,
-            Err(error) => json!({ "status": "failed", "error": format!("bad request: {error}") }),
+        match parse_request(&String::from_utf8_lossy(&raw)) {
+            Ok((target, action)) => handle(&target, action, &registry).await,
+            Err(reply) => reply,
         }
     };
     let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
 }
 
-async fn handle(request: &Value, registry: &Registry) -> Value {
-    let target = request["target"].as_str().unwrap_or_default();
+/// A request line's target and action, or the reply that refuses it.
+pub(crate) fn parse_request(line: &str) -> Result<(String, AdminAction), Value> {
+    let request = serde_json::from_str::<Value>(line)
+        .map_err(|error| json!({ "status": "failed", "error": format!("bad request: {error}") }))?;
+    let target = request["target"].as_str().unwrap_or_default().to_owned();
     let action = match request["action"].as_str() {
         Some("snapshot") => AdminAction::Snapshot,
         Some("gc") => AdminAction::Gc,
         Some("clear-cache") => AdminAction::ClearCache,
         Some("restart") => AdminAction::Restart,
         Some("leak-check") => AdminAction::LeakCheck,
-        other => return json!({ "status": "failed", "error": format!("unknown action {other:?}") }),
+        other => {
+            return Err(json!({ "status": "failed", "error": format!("unknown action {other:?}") }))
+        }
     };
+    Ok((target, action))
+}
+
+async fn handle(target: &str, action: AdminAction, registry: &Registry) -> Value {
     let Some(view) = registry.get(target) else {
         return json!({ "status": "unknown-target" });
     };

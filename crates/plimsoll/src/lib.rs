@@ -28,6 +28,9 @@ mod units;
 mod up;
 mod watch;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::io::Write as _;
 use std::process::ExitCode;
 

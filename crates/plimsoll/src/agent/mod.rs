@@ -225,11 +225,7 @@ impl AgentHub {
                         }
                         Ok(None) | Err(_) => break,
                     };
-                    let Ok(message) = serde_json::from_slice::<serde_json::Value>(&line) else {
-                        self.lock().errors += 1;
-                        continue;
-                    };
-                    self.receive(&message, &mut pid, &sender);
+                    self.take_line(&line, &mut pid, &sender);
                 }
                 Some(pending) = commands.recv() => {
                     {
@@ -253,6 +249,18 @@ impl AgentHub {
         if let Some(pid) = pid {
             shared.connections.remove(&pid);
         }
+    }
+
+    /// One line from an agent: too long is skipped, not JSON counts as an error.
+    fn take_line(&self, line: &[u8], pid: &mut Option<u32>, sender: &mpsc::Sender<Pending>) {
+        if line.len() > MAX_LINE {
+            return;
+        }
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(line) else {
+            self.lock().errors += 1;
+            return;
+        };
+        self.receive(&message, pid, sender);
     }
 
     fn receive(
@@ -373,6 +381,31 @@ impl AgentHub {
         }
         Ok(reply)
     }
+}
+
+/// Feeds `text` line by line to a hub without a socket, as one agent's connection would, with
+/// commands 1 to 3 awaiting replies; returns what the hub then reports (for `crate::fuzzing`).
+pub(crate) fn replay(text: &str) -> (Option<HeapFigures>, Vec<u32>, Vec<serde_json::Value>) {
+    let hub = AgentHub {
+        shared: Arc::default(),
+        socket: PathBuf::new(),
+    };
+    let mut answers = Vec::new();
+    for id in 1..=3 {
+        let (reply, answer) = oneshot::channel();
+        hub.lock().waiting.insert(id, reply);
+        answers.push(answer);
+    }
+    let (sender, _commands) = mpsc::channel(8);
+    let mut pid = None;
+    for line in text.lines() {
+        hub.take_line(line.as_bytes(), &mut pid, &sender);
+    }
+    let replies = answers
+        .into_iter()
+        .filter_map(|mut a| a.try_recv().ok())
+        .collect();
+    (hub.figures(), hub.pids(), replies)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! supervisor loop on one thread, sharing the outputs. With several instances a memory restart
 //! is rolling: one instance at a time, the next only once the restarted one is up again.
 
-mod config;
+pub(crate) mod config;
 
 use std::cell::RefCell;
 use std::rc::Rc;
