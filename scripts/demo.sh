@@ -11,7 +11,11 @@ scripts/deps.sh demo
 cargo build --release --locked -p plimsoll
 cargo build --release --locked -p plimsoll-guard --example guarded_service
 plimsoll=target/release/plimsoll
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  say() { printf '\n== %s\n' "$*"; }
+fi
 
 say "plimsoll analyze: a Node service leaking 2 MB/min under GC noise and big transient spikes"
 "$plimsoll" analyze --budget 512MiB bench/traces/node-noisy-leak.csv || true
