@@ -119,7 +119,7 @@ impl ForcedGc {
             "pause_ms": stats.map(|[median, p95, max, mean]| json!({
                 "median": round(median), "p95": round(p95), "max": round(max), "mean": round(mean),
             })),
-            "paused_fraction": (soak_s > 0.0).then(|| round(paused_ms / 1000.0 / soak_s * 1e3) / 1e3),
+            "paused_fraction": (soak_s > 0.0).then(|| (paused_ms / 1000.0 / soak_s * 1e6).round() / 1e6),
             "heap_after_gc_bytes": {
                 "first_steady": self.first_steady.map(|(_, b)| b),
                 "first_steady_at_s": self.first_steady.map(|(t, _)| round(t)),

@@ -402,6 +402,7 @@ fn a_leaking_node_program_is_named_before_the_soak_ends() {
     let events = dir.path().join("events.jsonl");
     let started = Instant::now();
     let out = soak_in(dir.path(), "80s")
+        .deadline(Duration::from_secs(110))
         .arg("--warmup")
         .arg("3s")
         .arg("--gc-every")
