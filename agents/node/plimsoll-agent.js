@@ -105,10 +105,13 @@
       }
     }
     const before = process.memoryUsage().heapUsed;
+    // The pause the app sees: gc() runs on the app's own thread, start to end.
+    const started = process.hrtime.bigint();
     gcFunction();
-    const after = process.memoryUsage().heapUsed;
-    afterGc = v8.getHeapStatistics().used_heap_size;
-    return { heap_used_before_bytes: before, heap_used_after_bytes: after };
+    const pauseNs = Number(process.hrtime.bigint() - started);
+    const after = v8.getHeapStatistics().used_heap_size;
+    afterGc = after;
+    return { heap_used_before_bytes: before, heap_used_after_bytes: after, pause_ms: pauseNs / 1e6 };
   }
 
   function handle(command) {

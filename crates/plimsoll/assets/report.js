@@ -164,7 +164,31 @@
     if (v.budget_exceeded !== undefined) fact("budget exceeded", v.budget_exceeded ? "yes, after " + seconds(v.budget_exceeded_after_s) : "no");
     if (v.load_failed !== undefined) fact("load command", v.load_failed ? "failed: " + v.load_error : "ok");
     if (v.restarts) fact("restarts", String(v.restarts));
+    if (v.heap_channel) fact("heap channel", v.heap_channel === "forced-gc" ? "heap used right after a forced full GC" : "heap used after the app's own major GCs");
+    if (v.forced_gc) {
+      var g = v.forced_gc, p = g.pause_ms || {}, h = g.heap_after_gc_bytes || {};
+      fact("forced GC", "every " + seconds(g.every_s) + ": " + g.count + " GCs" + (g.failed ? " (" + g.failed + " failed)" : ""));
+      if (g.pause_ms) fact("forced GC pause", p.median + " ms median, " + p.p95 + " ms p95, " + p.max + " ms max; " + (g.paused_fraction * 100).toFixed(3) + " % of the time");
+      if (h.last !== null && h.last !== undefined) fact("live heap after GC", (h.first_steady !== null && h.first_steady !== undefined ? bytes(h.first_steady) + " → " : "") + bytes(h.last));
+    }
+    if (v.suspects_missing) fact("suspects", "not named: " + v.suspects_missing);
     card.appendChild(facts);
+    if (v.suspects && v.suspects.length) {
+      card.appendChild(el("h3", null, "Leak suspects (born between the first two snapshots, alive in the third)"));
+      var named = el("table", { id: "suspects" });
+      var top = el("tr");
+      ["constructor", "new objects", "bytes", "retainer path"].forEach(function (h) { top.appendChild(el("th", null, h)); });
+      named.appendChild(top);
+      v.suspects.forEach(function (s) {
+        var row = el("tr");
+        row.appendChild(el("td", null, String(s["constructor"])));
+        row.appendChild(el("td", { "class": "num" }, "+" + s.count_growth));
+        row.appendChild(el("td", { "class": "num" }, bytes(s.bytes_growth)));
+        row.appendChild(el("td", null, s.retainer_path || ""));
+        named.appendChild(row);
+      });
+      card.appendChild(named);
+    }
     root.appendChild(card);
   })();
 
@@ -232,7 +256,7 @@
         row.appendChild(el("td", null, g["class"]));
         row.appendChild(el("td", { "class": "num" }, String(g.count)));
         row.appendChild(el("td", { "class": "num" }, bytes(g.retained_size_bytes)));
-        row.appendChild(el("td", null, g.example ? g.example.retainer_path : ""));
+        row.appendChild(el("td", null, g.example ? g.example.retainer_path : (g.retainer_path || "")));
         table.appendChild(row);
       });
       card.appendChild(table);

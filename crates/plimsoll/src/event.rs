@@ -160,13 +160,14 @@ impl Event {
                 format!("{name}: {} ({})", path, mib(*bytes))
             }
             EventKind::LeakSuspects { suspects, .. } => {
-                let top = &suspects["by_class"][0];
+                // The first named suspect (the app's constructors before V8's internals).
+                let top = &suspects["top"][0];
                 format!(
-                    "{name}: {} objects; most retained: {} x{} ({}) via {}",
+                    "{name}: {} objects; first suspect: {} +{} ({}) via {}",
                     suspects["suspects"],
-                    top["class"].as_str().unwrap_or("-"),
-                    top["count"],
-                    mib(top["retained_size_bytes"].as_u64().unwrap_or(0)),
+                    top["constructor"].as_str().unwrap_or("-"),
+                    top["count_growth"],
+                    mib(top["bytes_growth"].as_u64().unwrap_or(0)),
                     top["retainer_path"].as_str().unwrap_or("-")
                 )
             }

@@ -22,6 +22,7 @@ mod series;
 mod sinks;
 mod snapshot;
 mod soak;
+mod soak_heap;
 mod stdout;
 mod supervise;
 mod units;

@@ -108,7 +108,7 @@ pub(crate) fn target_settings(common: &Common, target: &Target<'_>) -> Result<Se
         rolling: None,
         registry: None,
         detector: DetectorConfig::recommended().time_scaled(target.time_scale),
-        investigation_spacing: INVESTIGATION_SPACING.mul_f64(target.time_scale),
+        investigation_spacing: Some(INVESTIGATION_SPACING.mul_f64(target.time_scale)),
         agent: node::setup(&common.data_dir, target.command, None, target.agent)?,
     })
 }

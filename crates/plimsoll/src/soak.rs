@@ -21,6 +21,8 @@ use plimsoll_analysis::{
 use plimsoll_probe::Sample;
 use serde_json::{json, Value};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio::time::{interval, sleep, Instant, MissedTickBehavior};
 
 use crate::agent::HeapFigures;
@@ -29,8 +31,11 @@ use crate::common::{sink_config, Common};
 use crate::event::{Event, EventKind};
 use crate::exit;
 use crate::outputs::Outputs;
+use crate::registry::AdminReply;
 use crate::report::{self, ReportInput};
+use crate::soak_heap::{self, ForcedGc};
 use crate::stdout::{errln, outln};
+use crate::supervise::investigate::Findings;
 use crate::supervise::{self, now_unix_ms, EventOutput, Inputs, Settings};
 use crate::units::{human_bytes, human_seconds};
 use plimsoll_http::verdict_json;
@@ -42,6 +47,8 @@ const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 const BAR_PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// How often the soak looks at its state (stop requests, fail-fast).
 const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How often the soak asks the steady-state verdict whether to name a leak.
+const STEADY_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// The load command's group gets this long after SIGTERM before SIGKILL.
 const LOAD_GRACE: Duration = Duration::from_secs(5);
 
@@ -95,6 +102,21 @@ pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
         };
         runtime.block_on(soak(&plan, &mut output, &state))
     };
+    // A snapshot diff given up at the end may still run on the blocking pool: not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    // The soak's own events that no later sample carried out.
+    for (kind, snapshot) in std::mem::take(&mut state.borrow_mut().pending) {
+        let t_unix_ms = now_unix_ms();
+        let name = &plan.settings.name;
+        outputs.emit(&Event {
+            t_unix_ms,
+            target: name.clone(),
+            kind,
+        });
+        if let Some(snapshot) = snapshot {
+            outputs.incident(name, t_unix_ms, "leak-investigation", Some(&snapshot));
+        }
+    }
     outputs.close();
     if let Some(saved) = saved_stdout {
         let _ = std::io::stdout().flush();
@@ -128,6 +150,8 @@ struct Plan {
     fail_fast: bool,
     time_scale: f64,
     detector: DetectorConfig,
+    /// A full GC forced this often through the agent (Node targets, unless `--no-forced-gc`).
+    forced_gc: Option<Duration>,
     /// When the soak started, milliseconds since the Unix epoch.
     started_unix_ms: i64,
 }
@@ -173,7 +197,7 @@ impl Plan {
             },
         };
         let common = Common::resolve(&monitor)?;
-        let settings = crate::run::target_settings(
+        let mut settings = crate::run::target_settings(
             &common,
             &crate::run::Target {
                 name: args.name.as_deref(),
@@ -186,8 +210,10 @@ impl Plan {
                 agent: !args.no_agent,
             },
         )?;
+        // The soak names a leak by its own steady-state verdict, in time to end on time
+        // (soak_heap.rs), not at the online detector's confirmation.
+        settings.investigation_spacing = None;
         Ok(Plan {
-            settings,
             monitor,
             data_dir: common.data_dir,
             duration: args.duration,
@@ -196,7 +222,9 @@ impl Plan {
             fail_fast: args.fail_fast,
             time_scale: args.time_scale,
             detector: DetectorConfig::recommended().time_scaled(args.time_scale),
+            forced_gc: (!args.no_forced_gc && settings.agent.is_some()).then_some(args.gc_every),
             started_unix_ms: now_unix_ms(),
+            settings,
         })
     }
 }
@@ -228,6 +256,31 @@ struct SoakState {
     unexpected_exits: Vec<String>,
     /// Restarts by the supervisor.
     restarts: u32,
+    /// The Node target's total heap (all processes), bytes: what a snapshot needs room for.
+    heap_total: u64,
+    /// The forced GCs, when the soak forces them.
+    forced: Option<ForcedGc>,
+    /// How many of their readings the detector has had: each goes in once, with the next
+    /// sample (the heap channel is one point per forced GC, not a staircase).
+    forced_fed: u64,
+    /// The leak investigation of the soak.
+    investigation: Investigation,
+    /// Events of the soak's own (the suspects) to emit with the next sample, and the snapshot
+    /// each keeps as an incident.
+    pending: Vec<(EventKind, Option<String>)>,
+}
+
+/// Where the soak's leak investigation stands.
+#[derive(Debug)]
+enum Investigation {
+    /// Not needed (yet).
+    Idle,
+    /// Three snapshots are being taken this far apart.
+    Running { spacing: Duration },
+    /// The diff named the suspects.
+    Named(Findings),
+    /// It could not name them, and why.
+    NotNamed(String),
 }
 
 impl SoakState {
@@ -247,6 +300,11 @@ impl SoakState {
             stopping: false,
             unexpected_exits: Vec::new(),
             restarts: 0,
+            heap_total: 0,
+            forced: plan.forced_gc.map(ForcedGc::new),
+            forced_fed: 0,
+            investigation: Investigation::Idle,
+            pending: Vec::new(),
         }
     }
 
@@ -300,14 +358,30 @@ impl EventOutput for SoakOutput<'_> {
         budget: Option<u64>,
         level: Level,
     ) {
-        {
+        let mut figures = heap.copied();
+        let pending = {
             let mut state = self.state.borrow_mut();
             let t_s = state.elapsed_s();
             let rss = sample.rss.0;
             state.samples += 1;
             state.rss = Some(rss);
             state.heap_used = heap.map(|h| h.heap_used_bytes);
-            state.heap_after_gc = heap.and_then(|h| h.heap_used_after_gc_bytes);
+            state.heap_total = heap.map_or(0, |h| h.heap_total_bytes);
+            // With forced GCs the heap channel is the heap right after the last one (the live
+            // heap, no sawtooth), in the verdict and in the store alike.
+            if let (Some(forced), Some(figures)) = (&state.forced, figures.as_mut()) {
+                figures.heap_used_after_gc_bytes = forced.heap_after;
+            }
+            state.heap_after_gc = figures.and_then(|h| h.heap_used_after_gc_bytes);
+            let heap_channel = match &state.forced {
+                Some(forced) if forced.count > state.forced_fed => {
+                    let reading = forced.heap_after;
+                    state.forced_fed = forced.count;
+                    reading
+                }
+                Some(_) => None,
+                None => state.heap_after_gc,
+            };
             if budget.is_some() {
                 state.budget = budget;
             }
@@ -319,13 +393,26 @@ impl EventOutput for SoakOutput<'_> {
                 let observation = Observation {
                     t_s,
                     rss_bytes: rss,
-                    heap_used_after_gc_bytes: state.heap_after_gc,
+                    heap_used_after_gc_bytes: heap_channel,
                 };
                 state.detector.push(&observation);
             }
-        }
+            std::mem::take(&mut state.pending)
+        };
         self.inner
-            .sample(name, t_unix_ms, sample, heap, budget, level);
+            .sample(name, t_unix_ms, sample, figures.as_ref(), budget, level);
+        for (kind, snapshot) in pending {
+            let event = Event {
+                t_unix_ms,
+                target: name.to_owned(),
+                kind,
+            };
+            self.inner.emit(&event);
+            if let Some(snapshot) = snapshot {
+                self.inner
+                    .incident(name, t_unix_ms, "leak-investigation", Some(&snapshot));
+            }
+        }
     }
 
     fn incident(&mut self, name: &str, t_unix_ms: i64, reason: &str, snapshot: Option<&str>) {
@@ -377,8 +464,10 @@ async fn soak(
         None => None,
     };
     let cancel = CancellationToken::new();
-    let supervisor =
-        supervise::supervise(plan.settings.clone(), output, Inputs::new(cancel.clone()));
+    let inputs = Inputs::new(cancel.clone());
+    // Forced GCs and snapshots go through the loop's admin channel: it runs them as tasks.
+    let admin = inputs.admin_sender();
+    let supervisor = supervise::supervise(plan.settings.clone(), output, inputs);
     tokio::pin!(supervisor);
     let deadline = sleep(plan.duration);
     tokio::pin!(deadline);
@@ -388,9 +477,40 @@ async fn soak(
     let mut stop: Option<Stop> = None;
     let mut signalled = false;
     let mut load_failure = None;
+    let mut next_gc = clock;
+    let mut gc_pending: Option<oneshot::Receiver<AdminReply>> = None;
+    let mut investigation: Option<JoinHandle<Result<Findings>>> = None;
+    let mut next_steady_check = clock + plan.warmup;
     let status = loop {
         tokio::select! {
             status = &mut supervisor => break status?,
+            answer = answered(&mut gc_pending), if gc_pending.is_some() => {
+                gc_pending = None;
+                let answer = answer.unwrap_or_else(|_| AdminReply::Failed("the supervisor stopped".to_owned()));
+                let mut state = state.borrow_mut();
+                let (t_s, warmup_s) = (state.elapsed_s(), state.warmup_s);
+                if let Some(forced) = state.forced.as_mut() {
+                    forced.record(t_s, warmup_s, &answer);
+                }
+            }
+            found = finished(&mut investigation), if investigation.is_some() => {
+                investigation = None;
+                let mut state = state.borrow_mut();
+                state.investigation = match found {
+                    Ok(findings) => {
+                        let snapshot = findings.snapshot.display().to_string();
+                        state.pending.push((
+                            EventKind::LeakSuspects { snapshot: snapshot.clone(), suspects: findings.suspects.clone() },
+                            Some(snapshot),
+                        ));
+                        Investigation::Named(findings)
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %format!("{error:#}"), "soak: the leak investigation failed");
+                        Investigation::NotNamed(format!("{error:#}"))
+                    }
+                };
+            }
             () = &mut deadline, if stop.is_none() => stop = Some(Stop::Done),
             status = wait_load(&mut load), if load.is_some() => {
                 load = None;
@@ -429,6 +549,42 @@ async fn soak(
                     }
                     progress.maybe_show(elapsed, &state, plan, stop.is_some());
                 }
+                let now = Instant::now();
+                if stop.is_none() {
+                    let mut state = state.borrow_mut();
+                    // A forced GC is due, and an agent has reported (the target's Node
+                    // process is up).
+                    if state.forced.is_some() && gc_pending.is_none() && now >= next_gc && state.heap_total > 0 {
+                        if let Some(answer) = soak_heap::request_gc(&admin) {
+                            gc_pending = Some(answer);
+                            next_gc = now + plan.forced_gc.unwrap_or(PLAIN_PROGRESS_EVERY);
+                        }
+                    }
+                    // Name the leak while there is time: the steady state rises like a leak.
+                    if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && now >= next_steady_check {
+                        next_steady_check = now + STEADY_CHECK_EVERY;
+                        if state.detector.steady_state_verdict().verdict == Verdict::Leak {
+                            let remaining = plan.duration.saturating_sub(elapsed);
+                            // The snapshots' size goes with the heap in use; the room they
+                            // need on disk and in memory with the heap's total.
+                            let used = state.heap_used.unwrap_or(state.heap_total);
+                            state.investigation = match (state.heap_total, plan.settings.agent.as_ref()) {
+                                (0, _) | (_, None) => Investigation::NotNamed("no Node.js process of the target connected its agent".to_owned()),
+                                (heap, Some(agent)) => match soak_heap::spacing(remaining, used) {
+                                    Ok(spacing) => {
+                                        errln!(
+                                            "plimsoll soak: the floor rises like a leak: three heap snapshots {} apart to name it",
+                                            human_seconds(spacing.as_secs_f64())
+                                        );
+                                        investigation = Some(tokio::spawn(soak_heap::investigate(admin.clone(), agent.snapshot_dir.clone(), heap, spacing)));
+                                        Investigation::Running { spacing }
+                                    }
+                                    Err(why) => Investigation::NotNamed(why),
+                                },
+                            };
+                        }
+                    }
+                }
                 if stop.is_some() && !signalled && state.borrow().started {
                     // Cancelling the supervisor stops the target gracefully.
                     state.borrow_mut().stopping = true;
@@ -441,6 +597,19 @@ async fn soak(
         }
     };
     progress.finish();
+    if let Some(task) = investigation.take() {
+        // The soak ends on time: snapshots still being taken are given up.
+        task.abort();
+        if let Investigation::Running { spacing } = state.borrow().investigation {
+            tracing::warn!(
+                spacing_s = spacing.as_secs_f64(),
+                "soak: the leak investigation did not finish before the end"
+            );
+        }
+        state.borrow_mut().investigation = Investigation::NotNamed(
+            "the heap snapshots did not finish before the end of the soak".to_owned(),
+        );
+    }
     if let Some(child) = load.take() {
         stop_load(child).await;
     }
@@ -466,6 +635,27 @@ fn spawn_load(command: &str) -> Result<tokio::process::Child> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start the load command '{command}'"))
+}
+
+/// The answer to a pending forced GC.
+async fn answered(
+    pending: &mut Option<oneshot::Receiver<AdminReply>>,
+) -> Result<AdminReply, oneshot::error::RecvError> {
+    match pending {
+        Some(answer) => answer.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The end of the soak's leak investigation.
+async fn finished(task: &mut Option<JoinHandle<Result<Findings>>>) -> Result<Findings> {
+    match task {
+        Some(task) => task
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|found| found),
+        None => std::future::pending().await,
+    }
 }
 
 async fn wait_load(
@@ -603,6 +793,12 @@ struct Finding {
     time_to_budget_s: Option<f64>,
     /// Why the soak failed, for people; empty when it did not.
     failures: Vec<String>,
+    /// The leak's suspects named during the soak (`soak_heap::named`'s list), when it rose.
+    suspects: Option<Value>,
+    /// Why the suspects were not named, when the soak tried.
+    suspects_missing: Option<String>,
+    /// The forced GCs, for people.
+    forced_gc: Option<String>,
     json: Value,
     exit_code: u8,
 }
@@ -648,6 +844,14 @@ impl Finding {
         } else {
             exit::INCONCLUSIVE
         };
+        // Suspects are named only for a floor that did not come out flat.
+        let (suspects, suspects_missing) = match &state.investigation {
+            _ if steady.verdict == Verdict::NoLeak => (None, None),
+            Investigation::Named(findings) => (Some(findings.suspects["top"].clone()), None),
+            Investigation::NotNamed(why) => (None, Some(why.clone())),
+            Investigation::Idle | Investigation::Running { .. } => (None, None),
+        };
+        let forced_gc = state.forced.as_ref().map(|f| f.describe(outcome.ran_s));
         let mut json = verdict_json(&status, state.budget, time_to_budget_s);
         if let Some(object) = json.as_object_mut() {
             let extra = json!({
@@ -667,6 +871,18 @@ impl Finding {
                 "stopped": stop_name(outcome.stop),
                 "passed": exit_code == exit::OK,
                 "failures": failures,
+                "heap_channel": match (&state.forced, plan.settings.agent.is_some()) {
+                    (Some(_), _) => Some("forced-gc"),
+                    (None, true) => Some("major-gc"),
+                    (None, false) => None,
+                },
+                "forced_gc": state.forced.as_ref().map(|f| f.json(outcome.ran_s)),
+                "suspects": suspects,
+                "suspects_snapshot": match &state.investigation {
+                    Investigation::Named(findings) if suspects.is_some() => Some(findings.snapshot.display().to_string()),
+                    _ => None,
+                },
+                "suspects_missing": suspects_missing,
             });
             if let Value::Object(extra) = extra {
                 object.extend(extra);
@@ -678,6 +894,9 @@ impl Finding {
             reason,
             time_to_budget_s,
             failures,
+            suspects,
+            suspects_missing,
+            forced_gc,
             json,
             exit_code,
         }
@@ -691,7 +910,14 @@ impl Finding {
             (_, Verdict::Leak) => "FAILED: leak",
             _ => "FAILED",
         };
-        outln!("soak of {}: {headline}", plan.settings.name)?;
+        // The exit line names the first suspect: what a CI log shows first.
+        let named = self
+            .suspects
+            .as_ref()
+            .and_then(|s| s.get(0))
+            .map(|top| format!(" ({})", suspect_text(top)))
+            .unwrap_or_default();
+        outln!("soak of {}: {headline}{named}", plan.settings.name)?;
         for failure in &self.failures {
             outln!("  failed         {failure}")?;
         }
@@ -717,6 +943,23 @@ impl Finding {
         if let Some(t) = self.time_to_budget_s {
             outln!("  budget         reached in about {}", human_seconds(t))?;
         }
+        if let Some(forced) = &self.forced_gc {
+            outln!("  forced GC      {forced}")?;
+        }
+        for suspect in self
+            .suspects
+            .iter()
+            .flat_map(|s| s.as_array().into_iter().flatten())
+        {
+            outln!("  suspect        {}", suspect_text(suspect))?;
+            outln!(
+                "                 held by {}",
+                suspect["retainer_path"].as_str().unwrap_or("-")
+            )?;
+        }
+        if let Some(why) = &self.suspects_missing {
+            outln!("  suspects       not named: {why}")?;
+        }
         if let Some(more) = self
             .steady
             .needs_more_s
@@ -730,6 +973,16 @@ impl Finding {
         }
         Ok(())
     }
+}
+
+/// A suspect for people: `LeakyRecord: +7000 objects, 2.6 MiB`.
+fn suspect_text(suspect: &Value) -> String {
+    format!(
+        "{}: +{} objects, {}",
+        suspect["constructor"].as_str().unwrap_or("-"),
+        suspect["count_growth"],
+        human_bytes(suspect["bytes_growth"].as_u64().unwrap_or(0) as f64)
+    )
 }
 
 /// The steady verdict's reason for people: a floor still rising after the declared warm-up
@@ -764,7 +1017,12 @@ fn stop_name(stop: Stop) -> &'static str {
 fn report_input(plan: &Plan, state: &SoakState, finding: &Finding) -> Result<ReportInput> {
     let (samples, events) =
         report::load(&plan.data_dir, &plan.settings.name, plan.started_unix_ms)?;
-    let suspects = report::heap_suspects(&events);
+    // The soak's own investigation, or nothing: a diff of leftover snapshots here would make
+    // the soak end late.
+    let suspects = match &state.investigation {
+        Investigation::Named(findings) => Some(findings.suspects.clone()),
+        _ => None,
+    };
     let settings = vec![
         ("command".to_owned(), plan.settings.command.join(" ")),
         (

@@ -638,7 +638,10 @@ mod tests {
             .command(pid, serde_json::json!({ "cmd": "gc" }))
             .await
             .expect("gc");
-        assert!(reply["heap_used_after_bytes"].as_u64().expect("after") > 0);
+        assert!(reply["heap_used_after_bytes"].as_u64().expect("after") > 1_000_000);
+        // The pause the app saw, timed around gc() on its thread.
+        let pause = reply["pause_ms"].as_f64().expect("pause_ms");
+        assert!(pause > 0.0 && pause < 10_000.0, "{reply}");
         // After a full GC the heap used after GC is known.
         let after = until("post-GC heap", || {
             hub.figures().and_then(|f| f.heap_used_after_gc_bytes)

@@ -16,7 +16,9 @@ use crate::units::human_bytes;
 /// How many snapshots an investigation takes.
 const SNAPSHOTS: usize = 3;
 /// How many suspects it reports, by constructor and by retainer path.
-const TOP: usize = 5;
+const TOP: usize = 10;
+/// How many suspects the verdict and the events name.
+const NAMED: usize = 5;
 
 /// What an investigation found.
 #[derive(Debug, Clone)]
@@ -53,7 +55,16 @@ pub(crate) async fn investigate(
             .context("snapshot for the leak investigation")?;
         paths.push(PathBuf::from(reply["path"].as_str().unwrap_or_default()));
     }
-    let [a, b, c] = [paths[0].clone(), paths[1].clone(), paths[2].clone()];
+    findings(paths).await
+}
+
+/// Diffs three snapshots (baseline, target, final) on the blocking pool, deletes the first two
+/// and keeps the last as evidence.
+pub(crate) async fn findings(paths: Vec<PathBuf>) -> Result<Findings> {
+    let [a, b, c] = match paths.as_slice() {
+        [a, b, c] => [a.clone(), b.clone(), c.clone()],
+        _ => bail!("{} snapshots, {SNAPSHOTS} needed", paths.len()),
+    };
     let diff = tokio::task::spawn_blocking(move || crate::heap::three_way_json(&a, &b, &c, TOP))
         .await
         .context("the snapshot diff")??;
@@ -68,7 +79,7 @@ pub(crate) async fn investigate(
 
 /// Refuses to start when a snapshot might not fit: it needs about the heap's size in free
 /// memory while it is written, and on disk for each of the three snapshots (twice, to be safe).
-fn check_room(dir: &Path, heap_bytes: u64) -> Result<()> {
+pub(crate) fn check_room(dir: &Path, heap_bytes: u64) -> Result<()> {
     let needed_disk = heap_bytes.saturating_mul(2 * SNAPSHOTS as u64);
     let stat = nix::sys::statvfs::statvfs(dir)
         .with_context(|| format!("cannot stat '{}'", dir.display()))?;
@@ -122,9 +133,86 @@ fn trim(diff: &Value) -> Value {
             .unwrap_or_default()
     };
     json!({
+        "top": named(diff),
         "suspects": diff["suspects"],
         "suspect_retained_size_bytes": diff["suspect_retained_size_bytes"],
         "by_class": rows("by_class", "class"),
         "by_path": rows("by_path", "signature"),
     })
+}
+
+/// The suspects the verdict names, most likely first: per constructor, the objects born between
+/// the first two snapshots and still alive in the third (`count_growth`), the bytes they retain
+/// (`bytes_growth`) and a retainer path of the one that retains most. The app's own
+/// constructors come before V8's internal groups (`(array)`, `(string)`, …): a growing `Map`
+/// reallocates its `(array)` table, which then retains every entry, old ones included, and
+/// would hide the class that leaks. Rows under a twentieth of the first one's bytes are left
+/// out.
+pub(crate) fn named(diff: &Value) -> Value {
+    let rows = diff["by_class"].as_array().cloned().unwrap_or_default();
+    let internal = |row: &Value| {
+        let class = row["class"].as_str().unwrap_or_default();
+        class.is_empty() || class.starts_with('(')
+    };
+    let (mut list, internals): (Vec<Value>, Vec<Value>) =
+        rows.into_iter().partition(|row| !internal(row));
+    list.extend(internals);
+    // A row that holds a twentieth of the first one's bytes is noise (a module's one new
+    // array), not a suspect.
+    let first = list
+        .first()
+        .and_then(|row| row["retained_size_bytes"].as_u64())
+        .unwrap_or(0);
+    Value::Array(
+        list.iter()
+            .filter(|row| row["retained_size_bytes"].as_u64().unwrap_or(0) * 20 >= first)
+            .take(NAMED)
+            .map(|row| {
+                json!({
+                    "constructor": row["class"],
+                    "retainer_path": row["example"]["retainer_path"],
+                    "count_growth": row["count"],
+                    "bytes_growth": row["retained_size_bytes"],
+                })
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apps_constructors_are_named_before_v8_internals() {
+        let row = |class: &str, count: u64, retained: u64| {
+            json!({"class": class, "count": count, "retained_size_bytes": retained,
+                   "example": {"retainer_path": format!("(GC roots) → .cache Map → {class}")}})
+        };
+        let diff = json!({"by_class": [
+            row("(array)", 1, 9_000_000),
+            row("LeakyRecord", 7000, 2_700_000),
+            row("(string)", 14000, 300_000),
+            row("Array", 7000, 450_000),
+            row("Tiny", 1, 880),
+        ]});
+        let named = named(&diff);
+        let constructors: Vec<&str> = named
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s["constructor"].as_str().expect("a name"))
+            .collect();
+        assert_eq!(
+            constructors,
+            ["LeakyRecord", "Array", "(array)", "(string)"]
+        );
+        assert_eq!(named[0]["count_growth"], 7000);
+        assert_eq!(named[0]["bytes_growth"], 2_700_000);
+        assert_eq!(
+            named[0]["retainer_path"],
+            "(GC roots) → .cache Map → LeakyRecord"
+        );
+        assert_eq!(super::named(&json!({})), json!([]));
+    }
 }

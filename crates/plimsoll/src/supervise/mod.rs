@@ -5,7 +5,7 @@
 mod backoff;
 mod child;
 mod contain;
-mod investigate;
+pub(crate) mod investigate;
 pub(crate) mod keeper;
 pub(crate) mod monitor;
 mod sampler;
@@ -74,8 +74,9 @@ pub(crate) struct Settings {
     pub(crate) agent: Option<AgentSetup>,
     /// The leak detector's settings.
     pub(crate) detector: DetectorConfig,
-    /// Between the heap snapshots of a leak investigation (Node targets).
-    pub(crate) investigation_spacing: Duration,
+    /// Between the heap snapshots of the leak investigation that a confirmed leak starts
+    /// (Node targets); `None`: none (`soak` investigates by its own verdict).
+    pub(crate) investigation_spacing: Option<Duration>,
 }
 
 /// The documented spacing of the heap snapshots of a leak investigation.
@@ -249,8 +250,8 @@ impl Inputs {
         Inputs { spawner, ..self }
     }
 
-    /// A sender into the loop's admin channel.
-    #[cfg(test)]
+    /// A sender into the loop's admin channel (`soak` forces GCs and takes snapshots through
+    /// it).
     pub(crate) fn admin_sender(&self) -> mpsc::Sender<AdminRequest> {
         self.admin_sender.clone()
     }
@@ -382,7 +383,7 @@ pub(crate) async fn supervise(
                 if let Some(registry) = &settings.registry {
                     current.monitor.publish(registry, &sample, heap.as_ref());
                 }
-                if let (Some(hub), Some(agent), None, false) = (&hub, &settings.agent, &investigation, current.investigated) {
+                if let (Some(hub), Some(agent), Some(spacing), None, false) = (&hub, &settings.agent, settings.investigation_spacing, &investigation, current.investigated) {
                     if current.monitor.leak().state == LeakState::Confirmed {
                         if let Some(&pid) = hub.pids().first() {
                             current.investigated = true;
@@ -392,7 +393,7 @@ pub(crate) async fn supervise(
                                 pid,
                                 agent.snapshot_dir.clone(),
                                 settings.name.clone(),
-                                settings.investigation_spacing,
+                                spacing,
                             )));
                         }
                     }
@@ -862,7 +863,7 @@ pub(crate) fn test_settings(dir: &std::path::Path) -> Settings {
             snapshot_dir: dir.to_path_buf(),
         }),
         detector: DetectorConfig::recommended(),
-        investigation_spacing: INVESTIGATION_SPACING,
+        investigation_spacing: Some(INVESTIGATION_SPACING),
     }
 }
 

@@ -152,7 +152,7 @@ fn instance_settings(
         env,
         cwd: Some(app.cwd.clone()),
         detector: plimsoll_analysis::DetectorConfig::recommended(),
-        investigation_spacing: supervise::INVESTIGATION_SPACING,
+        investigation_spacing: Some(supervise::INVESTIGATION_SPACING),
         rolling: group,
         registry: None,
         agent,

@@ -17,6 +17,8 @@ pub(crate) struct Cmd {
     stdout: Option<Stdio>,
     /// Where standard error goes instead of a pipe the harness reads.
     stderr: Option<Stdio>,
+    /// Killed after this long.
+    deadline: Duration,
 }
 
 /// What a finished run printed.
@@ -43,6 +45,7 @@ impl Cmd {
             stdin: None,
             stdout: None,
             stderr: None,
+            deadline: DEADLINE,
         }
     }
 
@@ -53,7 +56,14 @@ impl Cmd {
             stdin: None,
             stdout: None,
             stderr: None,
+            deadline: DEADLINE,
         }
+    }
+
+    /// Killed after `deadline` instead of the usual 60 s (a long soak).
+    pub(crate) fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// Standard output is a pipe whose reader is already gone: every write fails with EPIPE.
@@ -139,11 +149,12 @@ impl Cmd {
         drop(child.stdin.take());
         let started = Instant::now();
         let watchdog_pid = child.id();
+        let deadline = self.deadline;
         let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = finished.clone();
         let watchdog = std::thread::spawn(move || {
             while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                if started.elapsed() > DEADLINE {
+                if started.elapsed() > deadline {
                     let _ = Command::new("kill")
                         .arg("-9")
                         .arg(watchdog_pid.to_string())

@@ -297,6 +297,183 @@ fn output_paths_that_cannot_be_written_fail_before_the_soak_starts() {
 }
 
 /// Headless Chromium's DOM of `page` after its scripts ran; fails when Chromium is missing.
+/// A Node program that keeps `records` more `LeakyRecord`s (each with a 5 KB string) in a Map
+/// every 100 ms (0: holds nothing) and churns short-lived garbage: a GC sawtooth on the heap.
+fn node_target(dir: &Path, name: &str, records: u32) -> String {
+    let script = format!(
+        r#"
+class LeakyRecord {{ constructor(i) {{ this.id = i; this.payload = 'x'.repeat(5000) + i; }} }}
+const cache = new Map();
+let i = 0;
+setInterval(() => {{
+  for (let k = 0; k < {records}; k++) {{ cache.set(i, new LeakyRecord(i)); i++; }}
+  let junk = [];
+  for (let k = 0; k < 2000; k++) junk.push({{ k, s: 'j' + k }});
+}}, 100);
+"#
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, script).expect("write target");
+    path.display().to_string()
+}
+
+/// Forced GCs through the real agent: the heap channel is the heap right after each one, flat
+/// for a program that holds nothing new however much garbage it churns, and the pause each GC
+/// cost the app is in the verdict and the report. `--no-forced-gc` goes back to the app's own
+/// major GCs.
+#[test]
+fn forced_gcs_give_the_live_heap_and_their_pauses_through_the_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = node_target(dir.path(), "flat.js", 0);
+    let report = dir.path().join("flat.html");
+    // Too short for a no-leak on purpose: the readings are what is tested.
+    let out = soak_in(dir.path(), "8s")
+        .arg("--warmup")
+        .arg("3s")
+        .arg("--gc-every")
+        .arg("500ms")
+        .arg("--json")
+        .arg("--report")
+        .arg(&report)
+        .arg("--")
+        .arg("node")
+        .arg(&target)
+        .expect_exit(3);
+    let verdict = out.json();
+    assert_eq!(verdict["heap_channel"], "forced-gc", "{verdict}");
+    let gc = &verdict["forced_gc"];
+    assert_eq!(gc["every_s"], 0.5, "{verdict}");
+    let count = gc["count"].as_u64().expect("count");
+    assert!((8..=20).contains(&count), "about one per 500 ms: {verdict}");
+    let median = gc["pause_ms"]["median"].as_f64().expect("pause");
+    let max = gc["pause_ms"]["max"].as_f64().expect("max pause");
+    assert!(median > 0.0 && median <= max && max < 2000.0, "{verdict}");
+    assert!(
+        gc["paused_fraction"]
+            .as_f64()
+            .is_some_and(|f| f > 0.0 && f < 0.5),
+        "{verdict}"
+    );
+    // The live heap: the churn (2000 objects every 100 ms) never shows after a forced GC.
+    let first = gc["heap_after_gc_bytes"]["first_steady"]
+        .as_u64()
+        .expect("first");
+    let last = gc["heap_after_gc_bytes"]["last"].as_u64().expect("last");
+    assert!(first > 1_000_000 && last > 1_000_000, "{verdict}");
+    assert!(
+        first.abs_diff(last) < 1_500_000,
+        "flat live heap: {verdict}"
+    );
+    assert_eq!(verdict["signal"], "heap_used_after_gc", "{verdict}");
+    let page = std::fs::read_to_string(&report).expect("report");
+    assert!(
+        page.contains("\"forced_gc\""),
+        "the report carries the forced GCs"
+    );
+
+    let out = soak_in(dir.path(), "4s")
+        .arg("--no-forced-gc")
+        .arg("--json")
+        .arg("--")
+        .arg("node")
+        .arg(&target)
+        .expect_exit(3);
+    let verdict = out.json();
+    assert_eq!(verdict["heap_channel"], "major-gc", "{verdict}");
+    assert_eq!(verdict["forced_gc"], serde_json::Value::Null, "{verdict}");
+    Cmd::new("soak")
+        .arg("--gc-every")
+        .arg("1s")
+        .arg("--no-forced-gc")
+        .arg("--")
+        .arg("node")
+        .expect_exit(2);
+}
+
+/// A real, short soak of a leaking Node program: the steady state rises like a leak, three heap
+/// snapshots are taken in the time left, and the class that leaks is named with what holds it,
+/// in the exit line, the verdict (in the report), the `leak-suspects` event and the report; the
+/// soak still ends on time.
+#[test]
+fn a_leaking_node_program_is_named_before_the_soak_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = node_target(dir.path(), "leak.js", 20);
+    let report = dir.path().join("leak.html");
+    let events = dir.path().join("events.jsonl");
+    let started = Instant::now();
+    let out = soak_in(dir.path(), "80s")
+        .deadline(Duration::from_secs(110))
+        .arg("--warmup")
+        .arg("3s")
+        .arg("--gc-every")
+        .arg("1s")
+        .arg("--events")
+        .arg(&events)
+        .arg("--report")
+        .arg(&report)
+        .arg("--")
+        .arg("node")
+        .arg(&target)
+        .expect_exit(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(95),
+        "ended on time: {:?}",
+        started.elapsed()
+    );
+    let exit_line = out.stdout.lines().next().unwrap_or_default();
+    assert!(
+        exit_line.starts_with("soak of node: FAILED: leak (LeakyRecord: +"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("  suspect        LeakyRecord"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("  forced GC      every 1s"),
+        "{}",
+        out.stdout
+    );
+
+    let events = crate::harness::read_events(&events);
+    let suspects = events
+        .iter()
+        .find(|e| e["event"] == "leak-suspects")
+        .unwrap_or_else(|| panic!("no leak-suspects event: {events:?}"));
+    let top = &suspects["suspects"]["top"][0];
+    assert_eq!(top["constructor"], "LeakyRecord", "{suspects}");
+    let path = top["retainer_path"].as_str().expect("path");
+    assert!(path.contains(".cache Map"), "held by the Map: {path}");
+    assert!(
+        top["count_growth"].as_u64().is_some_and(|n| n > 50),
+        "{suspects}"
+    );
+    assert!(
+        top["bytes_growth"].as_u64().is_some_and(|b| b > 250_000),
+        "{suspects}"
+    );
+    // The evidence is kept; the first two snapshots are gone.
+    let kept = suspects["snapshot"].as_str().expect("snapshot");
+    assert!(Path::new(kept).exists(), "{kept}");
+    let snapshots = std::fs::read_dir(dir.path().join("data/snapshots"))
+        .expect("snapshots")
+        .count();
+    assert_eq!(snapshots, 1, "only the last snapshot stays");
+
+    let page = std::fs::read_to_string(&report).expect("report");
+    assert!(
+        page.contains("\"constructor\":\"LeakyRecord\""),
+        "the verdict's suspects"
+    );
+    assert!(
+        page.contains("\"heap_channel\":\"forced-gc\""),
+        "the heap channel"
+    );
+}
+
 fn chromium_dom(page: &Path) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
     let mut dump = chromium();

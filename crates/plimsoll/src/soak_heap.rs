@@ -1,0 +1,307 @@
+//! The soak's work on a Node target's heap, through the supervisor's admin channel (the loop
+//! runs each agent action as a task, so none of this blocks it): a full GC forced every
+//! `--gc-every` whose post-GC heap is the verdict's heap channel, with the pauses it cost the
+//! app; and, when the steady state rises like a leak, three heap snapshots spaced through the
+//! time that is left, diffed to name the suspects before the soak ends.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::registry::{AdminAction, AdminReply, AdminRequest};
+use crate::supervise::investigate::{self, Findings};
+use crate::units::{human_bytes, human_seconds};
+
+/// The longest spacing between the snapshots of a soak's investigation (the automatic
+/// investigation's own).
+pub(crate) const MAX_SPACING: Duration = crate::supervise::INVESTIGATION_SPACING;
+/// The shortest spacing worth taking: below it, too little of a leak is born between snapshots.
+const MIN_SPACING: Duration = Duration::from_secs(2);
+/// A snapshot file is about this many times the heap in use (measured: 1.5 to 2.4).
+const SNAPSHOT_PER_HEAP_BYTE: f64 = 2.5;
+/// Snapshot bytes the app writes per second (measured on two busy cores: about 10 MB/s).
+const SNAPSHOT_WRITE_BYTES_PER_S: f64 = 8e6;
+/// Snapshot bytes the diff parses per second (measured: about 3 MB/s in a debug build; a
+/// release build is about ten times faster).
+const SNAPSHOT_PARSE_BYTES_PER_S: f64 = if cfg!(debug_assertions) { 2.5e6 } else { 25e6 };
+/// Time kept free at the end of the soak besides the snapshots and the diff.
+const RESERVE: Duration = Duration::from_secs(5);
+
+/// What the forced GCs found and cost.
+#[derive(Debug)]
+pub(crate) struct ForcedGc {
+    /// Between two forced GCs.
+    pub(crate) every: Duration,
+    /// The target's heap used right after the last forced GC, summed over its Node processes.
+    pub(crate) heap_after: Option<u64>,
+    /// The first reading after the warm-up and the last, `(seconds into the soak, bytes)`.
+    first_steady: Option<(f64, u64)>,
+    last: Option<(f64, u64)>,
+    /// Forced GCs answered.
+    pub(crate) count: u64,
+    /// Forced GCs that failed (no agent yet, a busy agent, …).
+    failed: u64,
+    /// The pause of each GC in each process, milliseconds (what `gc()` took on the app's
+    /// thread).
+    pauses_ms: Vec<f64>,
+}
+
+impl ForcedGc {
+    pub(crate) fn new(every: Duration) -> ForcedGc {
+        ForcedGc {
+            every,
+            heap_after: None,
+            first_steady: None,
+            last: None,
+            count: 0,
+            failed: 0,
+            pauses_ms: Vec::new(),
+        }
+    }
+
+    /// Takes the loop's answer to a forced GC at `t_s` seconds into the soak.
+    pub(crate) fn record(&mut self, t_s: f64, warmup_s: f64, answer: &AdminReply) {
+        let AdminReply::Done(reply) = answer else {
+            self.failed += 1;
+            return;
+        };
+        let processes = reply["processes"].as_array().cloned().unwrap_or_default();
+        let mut heap = 0u64;
+        for process in &processes {
+            let Some(after) = process["heap_used_after_bytes"].as_u64() else {
+                self.failed += 1;
+                return;
+            };
+            heap = heap.saturating_add(after);
+        }
+        if processes.is_empty() {
+            self.failed += 1;
+            return;
+        }
+        self.pauses_ms.extend(
+            processes
+                .iter()
+                .filter_map(|p| p["pause_ms"].as_f64())
+                .filter(|p| p.is_finite() && *p >= 0.0),
+        );
+        self.count += 1;
+        self.heap_after = Some(heap);
+        if t_s >= warmup_s && self.first_steady.is_none() {
+            self.first_steady = Some((t_s, heap));
+        }
+        self.last = Some((t_s, heap));
+    }
+
+    /// The pauses' median, 95th percentile, largest and mean, milliseconds.
+    fn pause_stats(&self) -> Option<[f64; 4]> {
+        if self.pauses_ms.is_empty() {
+            return None;
+        }
+        let mut sorted = self.pauses_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        let mean = sorted.iter().sum::<f64>() / sorted.len() as f64;
+        Some([at(0.5), at(0.95), sorted[sorted.len() - 1], mean])
+    }
+
+    /// The verdict's `forced_gc` object; `soak_s` is how long the soak ran.
+    pub(crate) fn json(&self, soak_s: f64) -> Value {
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        let stats = self.pause_stats();
+        let paused_ms: f64 = self.pauses_ms.iter().sum();
+        json!({
+            "every_s": self.every.as_secs_f64(),
+            "count": self.count,
+            "failed": self.failed,
+            "pause_ms": stats.map(|[median, p95, max, mean]| json!({
+                "median": round(median), "p95": round(p95), "max": round(max), "mean": round(mean),
+            })),
+            "paused_fraction": (soak_s > 0.0).then(|| (paused_ms / 1000.0 / soak_s * 1e6).round() / 1e6),
+            "heap_after_gc_bytes": {
+                "first_steady": self.first_steady.map(|(_, b)| b),
+                "first_steady_at_s": self.first_steady.map(|(t, _)| round(t)),
+                "last": self.last.map(|(_, b)| b),
+                "last_at_s": self.last.map(|(t, _)| round(t)),
+            },
+        })
+    }
+
+    /// One line for people: how often, how many, what they cost.
+    pub(crate) fn describe(&self, soak_s: f64) -> String {
+        let every = human_seconds(self.every.as_secs_f64());
+        let mut text = format!("every {every}: {} GCs", self.count);
+        if self.failed > 0 {
+            text.push_str(&format!(" ({} failed)", self.failed));
+        }
+        if let Some([median, _, max, _]) = self.pause_stats() {
+            let paused_s: f64 = self.pauses_ms.iter().sum::<f64>() / 1000.0;
+            text.push_str(&format!(
+                ", pause {median:.1} ms median, {max:.1} ms max ({:.3} % of the time)",
+                if soak_s > 0.0 {
+                    paused_s / soak_s * 100.0
+                } else {
+                    0.0
+                }
+            ));
+        }
+        if let (Some((_, first)), Some((_, last))) = (self.first_steady, self.last) {
+            text.push_str(&format!(
+                "; live heap {} → {}",
+                human_bytes(first as f64),
+                human_bytes(last as f64)
+            ));
+        }
+        text
+    }
+}
+
+/// Asks the loop for a full GC; the answer comes on the returned receiver. `None` when the
+/// channel is full (the loop is busy: try at the next tick).
+pub(crate) fn request_gc(
+    admin: &mpsc::Sender<AdminRequest>,
+) -> Option<oneshot::Receiver<AdminReply>> {
+    let (reply, answer) = oneshot::channel();
+    admin
+        .try_send(AdminRequest {
+            action: AdminAction::Gc,
+            reply,
+        })
+        .ok()
+        .map(|()| answer)
+}
+
+/// The spacing of the three snapshots that fits in `remaining` seconds of soak for a heap of
+/// `heap_bytes`: at most [`MAX_SPACING`], with room after the last snapshot to write it and
+/// diff the three; `Err` with the reason when it does not fit.
+pub(crate) fn spacing(remaining: Duration, heap_bytes: u64) -> Result<Duration, String> {
+    let file = heap_bytes as f64 * SNAPSHOT_PER_HEAP_BYTE;
+    let work = Duration::from_secs_f64(
+        3.0 * (file / SNAPSHOT_WRITE_BYTES_PER_S + file / SNAPSHOT_PARSE_BYTES_PER_S),
+    );
+    let needed = RESERVE + work + 2 * MIN_SPACING;
+    if remaining < needed {
+        return Err(format!(
+            "too little of the soak left for three snapshots of a {} heap ({} left, {} needed)",
+            human_bytes(heap_bytes as f64),
+            human_seconds(remaining.as_secs_f64()),
+            human_seconds(needed.as_secs_f64())
+        ));
+    }
+    Ok(((remaining - RESERVE - work) / 2).min(MAX_SPACING))
+}
+
+/// Takes three snapshots through the loop, `spacing` apart, into `dir`, and diffs them (the
+/// automatic investigation's method, `investigate::findings`).
+pub(crate) async fn investigate(
+    admin: mpsc::Sender<AdminRequest>,
+    dir: PathBuf,
+    heap_bytes: u64,
+    spacing: Duration,
+) -> Result<Findings> {
+    investigate::check_room(&dir, heap_bytes)?;
+    // Deleted if the soak ends first and drops this future.
+    let mut paths = Unfinished(Vec::with_capacity(3));
+    for i in 0..3 {
+        if i > 0 {
+            tokio::time::sleep(spacing).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        admin
+            .send(AdminRequest {
+                action: AdminAction::Snapshot,
+                reply,
+            })
+            .await
+            .context("the supervisor stopped")?;
+        match answer.await.context("the supervisor stopped")? {
+            AdminReply::Done(done) => match done["path"].as_str() {
+                Some(path) => paths.0.push(PathBuf::from(path)),
+                None => bail!("the snapshot's reply has no path: {done}"),
+            },
+            AdminReply::Failed(why) | AdminReply::Unsupported(why) => {
+                bail!("snapshot {} of 3: {why}", i + 1)
+            }
+        }
+    }
+    let found = investigate::findings(paths.0.clone()).await;
+    if found.is_ok() {
+        // The diff deleted the first two and keeps the last as evidence.
+        paths.0.clear();
+    }
+    found
+}
+
+/// Snapshots of an investigation that did not get to its end: deleted when dropped.
+struct Unfinished(Vec<PathBuf>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forced_gc_readings_sum_processes_and_time_their_pauses() {
+        let mut gc = ForcedGc::new(Duration::from_secs(15));
+        let done = |heaps: &[(u64, f64)]| {
+            AdminReply::Done(json!({"processes": heaps.iter().map(|(h, p)| json!({
+                "heap_used_after_bytes": h, "pause_ms": p,
+            })).collect::<Vec<_>>()}))
+        };
+        gc.record(5.0, 10.0, &done(&[(10_000_000, 2.0)]));
+        gc.record(15.0, 10.0, &done(&[(12_000_000, 4.0), (1_000_000, 1.0)]));
+        gc.record(
+            30.0,
+            10.0,
+            &AdminReply::Failed("no agent connected".to_owned()),
+        );
+        gc.record(45.0, 10.0, &AdminReply::Done(json!({"processes": [{}]})));
+        assert_eq!(gc.heap_after, Some(13_000_000));
+        assert_eq!(gc.count, 2);
+        let json = gc.json(100.0);
+        assert_eq!(json["failed"], 2);
+        assert_eq!(json["pause_ms"]["median"], 2.0);
+        assert_eq!(json["pause_ms"]["max"], 4.0);
+        assert_eq!(json["heap_after_gc_bytes"]["first_steady"], 13_000_000);
+        assert_eq!(json["heap_after_gc_bytes"]["first_steady_at_s"], 15.0);
+        // 7 ms paused over 100 s.
+        assert_eq!(json["paused_fraction"], 0.00007);
+        assert!(
+            gc.describe(100.0).contains("2 GCs (2 failed)"),
+            "{}",
+            gc.describe(100.0)
+        );
+        assert_eq!(
+            ForcedGc::new(Duration::from_secs(1)).json(0.0)["pause_ms"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn the_snapshots_fit_in_what_is_left_of_the_soak() {
+        // A small heap in a long soak: the investigation's own spacing.
+        assert_eq!(
+            spacing(Duration::from_secs(600), 20_000_000),
+            Ok(MAX_SPACING)
+        );
+        // What is left after the reserve and the work, split in two.
+        let file = 4e6 * SNAPSHOT_PER_HEAP_BYTE;
+        let work = 3.0 * (file / SNAPSHOT_WRITE_BYTES_PER_S + file / SNAPSHOT_PARSE_BYTES_PER_S);
+        let got = spacing(Duration::from_secs(100), 4_000_000).expect("fits");
+        assert!(
+            (got.as_secs_f64() - (95.0 - work) / 2.0).abs() < 1e-6,
+            "{got:?} for {work} s of work"
+        );
+        let refused = spacing(Duration::from_secs(10), 200_000_000).expect_err("no room");
+        assert!(refused.contains("too little of the soak left"), "{refused}");
+    }
+}
