@@ -59,7 +59,7 @@ pub(crate) struct Settings {
     /// The target's OOM score adjustment; `None` resets a negative one inherited to 0, so the
     /// supervisor can protect itself without protecting its targets.
     pub(crate) oom_score_adj: Option<i32>,
-    /// Where the keeper's status files go.
+    /// Where the Node agent's socket goes.
     pub(crate) run_dir: PathBuf,
     /// Variables added to the target's environment.
     pub(crate) env: Vec<(String, String)>,
@@ -207,7 +207,7 @@ impl Spawner for Keeper {
         env: &'a [(String, String)],
     ) -> Pending<'a, Result<Box<dyn Running>>> {
         Box::pin(async move {
-            let child = Child::spawn(settings, &settings.run_dir, env).await?;
+            let child = Child::spawn(settings, env).await?;
             Ok(Box::new(child) as Box<dyn Running>)
         })
     }
