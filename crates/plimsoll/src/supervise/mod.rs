@@ -311,10 +311,14 @@ pub(crate) async fn supervise(
     }
     let hub = match &settings.agent {
         Some(_) => {
+            // Short whatever the name (up to 64 characters) and data dir: a unix socket path
+            // must fit in 108 bytes. One per supervisor loop of this process.
+            static AGENT_SOCKETS: std::sync::atomic::AtomicU64 =
+                std::sync::atomic::AtomicU64::new(0);
             let socket = settings.run_dir.join(format!(
                 "agent-{}-{}.sock",
                 std::process::id(),
-                settings.name
+                AGENT_SOCKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
             Some(AgentHub::listen(&socket)?)
         }
