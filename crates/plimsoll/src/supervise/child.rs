@@ -94,6 +94,10 @@ pub(crate) fn keeper_command(
         .env(keeper::ENV_SUPERVISOR, std::process::id().to_string())
         .env(keeper::ENV_GRACE_MS, grace.as_millis().to_string())
         .process_group(0);
+    // The target gets the open-file limit plimsoll was started with, not the raised one.
+    if let Some(soft) = crate::fds::original_limit() {
+        keeper.env(keeper::ENV_NOFILE, soft.to_string());
+    }
     Ok(keeper)
 }
 

@@ -34,6 +34,9 @@ pub(crate) const ENV_GRACE_MS: &str = "PLIMSOLL_KEEPER_GRACE_MS";
 /// Environment: the target's OOM score adjustment; without it a negative one is reset to 0.
 pub(crate) const ENV_OOM_SCORE_ADJ: &str = "PLIMSOLL_KEEPER_OOM_SCORE_ADJ";
 
+/// Environment: the soft open-file limit to give the target back (plimsoll raised its own).
+pub(crate) const ENV_NOFILE: &str = "PLIMSOLL_KEEPER_NOFILE";
+
 /// What the keeper reports about the target.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct KeeperStatus {
@@ -137,9 +140,22 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
         ENV_STATUS,
         ENV_GRACE_MS,
         ENV_OOM_SCORE_ADJ,
+        ENV_NOFILE,
         contain::ENV_CONTAINMENT,
     ] {
         target.env_remove(key);
+    }
+    // The target inherits the keeper's limits: the open-file one goes back to what plimsoll
+    // was started with (the keeper needs few descriptors).
+    if let Some(soft) = std::env::var(ENV_NOFILE).ok().and_then(|v| v.parse().ok()) {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, u64::min(soft, hard), hard) {
+                crate::stdout::errln!(
+                    "plimsoll keeper: cannot restore the open-file limit {soft}: {error}"
+                );
+            }
+        }
     }
     // The supervisor may protect itself from the OOM killer; its targets are not protected.
     let oom_score_adj = target_oom_score_adj(
