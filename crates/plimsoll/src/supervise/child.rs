@@ -85,6 +85,17 @@ pub(crate) fn keeper_command(
         }
     }
     if let Ok(only) = std::env::var(contain::ENV_CONTAINMENT) {
+        if Containment::parse(&only).is_none() {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "{}={} is not one of cgroup-v2, cgroup-v1, subreaper+pgroup: ignored, \
+                     containment is chosen automatically",
+                    contain::ENV_CONTAINMENT,
+                    crate::bounded::excerpt(&only)
+                );
+            });
+        }
         keeper.env(contain::ENV_CONTAINMENT, only);
     }
     keeper

@@ -304,6 +304,31 @@ fn the_target_gets_the_open_file_limit_plimsoll_was_started_with() {
     assert_eq!(seen.trim(), "777");
 }
 
+#[test]
+fn a_bad_containment_value_is_named_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One crash, one restart, then a clean exit: two starts, one warning.
+    let once = format!(
+        "test -e '{0}' || {{ touch '{0}'; exit 1; }}",
+        dir.path().join("crashed").display()
+    );
+    let out = run_after(
+        dir.path(),
+        "export PLIMSOLL_CONTAINMENT=cgroup-v3",
+        &["--", "sh", "-c", &once],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(dir.path().join("crashed").exists());
+    assert_eq!(
+        stderr
+            .matches("PLIMSOLL_CONTAINMENT=cgroup-v3 is not one of")
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+
 /// Whether this process may lower an oom_score_adj below 0 (CAP_SYS_RESOURCE).
 fn can_protect_from_the_oom_killer() -> bool {
     std::process::Command::new("sh")
