@@ -11,12 +11,17 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 /// the store, the sockets, the sinks, and the transient `/proc` reads of a sample.
 const RESERVE: u64 = 24;
 
+/// The soft limit on open files this process was started with, before `raise_limit`.
+static ORIGINAL_SOFT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 /// Raises the soft limit on open files to the hard limit, so that the supervisor has room
-/// to work; returns the soft limit in effect afterwards.
+/// to work; returns the soft limit in effect afterwards. The original is kept for targets
+/// (`original_limit`): a program may rely on the usual 1024 (`select(2)`).
 pub(crate) fn raise_limit() -> u64 {
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return limit();
     };
+    let _ = ORIGINAL_SOFT.set(soft);
     if soft < hard {
         if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
             tracing::debug!(%error, soft, hard, "cannot raise the open-file limit");
@@ -24,6 +29,11 @@ pub(crate) fn raise_limit() -> u64 {
         }
     }
     hard.max(soft)
+}
+
+/// The soft limit on open files before `raise_limit` raised it (`None` when it did not run).
+pub(crate) fn original_limit() -> Option<u64> {
+    ORIGINAL_SOFT.get().copied()
 }
 
 /// The soft limit on open files now (1024 when it cannot be read, the usual default).

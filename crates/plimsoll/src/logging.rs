@@ -40,7 +40,7 @@ pub(crate) fn init_with_default(default: LevelFilter) {
 }
 
 /// Whether to colour: on a terminal, unless `NO_COLOR` is set to anything but the empty string.
-fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+pub(crate) fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 

@@ -45,7 +45,13 @@ pub(crate) fn name_of_command(command: &[String], fallback: &str) -> String {
         .and_then(|c| std::path::Path::new(c).file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let cleaned: String = program
+    sanitize(&program, fallback)
+}
+
+/// `text` made a valid name: what a name may not hold replaced by `-`, no leading `.`, cut to
+/// the length a name may have; `fallback` when nothing is left.
+pub(crate) fn sanitize(text: &str, fallback: &str) -> String {
+    let cleaned: String = text
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
@@ -95,6 +101,24 @@ mod tests {
         let error = check_name(&"y".repeat(300)).expect_err("long");
         assert!(error.contains("longer than 64"), "{error}");
         assert!(error.len() < 250, "{error}");
+    }
+
+    #[test]
+    fn process_names_are_made_valid_names() {
+        assert_eq!(sanitize("kworker/0:1", "process"), "kworker-0-1");
+        assert_eq!(sanitize("../../x", "process"), "-..-x");
+        assert_eq!(sanitize("..", "process"), "process");
+        assert_eq!(sanitize("web server\n", "process"), "web-server-");
+        for text in [
+            "kworker/0:1",
+            "../../x",
+            "a\u{1b}[31m",
+            "",
+            "...",
+            &"q".repeat(99),
+        ] {
+            assert_eq!(check_name(&sanitize(text, "process")), Ok(()), "{text:?}");
+        }
     }
 
     #[test]

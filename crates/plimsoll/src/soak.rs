@@ -697,7 +697,11 @@ struct Progress {
 impl Progress {
     fn new(total: Duration) -> Progress {
         Progress {
-            terminal: std::io::stderr().is_terminal(),
+            // The bar is redrawn with escape codes: not with NO_COLOR set (plain lines then).
+            terminal: crate::logging::colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ),
             total,
             last: None,
             drawn: false,

@@ -4,13 +4,16 @@
 //! itself die), always reaped.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
 use tokio::process::Command;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, timeout};
 
 use super::contain::{self, Containment};
 use super::keeper::{self, KeeperStatus};
@@ -22,6 +25,12 @@ pub(crate) const KEEPER_MARGIN: Duration = Duration::from_secs(2);
 
 /// The supervisor's variables with this prefix are not passed to targets.
 const SCRUBBED_PREFIX: &str = "PLIMSOLL_";
+
+/// How long the keeper may take to report the target's pid.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most the keeper's report may hold: a few short lines.
+const REPORT_LIMIT: u64 = 16 * 1024;
 
 /// How a run of the target ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +64,8 @@ pub(crate) struct Child {
     pub(crate) containment: Containment,
     /// The target's own cgroup, when it has one.
     cgroup: Option<PathBuf>,
-    status_path: PathBuf,
+    /// The keeper's end of the handshake, which brings the target's exit status.
+    report: BufReader<UnixStream>,
 }
 
 /// `plimsoll __keep -- COMMAND…` in a new process group, with `grace` between SIGTERM and
@@ -75,6 +85,17 @@ pub(crate) fn keeper_command(
         }
     }
     if let Ok(only) = std::env::var(contain::ENV_CONTAINMENT) {
+        if Containment::parse(&only).is_none() {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "{}={} is not one of cgroup-v2, cgroup-v1, subreaper+pgroup: ignored, \
+                     containment is chosen automatically",
+                    contain::ENV_CONTAINMENT,
+                    crate::bounded::excerpt(&only)
+                );
+            });
+        }
         keeper.env(contain::ENV_CONTAINMENT, only);
     }
     keeper
@@ -84,62 +105,86 @@ pub(crate) fn keeper_command(
         .env(keeper::ENV_SUPERVISOR, std::process::id().to_string())
         .env(keeper::ENV_GRACE_MS, grace.as_millis().to_string())
         .process_group(0);
+    // The target gets the open-file limit plimsoll was started with, not the raised one.
+    if let Some(soft) = crate::fds::original_limit() {
+        keeper.env(keeper::ENV_NOFILE, soft.to_string());
+    }
     Ok(keeper)
 }
 
 impl Child {
     /// Starts `command` under a keeper, with `env` added to the environment, and waits until the
     /// keeper reports the target's pid.
+    ///
+    /// The handshake needs no disk: the keeper connects to a unix socket in the abstract
+    /// namespace (a name, no file) that this process listens on for this start only, and
+    /// only a connection from the keeper's own pid (`SO_PEERCRED`) is believed.
     pub(crate) async fn spawn(
         settings: &Settings,
-        run_dir: &Path,
         extra_env: &[(String, String)],
     ) -> Result<Child> {
         let command = &settings.command;
-        // One status file per target and supervisor process.
-        let status_path = run_dir.join(format!(
-            "keeper-{}-{}.status",
-            std::process::id(),
-            settings.name
-        ));
-        let _ = std::fs::remove_file(&status_path);
+        let (listener, name) = handshake_listener()?;
         let mut keeper = keeper_command(command, settings.grace)?;
         if let Some(adj) = settings.oom_score_adj {
             keeper.env(keeper::ENV_OOM_SCORE_ADJ, adj.to_string());
         }
         let mut keeper = keeper
             .envs(settings.env.iter().chain(extra_env).map(|(k, v)| (k, v)))
-            .env(keeper::ENV_STATUS, &status_path)
+            .env(keeper::ENV_STATUS, &name)
             .current_dir(settings.cwd.as_deref().unwrap_or(Path::new(".")))
             .kill_on_drop(false)
             .spawn()
             .with_context(|| format!("cannot start '{}'", command.join(" ")))?;
         let group = Pid::from_raw(keeper.id().context("keeper exited at once")? as i32);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let reported = KeeperStatus::read(&status_path);
-            if let Some(pid) = reported.pid {
-                return Ok(Child {
-                    keeper,
-                    group,
-                    pid,
-                    containment: reported.containment.unwrap_or(Containment::SubreaperPgroup),
-                    cgroup: reported.cgroup,
-                    status_path,
-                });
-            }
-            if let Some(status) = keeper.try_wait().context("keeper")? {
-                bail!(
-                    "cannot start '{}' (exit status {status})",
-                    command.join(" ")
-                );
-            }
-            if Instant::now() > deadline {
+        let handshake = handshake(listener, group.as_raw());
+        tokio::pin!(handshake);
+        let reported = tokio::select! {
+            reported = &mut handshake => Some(reported),
+            _ = keeper.wait() => None,
+            () = sleep(START_TIMEOUT) => {
                 let _ = killpg(group, Signal::SIGKILL);
                 let _ = keeper.wait().await;
                 bail!("'{}' did not start within 10 s", command.join(" "));
             }
-            sleep(Duration::from_millis(5)).await;
+        };
+        // A keeper that is gone may still have reported first (a target that exits at once):
+        // what it sent is waiting in the socket.
+        let reported = match reported {
+            Some(reported) => reported,
+            None => timeout(Duration::from_secs(1), handshake)
+                .await
+                .unwrap_or_else(|_| Err(anyhow!("no report"))),
+        };
+        match reported {
+            Ok((
+                report,
+                KeeperStatus {
+                    pid: Some(pid),
+                    containment,
+                    cgroup,
+                    ..
+                },
+            )) => Ok(Child {
+                keeper,
+                group,
+                pid,
+                containment: containment.unwrap_or(Containment::SubreaperPgroup),
+                cgroup,
+                report,
+            }),
+            Ok(_) | Err(_) => {
+                let _ = killpg(group, Signal::SIGKILL);
+                let status = keeper.wait().await.context("keeper")?;
+                let why = reported
+                    .err()
+                    .map(|e| format!(": {e:#}"))
+                    .unwrap_or_default();
+                bail!(
+                    "cannot start '{}' (exit status {status}{why})",
+                    command.join(" ")
+                );
+            }
         }
     }
 
@@ -157,8 +202,16 @@ impl Child {
                 .await;
             }
         }
-        let reported = KeeperStatus::read(&self.status_path);
-        let _ = std::fs::remove_file(&self.status_path);
+        // The keeper has exited: its end is closed and the rest of its report is here.
+        let mut rest = String::new();
+        let _ = timeout(
+            Duration::from_secs(1),
+            (&mut self.report)
+                .take(REPORT_LIMIT)
+                .read_to_string(&mut rest),
+        )
+        .await;
+        let reported = KeeperStatus::parse(&rest);
         if reported.code.is_some() || reported.signal.is_some() {
             return ChildExit {
                 code: reported.code,
@@ -208,5 +261,57 @@ impl Child {
             );
         }
         exit
+    }
+}
+
+/// Listens on a fresh abstract unix socket for one keeper's report; returns it with its name.
+fn handshake_listener() -> Result<(UnixListener, String)> {
+    use std::os::linux::net::SocketAddrExt;
+    static STARTS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        "plimsoll-keeper-{}-{}-{nanos:08x}",
+        std::process::id(),
+        STARTS.fetch_add(1, Ordering::Relaxed)
+    );
+    let listen = || -> std::io::Result<UnixListener> {
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        let listener = std::os::unix::net::UnixListener::bind_addr(&address)?;
+        listener.set_nonblocking(true)?;
+        UnixListener::from_std(listener)
+    };
+    let listener = listen().with_context(|| format!("cannot listen on @{name} for the keeper"))?;
+    Ok((listener, name))
+}
+
+/// Accepts the keeper's connection (only from `keeper`'s pid) and reads its start report, up
+/// to the pid line that ends it.
+async fn handshake(
+    listener: UnixListener,
+    keeper: i32,
+) -> Result<(BufReader<UnixStream>, KeeperStatus)> {
+    let stream = loop {
+        let (stream, _) = listener.accept().await.context("accept")?;
+        let peer = stream.peer_cred().ok().and_then(|c| c.pid());
+        if peer == Some(keeper) {
+            break stream;
+        }
+        tracing::warn!(?peer, keeper, "ignored a connection to the keeper's socket");
+    };
+    let mut report = BufReader::new(stream);
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        let read = (&mut report)
+            .take(REPORT_LIMIT)
+            .read_line(&mut line)
+            .await
+            .context("read")?;
+        text.push_str(&line);
+        if read == 0 || line.starts_with("pid ") || text.len() as u64 > REPORT_LIMIT {
+            return Ok((report, KeeperStatus::parse(&text)));
+        }
     }
 }

@@ -4,11 +4,14 @@
 //! kernel for a SIGTERM when the supervisor dies (PR_SET_PDEATHSIG), even by SIGKILL; it then
 //! takes everything contained down (SIGTERM, grace, SIGKILL), so no part of the target outlives
 //! its supervisor (see `contain.rs`). When the target exits, the rest of its tree and cgroup is
-//! killed with it. It reports the target's pid, containment and exit status through a small
-//! status file.
+//! killed with it. It reports the target's containment, cgroup and pid, and later its exit
+//! status, as lines on a unix stream socket in the abstract namespace that the supervisor
+//! listens on (no file: a full disk cannot stop a restart; see `handshake`).
 
 use std::ffi::OsString;
 use std::fs;
+use std::io::Write as _;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -23,12 +26,16 @@ use super::contain::{self, Cgroup, Containment};
 pub(crate) const SUBCOMMAND: &str = "__keep";
 /// Environment: the supervisor's pid; the keeper exits if its parent is not that process.
 pub(crate) const ENV_SUPERVISOR: &str = "PLIMSOLL_KEEPER_SUPERVISOR";
-/// Environment: where the keeper writes the target's pid and exit status.
+/// Environment: the abstract unix socket name (without the leading NUL) the keeper reports the
+/// target's pid and exit status to.
 pub(crate) const ENV_STATUS: &str = "PLIMSOLL_KEEPER_STATUS";
 /// Environment: milliseconds between SIGTERM and SIGKILL when the supervisor is gone.
 pub(crate) const ENV_GRACE_MS: &str = "PLIMSOLL_KEEPER_GRACE_MS";
 /// Environment: the target's OOM score adjustment; without it a negative one is reset to 0.
 pub(crate) const ENV_OOM_SCORE_ADJ: &str = "PLIMSOLL_KEEPER_OOM_SCORE_ADJ";
+
+/// Environment: the soft open-file limit to give the target back (plimsoll raised its own).
+pub(crate) const ENV_NOFILE: &str = "PLIMSOLL_KEEPER_NOFILE";
 
 /// What the keeper reports about the target.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -46,9 +53,8 @@ pub(crate) struct KeeperStatus {
 }
 
 impl KeeperStatus {
-    /// Reads a status file; a missing or partial file gives what it has.
-    pub(crate) fn read(path: &Path) -> KeeperStatus {
-        let text = fs::read_to_string(path).unwrap_or_default();
+    /// Parses the keeper's report lines; a partial or garbled report gives what it has.
+    pub(crate) fn parse(text: &str) -> KeeperStatus {
         let mut status = KeeperStatus::default();
         for line in text.lines() {
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
@@ -89,7 +95,6 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
     let supervisor: Option<i32> = std::env::var(ENV_SUPERVISOR)
         .ok()
         .and_then(|v| v.parse().ok());
-    let status_path = std::env::var_os(ENV_STATUS).map(PathBuf::from);
     let grace = std::env::var(ENV_GRACE_MS)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -110,6 +115,9 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
     // Orphans of the target's tree (a double fork, a `setsid` whose parent exited) re-parent
     // to the keeper instead of init, so they stay findable and are reaped here.
     let subreaper = nix::sys::prctl::set_child_subreaper(true).is_ok();
+    // Connected before the target exists (std's sockets are close-on-exec: the target does not
+    // inherit it).
+    let mut report = Report::connect(std::env::var_os(ENV_STATUS))?;
     // Catch the signals before the target exists, so that none of them kills the keeper; the
     // target starts with default handlers (exec resets caught signals).
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -132,9 +140,22 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
         ENV_STATUS,
         ENV_GRACE_MS,
         ENV_OOM_SCORE_ADJ,
+        ENV_NOFILE,
         contain::ENV_CONTAINMENT,
     ] {
         target.env_remove(key);
+    }
+    // The target inherits the keeper's limits: the open-file one goes back to what plimsoll
+    // was started with (the keeper needs few descriptors).
+    if let Some(soft) = std::env::var(ENV_NOFILE).ok().and_then(|v| v.parse().ok()) {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, u64::min(soft, hard), hard) {
+                crate::stdout::errln!(
+                    "plimsoll keeper: cannot restore the open-file limit {soft}: {error}"
+                );
+            }
+        }
     }
     // The supervisor may protect itself from the OOM killer; its targets are not protected.
     let oom_score_adj = target_oom_score_adj(
@@ -176,18 +197,18 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
         }
     };
     let target_pid = child.id().map_or(0, |p| p as i32);
-    let mut reported = format!("pid {target_pid}\ncontainment {}\n", containment.as_str());
+    // The pid line comes last: it ends the start report.
+    let mut reported = format!("containment {}\n", containment.as_str());
     if let Some(cgroup) = &cgroup {
         reported.push_str(&format!("cgroup {}\n", cgroup.path.display()));
     }
+    reported.push_str(&format!("pid {target_pid}\n"));
     if !subreaper {
         crate::stdout::errln!(
             "plimsoll keeper: cannot become the child subreaper; orphans go to init"
         );
     }
-    if let Some(path) = &status_path {
-        write_status(path, &reported);
-    }
+    report.send(&reported);
     let cgroup_path = cgroup.as_ref().map(|c| c.path.clone());
     let everyone = |signal: Signal, outside_group: bool| {
         let group = getpgrp().as_raw();
@@ -254,9 +275,7 @@ async fn keep(command: Vec<OsString>) -> Result<u8, String> {
         ),
         (None, None) => ("code 1\n".to_owned(), 1),
     };
-    if let Some(path) = &status_path {
-        write_status(path, &format!("{reported}{line}"));
-    }
+    report.send(&line);
     Ok(code)
 }
 
@@ -332,11 +351,29 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Replaces the status file atomically (write, then rename), so a reader never sees half.
-fn write_status(path: &Path, text: &str) {
-    let temporary = path.with_extension("tmp");
-    if fs::write(&temporary, text).is_ok() {
-        let _ = fs::rename(&temporary, path);
+/// The keeper's end of the handshake: a stream connected to the supervisor's abstract socket
+/// (none when the keeper was started without one, as for `soak`'s load command).
+struct Report(Option<UnixStream>);
+
+impl Report {
+    fn connect(name: Option<OsString>) -> Result<Report, String> {
+        let Some(name) = name else {
+            return Ok(Report(None));
+        };
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::ffi::OsStrExt;
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .map_err(|e| format!("bad report socket name: {e}"))?;
+        let stream = UnixStream::connect_addr(&address)
+            .map_err(|e| format!("cannot reach the supervisor: {e}"))?;
+        Ok(Report(Some(stream)))
+    }
+
+    /// Sends `text`; a supervisor that is gone is no error (the keeper then stops the target).
+    fn send(&mut self, text: &str) {
+        if let Some(stream) = &mut self.0 {
+            let _ = stream.write_all(text.as_bytes());
+        }
     }
 }
 
@@ -355,26 +392,20 @@ mod tests {
     }
 
     #[test]
-    fn status_files_are_read_leniently() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("status");
-        assert_eq!(KeeperStatus::read(&path), KeeperStatus::default());
-        fs::write(&path, "pid 42\ncode 3\n").expect("write");
+    fn reports_are_parsed_leniently() {
+        assert_eq!(KeeperStatus::parse(""), KeeperStatus::default());
         assert_eq!(
-            KeeperStatus::read(&path),
+            KeeperStatus::parse("pid 42\ncode 3\n"),
             KeeperStatus {
                 pid: Some(42),
                 code: Some(3),
                 ..KeeperStatus::default()
             }
         );
-        fs::write(
-            &path,
-            "pid 42\ncontainment cgroup-v1\ncgroup /sys/fs/cgroup/a b\nsignal 9\ngarbage\npid x\n",
-        )
-        .expect("write");
         assert_eq!(
-            KeeperStatus::read(&path),
+            KeeperStatus::parse(
+                "containment cgroup-v1\ncgroup /sys/fs/cgroup/a b\npid 42\nsignal 9\ngarbage\npid x\n"
+            ),
             KeeperStatus {
                 pid: Some(42),
                 containment: Some(Containment::CgroupV1),

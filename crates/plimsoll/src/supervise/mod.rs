@@ -59,7 +59,7 @@ pub(crate) struct Settings {
     /// The target's OOM score adjustment; `None` resets a negative one inherited to 0, so the
     /// supervisor can protect itself without protecting its targets.
     pub(crate) oom_score_adj: Option<i32>,
-    /// Where the keeper's status files go.
+    /// Where the Node agent's socket goes.
     pub(crate) run_dir: PathBuf,
     /// Variables added to the target's environment.
     pub(crate) env: Vec<(String, String)>,
@@ -208,7 +208,7 @@ impl Spawner for Keeper {
         env: &'a [(String, String)],
     ) -> Pending<'a, Result<Box<dyn Running>>> {
         Box::pin(async move {
-            let child = Child::spawn(settings, &settings.run_dir, env).await?;
+            let child = Child::spawn(settings, env).await?;
             Ok(Box::new(child) as Box<dyn Running>)
         })
     }
@@ -312,10 +312,14 @@ pub(crate) async fn supervise(
     }
     let hub = match &settings.agent {
         Some(_) => {
+            // Short whatever the name (up to 64 characters) and data dir: a unix socket path
+            // must fit in 108 bytes. One per supervisor loop of this process.
+            static AGENT_SOCKETS: std::sync::atomic::AtomicU64 =
+                std::sync::atomic::AtomicU64::new(0);
             let socket = settings.run_dir.join(format!(
                 "agent-{}-{}.sock",
                 std::process::id(),
-                settings.name
+                AGENT_SOCKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
             Some(AgentHub::listen(&socket)?)
         }

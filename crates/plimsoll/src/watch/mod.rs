@@ -208,7 +208,16 @@ fn handle(
 ) {
     let t_s = report.taken.saturating_duration_since(clock).as_secs_f64();
     for found in report.found {
-        let name = format!("{}-{}", found.name, found.pid);
+        // A process names itself (`comm`: any bytes but NUL, up to 15): made a valid name, as
+        // `run` does for default names, with room for the pid.
+        let name = format!(
+            "{}-{}",
+            crate::name::sanitize(&found.name, "process")
+                .chars()
+                .take(crate::name::MAX_NAME_CHARS - 11)
+                .collect::<String>(),
+            found.pid
+        );
         output.emit(&Event {
             t_unix_ms: now_unix_ms(),
             target: name.clone(),

@@ -166,9 +166,16 @@ fn a_snapshot_fails_at_once_when_the_agent_disconnects_mid_snapshot() {
         json(&body)["targets"][0]["heap_used_bytes"].as_u64()
     });
     // A fake agent claiming pid 1: the lowest pid, so the snapshot goes to it.
-    let socket = dir
-        .path()
-        .join(format!("data/run/agent-{}-app.sock", plimsoll.pid()));
+    let socket = std::fs::read_dir(dir.path().join("data/run"))
+        .expect("run dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .starts_with(&format!("agent-{}-", plimsoll.pid()))
+            })
+        })
+        .expect("the agent socket");
     let mut agent = UnixStream::connect(&socket).expect("connect to the agent socket");
     agent
         .write_all(b"{\"type\":\"hello\",\"pid\":1}\n")

@@ -1,6 +1,7 @@
 //! A full disk under the store: `plimsoll run` whose data dir starts refusing writes in the
 //! middle of a run. Samples keep reaching `/health`, events keep reaching the `--events` file,
-//! each failure is logged with SQLite's cause and counted, and nothing panics.
+//! each failure is logged with SQLite's cause and counted, a crashed target is restarted (the
+//! keeper's start handshake needs no disk), and nothing panics.
 //!
 //! As root, the data dir is a small tmpfs in a private mount namespace (`unshare -m`, gone with
 //! the process) that the test fills to the last byte: a real ENOSPC. Elsewhere, the file-size
@@ -190,16 +191,19 @@ fn a_full_disk_under_the_store_stops_neither_samples_nor_events() {
         seen_rss.insert(health(&addr).and_then(|h| rss_of(&h))?);
         (seen_rss.len() >= 3).then_some(())
     });
-    // Events keep flowing to the events file: the target's crash and its restart.
-    let after = eventually("new events in the events file", WITHIN, || {
-        let names: Vec<String> = read_events(&events)[events_before..]
+    // Events keep flowing to the events file: the target's crash, and its restart, which
+    // needs no disk: a `started` event with a fresh pid after the crash.
+    let after = eventually("a restart after the crash on the full disk", WITHIN, || {
+        let fresh = &read_events(&events)[events_before..];
+        let crashed = fresh.iter().position(|e| e["event"] == "exited")?;
+        fresh[crashed..]
             .iter()
-            .map(|e| e["event"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        (names.iter().any(|n| n == "exited") && names.iter().any(|n| n == "restarted"))
-            .then_some(names)
+            .any(|e| e["event"] == "started" && e["pid"].as_u64().is_some())
+            .then(|| fresh.to_vec())
     });
-    assert!(!after.is_empty());
+    let names: Vec<&str> = after.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(names.contains(&"restarted"), "{names:?}");
+    assert!(!names.contains(&"gave-up"), "{names:?}");
     let log = std::fs::read_to_string(&stderr).unwrap_or_default();
     let failures = log.matches("store write failed").count();
     assert!(failures >= 2, "failures keep being logged: {log}");

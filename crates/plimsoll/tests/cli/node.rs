@@ -10,6 +10,17 @@ const WITHIN: Duration = Duration::from_secs(30);
 
 /// `plimsoll run` of a node program that writes what it saw of its options to `seen.json`.
 fn run_node(dir: &Path, budget: &str, user_options: &str) -> crate::harness::Running {
+    run_node_as(dir, &dir.join("data"), "app", budget, user_options)
+}
+
+/// The same with the data dir at `data` and the target called `name`.
+fn run_node_as(
+    dir: &Path,
+    data: &Path,
+    name: &str,
+    budget: &str,
+    user_options: &str,
+) -> crate::harness::Running {
     let script = dir.join("app.js");
     std::fs::write(
         &script,
@@ -22,7 +33,7 @@ fn run_node(dir: &Path, budget: &str, user_options: &str) -> crate::harness::Run
     .expect("write app");
     Cmd::new("run")
         .arg("--data-dir")
-        .arg(dir.join("data"))
+        .arg(data)
         .arg("--listen")
         .arg("off")
         .arg("--events")
@@ -32,7 +43,7 @@ fn run_node(dir: &Path, budget: &str, user_options: &str) -> crate::harness::Run
         .arg("--budget")
         .arg(budget)
         .arg("--name")
-        .arg("app")
+        .arg(name)
         .env("NODE_OPTIONS", user_options)
         .arg("--")
         .arg("node")
@@ -71,6 +82,38 @@ fn the_agent_is_preloaded_the_heap_is_capped_and_the_users_options_are_kept() {
             .iter()
             .find_map(|s| s.heap_used_bytes)
     });
+    plimsoll.signal("TERM");
+    plimsoll.wait_exit(WITHIN);
+}
+
+#[test]
+fn the_agent_socket_fits_a_long_data_dir_and_a_64_character_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A data dir of 70 bytes and the longest name: `run/agent-PID-NAME.sock` would be about
+    // 160 bytes, past the 108 a unix socket path may have.
+    let base = dir.path().to_string_lossy().len() + 1;
+    let data = dir.path().join("d".repeat(70 - base));
+    let name = "n".repeat(64);
+    let mut plimsoll = run_node_as(dir.path(), &data, &name, "512MiB", "");
+    assert_eq!(seen(dir.path())["agent"], true);
+    eventually("heap figures from the agent in the store", WITHIN, || {
+        let store = plimsoll_store::StoreReader::open(&data).ok()?;
+        store
+            .samples(&name, 0, 1000)
+            .ok()?
+            .iter()
+            .find_map(|s| s.heap_used_bytes)
+    });
+    let sockets: Vec<_> = std::fs::read_dir(data.join("run"))
+        .expect("run dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("agent-"))
+        })
+        .collect();
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+    assert!(sockets[0].as_os_str().len() < 108, "{sockets:?}");
     plimsoll.signal("TERM");
     plimsoll.wait_exit(WITHIN);
 }

@@ -268,8 +268,13 @@ fn the_target_inherits_no_plimsoll_secret_nor_the_keepers_variables() {
 
 /// `plimsoll run …` started by a shell that first sets its own oom_score_adj to `adj`.
 fn run_at_oom_score_adj(dir: &Path, adj: i32, args: &[&str]) -> std::process::Output {
+    run_after(dir, &format!("echo {adj} > /proc/self/oom_score_adj"), args)
+}
+
+/// `plimsoll run …` started by a shell that first runs `prelude`.
+fn run_after(dir: &Path, prelude: &str, args: &[&str]) -> std::process::Output {
     let mut command = format!(
-        "echo {adj} > /proc/self/oom_score_adj && exec '{}' run --listen off --data-dir '{}'",
+        "{prelude} && exec '{}' run --listen off --data-dir '{}'",
         env!("CARGO_BIN_EXE_plimsoll"),
         dir.join("data").display()
     );
@@ -285,6 +290,43 @@ fn run_at_oom_score_adj(dir: &Path, adj: i32, args: &[&str]) -> std::process::Ou
         .spawn()
         .expect("spawn sh");
     child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn the_target_gets_the_open_file_limit_plimsoll_was_started_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let noted = dir.path().join("nofile.txt");
+    // plimsoll raises its own soft limit to the hard one; the target gets 777 back.
+    let report = format!("ulimit -Sn > '{}'", noted.display());
+    let out = run_after(dir.path(), "ulimit -Sn 777", &["--", "sh", "-c", &report]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let seen = std::fs::read_to_string(&noted).expect("the target wrote its limit");
+    assert_eq!(seen.trim(), "777");
+}
+
+#[test]
+fn a_bad_containment_value_is_named_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One crash, one restart, then a clean exit: two starts, one warning.
+    let once = format!(
+        "test -e '{0}' || {{ touch '{0}'; exit 1; }}",
+        dir.path().join("crashed").display()
+    );
+    let out = run_after(
+        dir.path(),
+        "export PLIMSOLL_CONTAINMENT=cgroup-v3",
+        &["--", "sh", "-c", &once],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(dir.path().join("crashed").exists());
+    assert_eq!(
+        stderr
+            .matches("PLIMSOLL_CONTAINMENT=cgroup-v3 is not one of")
+            .count(),
+        1,
+        "{stderr}"
+    );
 }
 
 /// Whether this process may lower an oom_score_adj below 0 (CAP_SYS_RESOURCE).
