@@ -1041,15 +1041,25 @@ mod tests {
         let cancel = CancellationToken::new();
         let inputs = Inputs::new(cancel.clone()).with_spawner(Box::new(fake.clone()));
         let admin = inputs.admin_sender();
-        let socket = dir
-            .path()
-            .join(format!("agent-{}-app.sock", std::process::id()));
+        let prefix = format!("agent-{}-", std::process::id());
+        let find_socket = || {
+            std::fs::read_dir(dir.path())
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                })
+        };
         let mut output = Recorder::default();
         let clock = Instant::now();
         let driver = async {
-            while !socket.exists() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            let socket = loop {
+                match find_socket() {
+                    Some(socket) => break socket,
+                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            };
             let mut agent = UnixStream::connect(&socket).await.expect("connect");
             agent
                 .write_all(b"{\"type\":\"hello\",\"pid\":5}\n")

@@ -326,3 +326,32 @@ fn bad_input_exits_2_naming_the_value_before_anything_starts() {
         assert!(!data.exists(), "{args:?}: nothing is written on bad input");
     }
 }
+
+#[test]
+fn a_process_name_that_is_no_valid_name_is_made_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spawned = Spawned::default();
+    // A process names itself: here `../x y`, with a path separator and a space.
+    let renamed = spawned.start(
+        "python3",
+        &[
+            "-c",
+            "open('/proc/self/comm', 'w').write('../x y')\nimport time\ntime.sleep(30)",
+        ],
+    );
+    eventually("the new process name", WITHIN, || {
+        let comm = std::fs::read_to_string(format!("/proc/{renamed}/comm")).ok()?;
+        (comm.trim_end() == "../x y").then_some(())
+    });
+    let (cmd, paths) = watch_in(dir.path());
+    let mut plimsoll = cmd.arg(renamed.to_string()).spawn_in(dir.path());
+    let started = event_for(&paths.events, "started", renamed);
+    let name = format!("-x-y-{renamed}");
+    assert_eq!(started["target"], name.as_str());
+    eventually("samples in the store under the valid name", WITHIN, || {
+        let store = plimsoll_store::StoreReader::open(&paths.data).ok()?;
+        (!store.samples(&name, 0, 10).ok()?.is_empty()).then_some(())
+    });
+    plimsoll.signal("TERM");
+    assert_eq!(plimsoll.wait_exit(WITHIN), Some(0));
+}
