@@ -160,6 +160,16 @@ impl FloorSeries {
         gap.max(end_s - covered)
     }
 
+    /// Least value of the closed blocks that start in `[start_s, end_s)`; `None` when none does.
+    pub(crate) fn min_between(&self, start_s: f64, end_s: f64) -> Option<f64> {
+        let first = self.blocks.partition_point(|b| b.t_s < start_s);
+        self.blocks
+            .range(first..)
+            .take_while(|b| b.t_s < end_s)
+            .map(|b| b.min)
+            .reduce(f64::min)
+    }
+
     /// Largest value over the newest `span_s` seconds of closed blocks.
     pub(crate) fn recent_max(&self, span_s: f64) -> Option<f64> {
         let end = self.newest_end_s()?;

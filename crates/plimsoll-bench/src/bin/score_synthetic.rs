@@ -38,6 +38,10 @@ struct Args {
     /// The declared warm-up of `--soak`, seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     warmup: f64,
+    /// With `--soak`: also list every series the soak did not answer as labeled (a healthy
+    /// series not passed, a leak not failed), with its parameters and the verdict's reason.
+    #[arg(long, requires = "soak")]
+    why: bool,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +110,7 @@ fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
     ]);
     for &pattern in patterns {
         let (mut n, mut leak, mut pass, mut unsure, mut late) = (0, 0, 0, 0, 0);
+        let mut misjudged = Vec::new();
         for seed in 0..args.seeds {
             let series = Series::generate(pattern, seed, args.samples);
             if series
@@ -117,10 +122,24 @@ fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
                 continue;
             }
             n += 1;
-            match soak_replay(&series.observations, soak_s, args.warmup).verdict {
+            let soak = soak_replay(&series.observations, soak_s, args.warmup);
+            match soak.verdict {
                 Verdict::Leak => leak += 1,
                 Verdict::NoLeak => pass += 1,
                 Verdict::Inconclusive => unsure += 1,
+            }
+            let expected = match pattern.label() {
+                Label::Leak => Verdict::Leak,
+                Label::NoLeak => Verdict::NoLeak,
+            };
+            if args.why && soak.verdict != expected {
+                misjudged.push(format!(
+                    "{} {seed}: {} ({}) {}",
+                    pattern.name(),
+                    soak.verdict.as_str(),
+                    soak.reason,
+                    series.truth.description
+                ));
             }
         }
         table.row(vec![
@@ -132,6 +151,9 @@ fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
             unsure.to_string(),
             late.to_string(),
         ]);
+        for line in misjudged {
+            println!("  {line}");
+        }
     }
     println!("{table}");
 }
