@@ -4,8 +4,8 @@
 //! load or target failed / 3 inconclusive.
 //!
 //! The supervisor is reused as it is: the soak wraps its outputs (every sample and event goes
-//! through [`SoakOutput`] on its way to the store) and, to end the run, sends SIGTERM to its own
-//! process, which the supervisor's loop answers with a graceful stop of the target.
+//! through [`SoakOutput`] on its way to the store) and, to end the run, cancels the
+//! supervisor's token, which its loop answers with a graceful stop of the target.
 
 use std::cell::RefCell;
 use std::io::{IsTerminal, Write as _};
