@@ -556,6 +556,7 @@ fn spawn_agent_action(
     let hub = hub.clone();
     let name = settings.name.clone();
     let snapshot_dir = settings.agent.as_ref().map(|a| a.snapshot_dir.clone());
+    tracing::info!(target_name = %name, action = ?request.action, "agent action pending");
     tokio::spawn(async move {
         let AdminRequest { action, reply } = request;
         let (answer, event) = tokio::select! {

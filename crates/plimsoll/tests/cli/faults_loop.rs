@@ -118,8 +118,13 @@ fn a_breach_is_restarted_in_time_while_a_snapshot_waits_on_a_blocked_event_loop(
         dir.path().join("blocked").exists().then_some(())
     });
     let snapshot = post_in_background(&addr, "/api/v1/targets/app/snapshot");
-    // Nothing outside the loop shows that the request has reached it: give it a moment.
-    std::thread::sleep(Duration::from_millis(500));
+    // The loop logs the action once it has taken it (and handed it to a task).
+    eventually("the snapshot pending in the loop", WITHIN, || {
+        std::fs::read_to_string(dir.path().join("plimsoll.stderr"))
+            .ok()?
+            .contains("agent action pending")
+            .then_some(())
+    });
     std::fs::write(dir.path().join("grow"), "").expect("grow");
     let grown_ms: i64 = eventually("the child growing past the budget", WITHIN, || {
         std::fs::read_to_string(dir.path().join("growing"))
