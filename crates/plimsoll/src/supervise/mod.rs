@@ -1055,10 +1055,15 @@ mod tests {
         let mut output = Recorder::default();
         let clock = Instant::now();
         let driver = async {
+            // Bounded: 1,000 tries of 10 ms of the paused clock.
+            let mut tries = 0..1000;
             let socket = loop {
                 match find_socket() {
                     Some(socket) => break socket,
-                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    None if tries.next().is_some() => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    None => panic!("no agent socket in {}", dir.path().display()),
                 }
             };
             let mut agent = UnixStream::connect(&socket).await.expect("connect");
@@ -1076,6 +1081,7 @@ mod tests {
                 admin.send(request).await.expect("the loop takes requests");
                 match answer.await.expect("an answer") {
                     AdminReply::Failed(why) if why.contains("connected its agent yet") => {
+                        assert!(tries.next().is_some(), "the agent never connected: {why}");
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                     answer => break answer,
