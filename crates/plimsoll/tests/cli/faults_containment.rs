@@ -97,6 +97,16 @@ fn run_in(dir: &Path, containment: &str) -> Cmd {
         .arg("500ms")
 }
 
+/// `run_in` of `sh -c SCRIPT`, started with its output in `dir`.
+fn run_sh(dir: &Path, containment: &str, script: impl AsRef<std::ffi::OsStr>) -> Running {
+    run_in(dir, containment)
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(script)
+        .spawn_in(dir)
+}
+
 /// The containment the `started` events report, once there is one.
 fn started_containment(events_path: &Path) -> String {
     eventually("started", WITHIN, || {
@@ -138,12 +148,7 @@ fn kill_9_leaves_no_survivor(containment: &str, tag: u32) {
         "setsid sh -c \"trap '' TERM; exec sleep {}\" & (sleep {} &); {detached}sleep 1000",
         markers[0], markers[1]
     );
-    let mut plimsoll = run_in(dir.path(), containment)
-        .arg("--")
-        .arg("sh")
-        .arg("-c")
-        .arg(&script)
-        .spawn_in(dir.path());
+    let mut plimsoll = run_sh(dir.path(), containment, &script);
     assert_eq!(started_containment(&events_path), containment);
     let expected = if node { 3 } else { 2 };
     eventually("every marker process running", WITHIN, || {
@@ -322,12 +327,7 @@ fn a_killed_keeper_still_takes_the_targets_cgroup_down_with_it() {
         "if [ ! -e '{f}' ]; then touch '{f}'; setsid sleep {escaped} & fi; sleep 1000",
         f = first.display()
     );
-    let mut plimsoll = run_in(dir.path(), "cgroup-v2")
-        .arg("--")
-        .arg("sh")
-        .arg("-c")
-        .arg(&script)
-        .spawn_in(dir.path());
+    let mut plimsoll = run_sh(dir.path(), "cgroup-v2", &script);
     assert_eq!(started_containment(&events_path), "cgroup-v2");
     let keeper = keeper_once_escaped(&events_path, &escaped);
     std::process::Command::new("kill")
@@ -485,12 +485,11 @@ fn the_next_start_sweeps_the_cgroup_of_a_keeper_killed_with_its_supervisor() {
     let dir = tempfile::tempdir().expect("tempdir");
     let events_path = dir.path().join("events.jsonl");
     let escaped = marker(95);
-    let mut plimsoll = run_in(dir.path(), "cgroup-v1")
-        .arg("--")
-        .arg("sh")
-        .arg("-c")
-        .arg(format!("setsid sleep {escaped} & sleep 1000"))
-        .spawn_in(dir.path());
+    let mut plimsoll = run_sh(
+        dir.path(),
+        "cgroup-v1",
+        format!("setsid sleep {escaped} & sleep 1000"),
+    );
     started_containment(&events_path);
     let keeper = keeper_once_escaped(&events_path, &escaped);
     // Both die at once: the supervisor, stopped, cannot clean up after the keeper.
@@ -525,12 +524,11 @@ fn check_says_how_a_process_is_contained() {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let events_path = dir.path().join("events.jsonl");
-        let _plimsoll = run_in(dir.path(), containment)
-            .arg("--")
-            .arg("sh")
-            .arg("-c")
-            .arg(format!("sleep {} & wait", marker(tag)))
-            .spawn_in(dir.path());
+        let _plimsoll = run_sh(
+            dir.path(),
+            containment,
+            format!("sleep {} & wait", marker(tag)),
+        );
         started_containment(&events_path);
         // A process below the target: its containment is the target's.
         let pid = eventually("the sleep", WITHIN, || {
