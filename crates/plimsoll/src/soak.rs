@@ -35,6 +35,7 @@ use crate::registry::AdminReply;
 use crate::report::{self, ReportInput};
 use crate::soak_heap::{self, ForcedGc};
 use crate::stdout::{errln, outln};
+use crate::supervise::finished;
 use crate::supervise::investigate::Findings;
 use crate::supervise::{self, now_unix_ms, EventOutput, Inputs, Settings};
 use crate::units::{human_bytes, human_seconds};
@@ -643,17 +644,6 @@ async fn answered(
 ) -> Result<AdminReply, oneshot::error::RecvError> {
     match pending {
         Some(answer) => answer.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The end of the soak's leak investigation.
-async fn finished(task: &mut Option<JoinHandle<Result<Findings>>>) -> Result<Findings> {
-    match task {
-        Some(task) => task
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|found| found),
         None => std::future::pending().await,
     }
 }

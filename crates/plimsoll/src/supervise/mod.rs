@@ -819,8 +819,8 @@ async fn wait(run: &mut Option<Run>) -> ChildExit {
     }
 }
 
-/// Waits for the investigation, if one runs.
-async fn finished(
+/// Waits for a leak investigation, if one runs (the supervisor's, or a soak's).
+pub(crate) async fn finished(
     task: &mut Option<tokio::task::JoinHandle<Result<investigate::Findings>>>,
 ) -> Result<investigate::Findings> {
     match task {
