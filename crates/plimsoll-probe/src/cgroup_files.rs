@@ -61,6 +61,94 @@ pub(crate) fn parse_oom_control(text: &str) -> Result<Option<u64>, ParseError> {
     keyed_value(text, "oom_kill")
 }
 
+/// The figures of `memory.stat` that a cgroup target needs, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct MemoryStat {
+    pub(crate) anon: u64,
+    /// File cache, shared memory included (as both versions count it).
+    pub(crate) file: u64,
+    pub(crate) shmem: u64,
+    pub(crate) inactive_file: u64,
+    /// v1 `hierarchical_memory_limit`: the smallest limit of the cgroup and its ancestors;
+    /// `None` in v2 (which has no such key) or when unlimited.
+    pub(crate) hierarchical_limit: Option<u64>,
+}
+
+/// v2 `memory.stat`: `anon`, `file`, `shmem`, `inactive_file` (one pass over its ~40 lines).
+pub(crate) fn parse_memory_stat_v2(text: &str) -> Result<MemoryStat, ParseError> {
+    let mut stat = MemoryStat::default();
+    let mut seen = 0;
+    for_each_key(text, |key, value| {
+        let slot = match key {
+            "anon" => &mut stat.anon,
+            "file" => &mut stat.file,
+            "shmem" => &mut stat.shmem,
+            "inactive_file" => &mut stat.inactive_file,
+            _ => return Ok(()),
+        };
+        *slot = number(value)?;
+        seen += 1;
+        Ok(())
+    })?;
+    if seen < 4 {
+        return Err(ParseError::MissingKey("anon, file, shmem, inactive_file"));
+    }
+    Ok(stat)
+}
+
+/// v1 `memory.stat`: the hierarchical `total_*` figures and `hierarchical_memory_limit`.
+pub(crate) fn parse_memory_stat_v1(text: &str) -> Result<MemoryStat, ParseError> {
+    let mut stat = MemoryStat::default();
+    let mut seen = 0;
+    for_each_key(text, |key, value| {
+        let slot = match key {
+            "total_rss" => &mut stat.anon,
+            "total_cache" => &mut stat.file,
+            "total_shmem" => &mut stat.shmem,
+            "total_inactive_file" => &mut stat.inactive_file,
+            "hierarchical_memory_limit" => {
+                let limit = number(value)?;
+                stat.hierarchical_limit = (limit < V1_UNLIMITED_AT).then_some(limit);
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        *slot = number(value)?;
+        seen += 1;
+        Ok(())
+    })?;
+    if seen < 4 {
+        return Err(ParseError::MissingKey(
+            "total_rss, total_cache, total_shmem, total_inactive_file",
+        ));
+    }
+    Ok(stat)
+}
+
+fn number(value: &str) -> Result<u64, ParseError> {
+    value
+        .parse::<u64>()
+        .map_err(|_| ParseError::NotANumber(value.to_owned()))
+}
+
+/// Calls `each` with every `key value` line of `text`; a line of another shape is an error.
+fn for_each_key(
+    text: &str,
+    mut each: impl FnMut(&str, &str) -> Result<(), ParseError>,
+) -> Result<(), ParseError> {
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(name), Some(value), None) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(ParseError::MalformedLine(line.to_owned()));
+        };
+        each(name, value)?;
+    }
+    Ok(())
+}
+
 /// The value of `key` in a file of `key value` lines; `None` when the key is absent. Every
 /// line must have exactly a key and a value, so that a file in an unexpected format is an
 /// error rather than a silent `None`.
@@ -227,5 +315,47 @@ mod tests {
             parse_oom_control("under_oom\n"),
             Err(ParseError::MalformedLine("under_oom".into()))
         );
+    }
+
+    #[test]
+    fn memory_stat_v2_gives_the_split() {
+        let text = "anon 1000\nfile 600\nkernel 5\nshmem 100\nactive_file 200\ninactive_file 300\n";
+        assert_eq!(
+            parse_memory_stat_v2(text),
+            Ok(MemoryStat {
+                anon: 1000,
+                file: 600,
+                shmem: 100,
+                inactive_file: 300,
+                hierarchical_limit: None
+            })
+        );
+        assert!(parse_memory_stat_v2("anon 1\n").is_err());
+        assert_eq!(
+            parse_memory_stat_v2("anon x\nfile 1\nshmem 1\ninactive_file 1\n"),
+            Err(ParseError::NotANumber("x".into()))
+        );
+    }
+
+    #[test]
+    fn memory_stat_v1_reads_the_hierarchical_totals() {
+        let text = "cache 1\nrss 2\ntotal_cache 600\ntotal_rss 1000\ntotal_shmem 100\n\
+                    total_inactive_file 300\nhierarchical_memory_limit 67108864\n";
+        let stat = parse_memory_stat_v1(text).expect("parses");
+        assert_eq!((stat.anon, stat.file, stat.shmem), (1000, 600, 100));
+        assert_eq!(stat.inactive_file, 300);
+        assert_eq!(stat.hierarchical_limit, Some(64 << 20));
+        let unlimited = text.replace("67108864", "9223372036854771712");
+        assert_eq!(
+            parse_memory_stat_v1(&unlimited)
+                .expect("parses")
+                .hierarchical_limit,
+            None
+        );
+        assert_eq!(
+            parse_memory_stat_v1("total_rss 1 2\n"),
+            Err(ParseError::MalformedLine("total_rss 1 2".into()))
+        );
+        assert!(parse_memory_stat_v1("cache 1\n").is_err());
     }
 }

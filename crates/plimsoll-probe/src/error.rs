@@ -12,6 +12,9 @@ pub enum ProbeError {
     /// The root process does not exist, or exited since the probe was made.
     #[error("no process with pid {0}")]
     ProcessGone(Pid),
+    /// The cgroup watched as a target was removed (or lost its memory controller).
+    #[error("cgroup '{}' is gone", .0.display())]
+    CgroupGone(PathBuf),
     /// The root process exists but this user may not read its files (e.g. `/proc` mounted
     /// with `hidepid`).
     #[error("not allowed to read '{}' of pid {pid}", path.display())]

@@ -35,12 +35,12 @@ mod unsupported_stub;
 
 pub use crate::error::{ParseError, ProbeError};
 pub use crate::sample::{
-    CgroupMemory, CgroupVersion, ChildrenSource, Detail, ProcessMemory, Psi, PsiScope, Sample,
-    SampleDepth,
+    CgroupFigures, CgroupMemory, CgroupVersion, ChildrenSource, Detail, ProcessMemory, Psi,
+    PsiScope, Sample, SampleDepth,
 };
 pub use crate::units::{Bytes, Pid};
 
 #[cfg(target_os = "linux")]
-pub use crate::linux::Probe;
+pub use crate::linux::{CgroupMounts, CgroupReader, Probe};
 #[cfg(not(target_os = "linux"))]
-pub use crate::unsupported::Probe;
+pub use crate::unsupported::{CgroupMounts, CgroupReader, Probe};

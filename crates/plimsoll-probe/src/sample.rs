@@ -181,3 +181,35 @@ pub struct Psi {
     /// Percent (0–100) of the last 10 s during which all non-idle tasks were stalled on memory.
     pub full_avg10: f64,
 }
+
+/// One reading of a cgroup watched as a target of its own (a container, a systemd unit): what
+/// the kernel charges to it, read from its own files at one instant. No process is walked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CgroupFigures {
+    /// The interface the figures come from.
+    pub version: CgroupVersion,
+    /// Memory charged to the cgroup and its descendants, page cache included, in bytes
+    /// (`memory.current`, v1 `memory.usage_in_bytes`).
+    pub usage: Bytes,
+    /// `usage` less the inactive file cache, in bytes: what the kubelet evicts on and the
+    /// part of the cache the kernel cannot drop cheaply. Never below 0.
+    pub working_set: Bytes,
+    /// Anonymous memory (heap, stacks), in bytes (`memory.stat` `anon`, v1 `total_rss`).
+    pub anon: Bytes,
+    /// File cache, shared memory excluded, in bytes (v2 `file` − `shmem`, v1 `total_cache` −
+    /// `total_shmem`).
+    pub file: Bytes,
+    /// Shared memory and tmpfs, in bytes (`shmem`, v1 `total_shmem`).
+    pub shmem: Bytes,
+    /// Inactive file cache, in bytes (`inactive_file`, v1 `total_inactive_file`).
+    pub inactive_file: Bytes,
+    /// The smallest memory limit of the cgroup and its ancestors, in bytes; `None` when there
+    /// is none.
+    pub limit: Option<Bytes>,
+    /// Processes of the cgroup the OOM killer killed so far (`memory.events` `oom_kill`, v1
+    /// `memory.oom_control` `oom_kill`); `None` on kernels that do not count them.
+    pub oom_kill: Option<u64>,
+    /// The cgroup's own memory pressure (v2 `memory.pressure`); `None` in v1 or where the
+    /// kernel does not report it.
+    pub psi: Option<Psi>,
+}

@@ -54,6 +54,15 @@ impl Hierarchies {
         found
     }
 
+    /// Where the v1 memory hierarchy and the v2 hierarchy are mounted (their mount points,
+    /// whatever cgroup the mount shows as its root).
+    pub(crate) fn points(&self) -> (Option<PathBuf>, Option<PathBuf>) {
+        (
+            self.v1_memory.as_ref().map(|m| m.point.clone()),
+            self.v2.as_ref().map(|m| m.point.clone()),
+        )
+    }
+
     /// Where the memory figures of a process with these cgroups are. The memory controller
     /// sits in at most one hierarchy: v1 when a v1 hierarchy has it, else v2.
     pub(crate) fn locate(&self, cgroups: &ProcessCGroups) -> Option<Location> {
@@ -219,7 +228,7 @@ fn parse_psi(text: &str) -> Result<(f64, f64), ParseError> {
 }
 
 /// Reads and parses a small file; `Ok(None)` when it does not exist or is not supported.
-fn read_parsed<T>(
+pub(crate) fn read_parsed<T>(
     path: &Path,
     text: &mut String,
     parse: fn(&str) -> Result<T, ParseError>,

@@ -2,6 +2,7 @@
 //! `/proc/pressure/memory` (or the cgroup's `memory.pressure`) for PSI.
 
 mod cgroup;
+mod cgroup_target;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -21,6 +22,7 @@ use crate::sample::{
 use crate::units::{Bytes, Pid};
 
 use self::cgroup::Hierarchies;
+pub use self::cgroup_target::{CgroupMounts, CgroupReader};
 use self::tree::Tree;
 
 /// Under [`SampleDepth::Fast`], a process's `status` is read once every this many samples of
@@ -457,7 +459,7 @@ fn root_error(root: Pid, root_dir: &Path, error: ProcError) -> ProbeError {
 }
 
 /// A `procfs` error that is neither "gone" nor "not allowed": an I/O error or a parse error.
-fn other_error(path: &Path, error: ProcError) -> ProbeError {
+pub(crate) fn other_error(path: &Path, error: ProcError) -> ProbeError {
     match error {
         ProcError::Io(source, file) => ProbeError::Io {
             path: file.unwrap_or_else(|| path.to_owned()),
