@@ -20,7 +20,7 @@ pub mod thresholds;
 
 pub use auth::{require_admin, require_read, AdminToken, ReadTokens};
 pub use error::{log_server_errors, ApiError, ErrorDetail};
-pub use status::{action_reply, health, target_json, verdict_json, TargetStatus};
+pub use status::{action_reply, health, target_json, verdict_json, CgroupStatus, TargetStatus};
 
 /// The admin actions that are a `POST /api/v1/targets/{name}/ACTION`, by their route name.
 pub const ACTIONS: [&str; 5] = ["restart", "snapshot", "gc", "clear-cache", "leak-check"];

@@ -10,7 +10,7 @@ use prometheus_client::registry::Unit;
 
 use plimsoll_analysis::{LeakState, Level};
 
-use crate::TargetStatus;
+use crate::{CgroupStatus, TargetStatus};
 
 /// The content type of the exposition: the classic Prometheus text format (the `# UNIT` lines
 /// prometheus-client writes are comments there).
@@ -31,6 +31,16 @@ pub const FAMILIES: &[&str] = &[
     "plimsoll_time_to_budget_seconds",
     "plimsoll_restarts_total",
     "plimsoll_uptime_seconds",
+    "plimsoll_cgroup_info",
+    "plimsoll_cgroup_usage_bytes",
+    "plimsoll_cgroup_working_set_bytes",
+    "plimsoll_cgroup_anon_bytes",
+    "plimsoll_cgroup_file_bytes",
+    "plimsoll_cgroup_shmem_bytes",
+    "plimsoll_cgroup_limit_bytes",
+    "plimsoll_cgroup_oom_kills_total",
+    "plimsoll_cgroup_pressure_some_ratio",
+    "plimsoll_cgroup_pressure_full_ratio",
 ];
 
 /// The exposition of `views`, taken at `now_unix_ms`.
@@ -182,6 +192,158 @@ impl Scrape {
     }
 }
 
+impl Scrape {
+    /// One gauge family of the cgroup targets, each series with the target's identity labels
+    /// (`container_id`, `pod_uid`, `qos_class` where known) so that PromQL can join them with
+    /// kube-state-metrics.
+    fn cgroup_gauge<N: prometheus_client::encoding::EncodeGaugeValue + Copy>(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        (name, help, unit): (&str, &str, Option<&Unit>),
+        kind: Kind,
+        value: impl Fn(&CgroupStatus) -> Option<N>,
+    ) -> Result<(), std::fmt::Error> {
+        if self.views.iter().all(|v| v.cgroup.is_none()) {
+            return Ok(());
+        }
+        let metric_type = match kind {
+            Kind::Gauge => ConstGauge::new(0i64).metric_type(),
+            Kind::Counter => ConstCounter::new(0u64).metric_type(),
+        };
+        let mut family = encoder.encode_descriptor(name, help, unit, metric_type)?;
+        for (view, label) in self.views.iter().zip(&self.labels) {
+            let Some(cgroup) = &view.cgroup else {
+                continue;
+            };
+            let Some(value) = value(cgroup) else {
+                continue;
+            };
+            let identity = identity_labels(cgroup);
+            let mut labels = vec![("target", label.as_str())];
+            labels.extend(identity.iter().map(|(k, v)| (*k, v.as_str())));
+            ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn cgroup_families(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let bytes = Some(&Unit::Bytes);
+        let gauge = Kind::Gauge;
+        let info = |c: &CgroupStatus| Some(1i64).filter(|_| !c.path.is_empty());
+        if self.views.iter().any(|v| v.cgroup.is_some()) {
+            // The info series carries the path and runtime too (one per target).
+            let mut family = e.encode_descriptor(
+                "plimsoll_cgroup_info",
+                "A watched cgroup's identity: 1 per target, labels cgroup, runtime, container_id, pod_uid, qos_class.",
+                None,
+                ConstGauge::new(0i64).metric_type(),
+            )?;
+            for (view, label) in self.views.iter().zip(&self.labels) {
+                let Some(cgroup) = &view.cgroup else { continue };
+                let Some(value) = info(cgroup) else { continue };
+                let identity = identity_labels(cgroup);
+                let path = escape_label(&cgroup.path);
+                let mut labels = vec![
+                    ("target", label.as_str()),
+                    ("cgroup", path.as_str()),
+                    ("runtime", cgroup.runtime),
+                ];
+                labels.extend(identity.iter().map(|(k, v)| (*k, v.as_str())));
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let b = |v: u64| Some(gauge_bytes(v));
+        self.cgroup_gauge(
+            e,
+            (
+                "plimsoll_cgroup_usage",
+                "Memory charged to the cgroup, page cache included.",
+                bytes,
+            ),
+            gauge,
+            |c| b(c.usage_bytes),
+        )?;
+        self.cgroup_gauge(e, ("plimsoll_cgroup_working_set", "The cgroup's usage less its inactive file cache (what the kubelet evicts on; the levels use it).", bytes), gauge, |c| b(c.working_set_bytes))?;
+        self.cgroup_gauge(
+            e,
+            (
+                "plimsoll_cgroup_anon",
+                "Anonymous memory of the cgroup.",
+                bytes,
+            ),
+            gauge,
+            |c| b(c.anon_bytes),
+        )?;
+        self.cgroup_gauge(
+            e,
+            (
+                "plimsoll_cgroup_file",
+                "File cache of the cgroup, shared memory excluded.",
+                bytes,
+            ),
+            gauge,
+            |c| b(c.file_bytes),
+        )?;
+        self.cgroup_gauge(
+            e,
+            (
+                "plimsoll_cgroup_shmem",
+                "Shared memory and tmpfs of the cgroup.",
+                bytes,
+            ),
+            gauge,
+            |c| b(c.shmem_bytes),
+        )?;
+        self.cgroup_gauge(
+            e,
+            (
+                "plimsoll_cgroup_limit",
+                "The cgroup's memory limit (the smallest of its own and its ancestors').",
+                bytes,
+            ),
+            gauge,
+            |c| c.limit_bytes.map(gauge_bytes),
+        )?;
+        self.cgroup_gauge(e, ("plimsoll_cgroup_oom_kills_total", "Processes of the cgroup the kernel's OOM killer killed, as the kernel counts them.", None), Kind::Counter, |c| c.oom_kills.map(gauge_bytes))?;
+        self.cgroup_gauge(
+            e,
+            (
+                "plimsoll_cgroup_pressure_some_ratio",
+                "Share of the last 10 s in which some task of the cgroup stalled on memory (PSI).",
+                None,
+            ),
+            gauge,
+            |c| c.psi_some_avg10.map(|p| p / 100.0),
+        )?;
+        self.cgroup_gauge(
+            e,
+            (
+                "plimsoll_cgroup_pressure_full_ratio",
+                "Share of the last 10 s in which all tasks of the cgroup stalled on memory (PSI).",
+                None,
+            ),
+            gauge,
+            |c| c.psi_full_avg10.map(|p| p / 100.0),
+        )?;
+        Ok(())
+    }
+}
+
+/// The identity labels of a cgroup target that are known, values escaped.
+fn identity_labels(cgroup: &CgroupStatus) -> Vec<(&'static str, String)> {
+    let mut labels = Vec::with_capacity(3);
+    if let Some(id) = &cgroup.container_id {
+        labels.push(("container_id", escape_label(id)));
+    }
+    if let Some(uid) = &cgroup.pod_uid {
+        labels.push(("pod_uid", escape_label(uid)));
+    }
+    if let Some(qos) = cgroup.qos_class {
+        labels.push(("qos_class", qos.to_owned()));
+    }
+    labels
+}
+
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let count = i64::try_from(self.views.len()).unwrap_or(i64::MAX);
@@ -289,6 +451,7 @@ impl Collector for Scrape {
                     .map(|start| (self.now_unix_ms - start).max(0) as f64 / 1000.0)
             },
         )?;
+        self.cgroup_families(&mut encoder)?;
         Ok(())
     }
 }
@@ -339,9 +502,53 @@ mod tests {
         assert_eq!(rss_lines, 2);
     }
 
+    fn container(name: &str) -> TargetStatus {
+        let mut view = view(name);
+        view.cgroup = Some(CgroupStatus {
+            path: "/kubepods/burstable/pod1-2/abc".to_owned(),
+            version: "v2",
+            runtime: "kubernetes",
+            container_id: Some("abc".to_owned()),
+            pod_uid: Some("1-2".to_owned()),
+            qos_class: Some("burstable"),
+            usage_bytes: 100,
+            working_set_bytes: 80,
+            limit_bytes: Some(1000),
+            oom_kills: Some(3),
+            psi_some_avg10: Some(12.5),
+            ..CgroupStatus::default()
+        });
+        view
+    }
+
+    #[test]
+    fn cgroup_targets_carry_their_identity_labels() {
+        let text = render(vec![view("proc"), container("k8s-abc")], 0).expect("render");
+        let labels = r#"{target="k8s-abc",container_id="abc",pod_uid="1-2",qos_class="burstable"}"#;
+        for line in [
+            format!("plimsoll_cgroup_working_set_bytes{labels} 80\n"),
+            format!("plimsoll_cgroup_limit_bytes{labels} 1000\n"),
+            format!("plimsoll_cgroup_oom_kills_total{labels} 3\n"),
+            format!("plimsoll_cgroup_pressure_some_ratio{labels} 0.125\n"),
+            "plimsoll_cgroup_info{target=\"k8s-abc\",cgroup=\"/kubepods/burstable/pod1-2/abc\",runtime=\"kubernetes\",container_id=\"abc\",pod_uid=\"1-2\",qos_class=\"burstable\"} 1\n".to_owned(),
+        ] {
+            assert!(text.contains(&line), "{line}: {text}");
+        }
+        assert!(!text.contains("target=\"proc\",container_id"), "{text}");
+        assert!(
+            !text.contains("plimsoll_cgroup_pressure_full_ratio{"),
+            "unknown: no series"
+        );
+        let plain = render(vec![view("proc")], 0).expect("render");
+        assert!(
+            !plain.contains("plimsoll_cgroup"),
+            "no cgroup target, no family: {plain}"
+        );
+    }
+
     #[test]
     fn every_family_of_the_list_is_exposed() {
-        let text = render(vec![view("api")], 0).expect("render");
+        let text = render(vec![container("api")], 0).expect("render");
         for family in FAMILIES {
             assert!(
                 text.contains(&format!("# TYPE {family}"))

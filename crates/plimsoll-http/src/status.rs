@@ -39,6 +39,67 @@ pub struct TargetStatus {
     /// How an owned target is kept from outliving its supervisor (`cgroup-v2`, `cgroup-v1`,
     /// `subreaper+pgroup`), once started; shown only when known.
     pub containment: Option<&'static str>,
+    /// For a cgroup watched as a target (`watch --cgroup`, `--containers`): its figures and
+    /// identity. Its `rss_bytes` is then the working set, which the levels use.
+    pub cgroup: Option<CgroupStatus>,
+}
+
+/// A watched cgroup at its last sample, and who it is (from its path alone).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CgroupStatus {
+    /// Its path inside its hierarchy (`/kubepods.slice/…/cri-containerd-ID.scope`).
+    pub path: String,
+    /// `v1` or `v2`.
+    pub version: &'static str,
+    /// What made it: `kubernetes`, `docker`, `containerd`, `podman`, `cri-o`, `systemd`, or
+    /// `cgroup` when its path says nothing.
+    pub runtime: &'static str,
+    /// The container's id (64 hex digits for Docker and containerd).
+    pub container_id: Option<String>,
+    /// The Kubernetes pod's uid (with dashes, as `kube_pod_info` has it).
+    pub pod_uid: Option<String>,
+    /// The Kubernetes QoS class: `guaranteed`, `burstable` or `besteffort`.
+    pub qos_class: Option<&'static str>,
+    /// Memory charged to it, page cache included, bytes.
+    pub usage_bytes: u64,
+    /// Usage less the inactive file cache, bytes (what the levels and the kubelet use).
+    pub working_set_bytes: u64,
+    /// Anonymous memory, bytes.
+    pub anon_bytes: u64,
+    /// File cache (shared memory excluded), bytes.
+    pub file_bytes: u64,
+    /// Shared memory and tmpfs, bytes.
+    pub shmem_bytes: u64,
+    /// Its memory limit (the smallest of its own and its ancestors'), bytes; `None`: no limit.
+    pub limit_bytes: Option<u64>,
+    /// Processes the kernel's OOM killer killed in it, as the kernel counts; `None` where the
+    /// kernel does not count them.
+    pub oom_kills: Option<u64>,
+    /// Memory pressure (PSI) of the cgroup: percent of the last 10 s some / all tasks stalled.
+    pub psi_some_avg10: Option<f64>,
+    /// See `psi_some_avg10`.
+    pub psi_full_avg10: Option<f64>,
+}
+
+/// The `cgroup` object of a target in `/health` and `/api/v1/targets`.
+fn cgroup_json(cgroup: &CgroupStatus) -> Value {
+    json!({
+        "path": cgroup.path,
+        "version": cgroup.version,
+        "runtime": cgroup.runtime,
+        "container_id": cgroup.container_id,
+        "pod_uid": cgroup.pod_uid,
+        "qos_class": cgroup.qos_class,
+        "usage_bytes": cgroup.usage_bytes,
+        "working_set_bytes": cgroup.working_set_bytes,
+        "anon_bytes": cgroup.anon_bytes,
+        "file_bytes": cgroup.file_bytes,
+        "shmem_bytes": cgroup.shmem_bytes,
+        "limit_bytes": cgroup.limit_bytes,
+        "oom_kills": cgroup.oom_kills,
+        "psi_some_avg10": cgroup.psi_some_avg10,
+        "psi_full_avg10": cgroup.psi_full_avg10,
+    })
 }
 
 impl TargetStatus {
@@ -59,6 +120,7 @@ impl TargetStatus {
             restarts: 0,
             owned,
             containment: None,
+            cgroup: None,
         }
     }
 }
@@ -120,6 +182,9 @@ pub fn target_json(target: &TargetStatus, now_unix_ms: i64) -> Value {
     });
     if let Some(containment) = target.containment {
         shown["containment"] = json!(containment);
+    }
+    if let Some(cgroup) = &target.cgroup {
+        shown["cgroup"] = cgroup_json(cgroup);
     }
     shown
 }

@@ -338,17 +338,30 @@ pub(crate) struct RunArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples: plimsoll watch 4242 4243 --budget 1G\n          plimsoll watch --match 'node .*server.js' --events -"
+    after_help = "Examples: plimsoll watch 4242 4243 --budget 1G\n          plimsoll watch --match 'node .*server.js' --events -\n          plimsoll watch --cgroup system.slice/nginx.service\n          plimsoll watch --containers --listen 0.0.0.0:9464"
 )]
 pub(crate) struct WatchArgs {
     #[command(flatten)]
     pub(crate) monitor: MonitorArgs,
     /// Process ids to watch (each with its descendants)
-    #[arg(value_name = "PID", required_unless_present = "pattern")]
+    #[arg(value_name = "PID", required_unless_present_any = ["pattern", "cgroups", "containers"])]
     pub(crate) pids: Vec<u32>,
     /// Watch every process whose command line matches REGEX, and new ones as they appear
     #[arg(long = "match", value_name = "REGEX")]
     pub(crate) pattern: Option<String>,
+    /// Watch the memory cgroup at PATH: relative to the hierarchy's root
+    /// (system.slice/nginx.service) or absolute under a cgroup mount. Its working set is
+    /// held against its limit (the budget unless --budget is given)
+    #[arg(long = "cgroup", value_name = "PATH", num_args = 1..)]
+    pub(crate) cgroups: Vec<PathBuf>,
+    /// Watch the cgroup of every container (Kubernetes, Docker, containerd, Podman, CRI-O)
+    /// and systemd service, and new ones as they appear
+    #[arg(long)]
+    pub(crate) containers: bool,
+    /// Where the cgroup file system is (a host's /sys/fs/cgroup mounted elsewhere); default:
+    /// as mounted here, from /proc/self/mountinfo
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cgroup_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

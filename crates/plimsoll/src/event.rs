@@ -55,6 +55,29 @@ pub(crate) enum EventKind {
     SnapshotWritten { path: String, bytes: u64 },
     /// The leak investigation after a confirmed leak named its suspects.
     LeakSuspects { snapshot: String, suspects: Value },
+    /// Watching a cgroup began (`watch --cgroup`, `--containers`): named `started`, with the
+    /// cgroup's path in its hierarchy instead of a pid.
+    CgroupStarted {
+        cgroup: String,
+        identity: crate::watch::Identity,
+    },
+    /// A watched cgroup was removed: named `exited`.
+    CgroupExited { cgroup: String },
+    /// The kernel's OOM killer killed `kills` processes of a watched cgroup since the last
+    /// sample (its counter moved to `oom_kills_total`).
+    OomKilled {
+        kills: u64,
+        oom_kills_total: u64,
+        working_set_bytes: u64,
+        limit_bytes: Option<u64>,
+    },
+    /// A watched cgroup's working set came near its memory limit, with the projected seconds
+    /// until it reaches it at the recent pace (`None` when it is not growing).
+    NearLimit {
+        working_set_bytes: u64,
+        limit_bytes: u64,
+        time_to_limit_s: Option<f64>,
+    },
 }
 
 /// Why a target is restarted.
@@ -95,6 +118,10 @@ impl EventKind {
             EventKind::BudgetBreach { .. } => "budget-breach",
             EventKind::SnapshotWritten { .. } => "snapshot-written",
             EventKind::LeakSuspects { .. } => "leak-suspects",
+            EventKind::CgroupStarted { .. } => "started",
+            EventKind::CgroupExited { .. } => "exited",
+            EventKind::OomKilled { .. } => "oom-killed",
+            EventKind::NearLimit { .. } => "near-limit",
             EventKind::Leak(change) => match change.state {
                 "suspected" => "leak-suspected",
                 "confirmed" => "leak-confirmed",
@@ -169,6 +196,35 @@ impl Event {
                     top["count_growth"],
                     mib(top["bytes_growth"].as_u64().unwrap_or(0)),
                     top["retainer_path"].as_str().unwrap_or("-")
+                )
+            }
+            EventKind::CgroupStarted { cgroup, .. } | EventKind::CgroupExited { cgroup } => {
+                format!("{name}: cgroup {cgroup}")
+            }
+            EventKind::OomKilled {
+                kills,
+                working_set_bytes,
+                limit_bytes,
+                ..
+            } => {
+                let limit = limit_bytes.map_or_else(|| "no limit".to_owned(), |l| mib(l));
+                format!(
+                    "{name}: the kernel killed {kills} process(es) (working set {}, limit {limit})",
+                    mib(*working_set_bytes)
+                )
+            }
+            EventKind::NearLimit {
+                working_set_bytes,
+                limit_bytes,
+                time_to_limit_s,
+            } => {
+                let when = time_to_limit_s
+                    .map(|t| format!(", reached in about {}", human_seconds(t)))
+                    .unwrap_or_default();
+                format!(
+                    "{name}: working set {} of limit {}{when}",
+                    mib(*working_set_bytes),
+                    mib(*limit_bytes)
                 )
             }
             EventKind::Leak(change) => {
@@ -248,6 +304,34 @@ impl Event {
             EventKind::LeakSuspects { snapshot, suspects } => {
                 json!({ "snapshot": snapshot, "suspects": suspects })
             }
+            EventKind::CgroupStarted { cgroup, identity } => json!({
+                "cgroup": cgroup,
+                "runtime": identity.runtime.as_str(),
+                "container_id": identity.container_id,
+                "pod_uid": identity.pod_uid,
+                "qos_class": identity.qos_class,
+            }),
+            EventKind::CgroupExited { cgroup } => json!({ "cgroup": cgroup }),
+            EventKind::OomKilled {
+                kills,
+                oom_kills_total,
+                working_set_bytes,
+                limit_bytes,
+            } => json!({
+                "kills": kills,
+                "oom_kills_total": oom_kills_total,
+                "working_set_bytes": working_set_bytes,
+                "limit_bytes": limit_bytes,
+            }),
+            EventKind::NearLimit {
+                working_set_bytes,
+                limit_bytes,
+                time_to_limit_s,
+            } => json!({
+                "working_set_bytes": working_set_bytes,
+                "limit_bytes": limit_bytes,
+                "time_to_limit_s": time_to_limit_s.map(|t| (t * 10.0).round() / 10.0),
+            }),
             EventKind::Leak(change) => json!({
                 "growth_bytes_per_s": change.growth_bytes_per_s,
                 "confidence": change.confidence,

@@ -11,6 +11,7 @@ use plimsoll_probe::{Pid, Probe, ProbeError, Sample, SampleDepth};
 use tokio::sync::mpsc;
 use tokio::time::{interval, MissedTickBehavior};
 
+use super::cgroups::{CgroupReport, CgroupSet};
 use super::scan::Scanner;
 use super::{process, Message};
 use crate::fds::{self, Burst};
@@ -48,6 +49,8 @@ pub(super) struct Report {
     pub(super) failed: Vec<(u32, ProbeError)>,
     /// Processes that exited; they are no longer watched.
     pub(super) gone: Vec<u32>,
+    /// What the watched cgroups gave.
+    pub(super) cgroups: CgroupReport,
 }
 
 #[derive(Debug)]
@@ -74,6 +77,8 @@ pub(super) struct Batch {
     max_watched: usize,
     /// Matches not watched for want of descriptors, not yet logged (once per burst).
     skipped: Burst,
+    /// The cgroups watched as targets of their own.
+    cgroups: CgroupSet,
 }
 
 impl Batch {
@@ -83,6 +88,7 @@ impl Batch {
         proc_root: impl Into<PathBuf>,
         scanner: Option<Scanner>,
         interval: Duration,
+        cgroups: CgroupSet,
     ) -> Batch {
         let cgroup_every = CGROUP_EVERY.as_secs_f64() / interval.as_secs_f64().max(1e-3);
         Batch {
@@ -96,6 +102,7 @@ impl Batch {
             cgroup_every: (cgroup_every.ceil() as u64).max(1),
             max_watched: watchable(),
             skipped: Burst::new(SKIPPED_WARN_EVERY),
+            cgroups,
         }
     }
 
@@ -117,9 +124,9 @@ impl Batch {
         Ok(())
     }
 
-    /// How many processes are watched.
+    /// How many processes and cgroups are watched.
     pub(super) fn len(&self) -> usize {
-        self.watched.len()
+        self.watched.len() + self.cgroups.len()
     }
 
     /// One tick: rescans when due, then samples every watched tree.
@@ -165,6 +172,7 @@ impl Batch {
             samples,
             failed,
             gone,
+            cgroups: self.cgroups.tick(taken),
         }
     }
 
@@ -327,7 +335,7 @@ mod tests {
     fn a_watched_process_is_sampled_until_it_exits_even_unreaped() {
         let mut child = sleeper();
         let pid = child.0.id();
-        let mut batch = Batch::new("/proc", None, Duration::from_secs(1));
+        let mut batch = Batch::new("/proc", None, Duration::from_secs(1), CgroupSet::new(None));
         batch.add(pid).expect("watch the sleep");
         batch.add(pid).expect("twice is once");
         assert_eq!(batch.len(), 1);
@@ -362,7 +370,7 @@ mod tests {
         let pid = child.0.id();
         child.0.kill().expect("kill");
         child.0.wait().expect("reap");
-        let mut batch = Batch::new("/proc", None, Duration::from_secs(1));
+        let mut batch = Batch::new("/proc", None, Duration::from_secs(1), CgroupSet::new(None));
         let error = batch.add(pid).expect_err("gone");
         assert_eq!(error.to_string(), format!("no process with pid {pid}"));
         assert_eq!(batch.len(), 0);

@@ -8,12 +8,23 @@
 //! matches inside an already watched tree (counted there) and plimsoll's own processes. With
 //! PIDs only, `watch` ends with status 0 once all of them are gone; with `--match` it runs
 //! until SIGINT or SIGTERM, picking up new matches within a few seconds.
+//!
+//! A cgroup (`--cgroup PATH…`, `--containers`) is a target of another kind: its own files are
+//! read every tick (`cgroups.rs`), its working set is what the levels and the detector see, its
+//! limit is the budget unless `--budget` says otherwise, and the kernel's OOM kills and the
+//! approach of the limit are events of their own (`cgroup_target.rs`). `started` and `exited`
+//! of a cgroup carry its path instead of a pid.
 
 mod batch;
+mod cgroup_target;
+mod cgroups;
 mod process;
 mod scan;
 
+pub(crate) use cgroups::Identity;
+
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -32,6 +43,8 @@ use crate::supervise::monitor::Monitor;
 use crate::supervise::{now_unix_ms, EventOutput};
 use crate::units::human_bytes;
 use batch::{Batch, Report, RESCAN_EVERY};
+use cgroup_target::CgroupTarget;
+use cgroups::{CgroupReport, CgroupSet};
 use scan::Scanner;
 
 /// Where processes are read.
@@ -44,12 +57,14 @@ pub(crate) fn run(args: &WatchArgs) -> Result<u8> {
         .as_deref()
         .map(|text| Regex::new(text).with_context(|| format!("invalid --match regex '{text}'")))
         .transpose()?;
-    let ending = match pattern {
-        Some(_) => Ending::OnSignal,
-        None => Ending::WhenAllGone,
+    let ending = if pattern.is_some() || args.containers {
+        Ending::OnSignal
+    } else {
+        Ending::WhenAllGone
     };
     let scanner = pattern.map(|pattern| Scanner::new(PROC, pattern, std::process::id()));
-    let mut batch = Batch::new(PROC, scanner, common.interval);
+    let cgroup_set = open_cgroups(args)?;
+    let mut batch = Batch::new(PROC, scanner, common.interval, cgroup_set);
     // Past the open-file limit's room, pids are skipped and said so, not fatal (fds.rs).
     let mut skipped = Vec::new();
     for &pid in &args.pids {
@@ -106,6 +121,15 @@ pub(crate) fn run(args: &WatchArgs) -> Result<u8> {
             shown.join(", ")
         );
     }
+    if !args.cgroups.is_empty() {
+        tracing::info!(cgroups = args.cgroups.len(), "watching the cgroups given");
+    }
+    if args.containers {
+        tracing::info!(
+            rescan_s = cgroups::DISCOVER_EVERY.as_secs_f64(),
+            "watching every container and service cgroup, and new ones as they appear"
+        );
+    }
     if let Some(text) = &args.pattern {
         tracing::info!(
             pattern = %text,
@@ -125,6 +149,22 @@ pub(crate) fn run(args: &WatchArgs) -> Result<u8> {
     });
     output.close();
     status
+}
+
+/// The cgroups to watch: those given (each must exist: else an error naming it), and the
+/// walk of `--containers`.
+fn open_cgroups(args: &WatchArgs) -> Result<CgroupSet> {
+    if args.cgroups.is_empty() && !args.containers {
+        return Ok(CgroupSet::new(None));
+    }
+    let hierarchies = cgroups::hierarchies(args.cgroup_root.as_deref())?;
+    let mut set = CgroupSet::new(args.containers.then(|| hierarchies.clone()));
+    for given in &args.cgroups {
+        let (hierarchy, dir) = cgroups::resolve(given, &hierarchies)?;
+        set.add(hierarchy, dir)
+            .with_context(|| format!("cannot watch cgroup '{}'", given.display()))?;
+    }
+    Ok(set)
 }
 
 /// When `watch` stops on its own.
@@ -168,12 +208,19 @@ async fn watch(
     let clock = Instant::now();
     let sampler = batch::spawn(batch, common.interval, sender);
     let mut targets: HashMap<u32, Target> = HashMap::new();
+    let mut cgroup_targets = CgroupTargets::default();
     let stopped_by = loop {
         tokio::select! {
             message = receiver.recv() => match message {
-                Some(Message::Tick(report)) => {
+                Some(Message::Tick(mut report)) => {
+                    let cgroups = std::mem::take(&mut report.cgroups);
+                    let t_s = report.taken.saturating_duration_since(clock).as_secs_f64();
                     handle(*report, clock, common, &mut targets, registry, output);
-                    if ending == Ending::WhenAllGone && targets.is_empty() {
+                    cgroup_targets.handle(cgroups, t_s, common, registry, output);
+                    if ending == Ending::WhenAllGone
+                        && targets.is_empty()
+                        && cgroup_targets.targets.is_empty()
+                    {
                         tracing::info!("no watched process is left; stopping");
                         break None;
                     }
@@ -190,7 +237,7 @@ async fn watch(
     sampler.abort();
     if let Some(signal) = stopped_by {
         tracing::info!(
-            watched = targets.len(),
+            watched = targets.len() + cgroup_targets.targets.len(),
             "{signal}: stopping (the watched processes go on)"
         );
     }
@@ -284,5 +331,116 @@ fn handle(
                 signal: None,
             },
         });
+    }
+}
+
+/// The loop's cgroup targets, by directory.
+#[derive(Debug, Default)]
+struct CgroupTargets {
+    targets: HashMap<PathBuf, CgroupTarget>,
+    /// Reads that failed so far, and cgroups found but skipped (unreadable, gone at once).
+    failures: u64,
+    skipped: u64,
+}
+
+impl CgroupTargets {
+    /// Turns one tick's cgroup readings into events and published views.
+    fn handle(
+        &mut self,
+        report: CgroupReport,
+        t_s: f64,
+        common: &Common,
+        registry: &Registry,
+        output: &mut dyn EventOutput,
+    ) {
+        if report.skipped > 0 {
+            self.skipped += report.skipped as u64;
+            tracing::debug!(
+                skipped = report.skipped,
+                total = self.skipped,
+                "cgroups skipped: unreadable or gone before their first read"
+            );
+        }
+        for found in report.found {
+            let identity = cgroups::identify_given(&found.path);
+            let mut name = identity.name(&found.path);
+            // Two cgroups may make the same name (two `job` cgroups in different places).
+            let mut n = 2;
+            while registry.get(&name).is_some() {
+                let base: String = identity
+                    .name(&found.path)
+                    .chars()
+                    .take(crate::name::MAX_NAME_CHARS - 4)
+                    .collect();
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            output.emit(&Event {
+                t_unix_ms: now_unix_ms(),
+                target: name.clone(),
+                kind: EventKind::CgroupStarted {
+                    cgroup: found.path.clone(),
+                    identity: identity.clone(),
+                },
+            });
+            let monitor = Monitor::new(
+                &name,
+                common.budget,
+                common.levels,
+                common.warmup,
+                DetectorConfig::recommended(),
+            );
+            let mut view = TargetView::new(&name, common.levels, false);
+            view.status.started_unix_ms = Some(now_unix_ms());
+            view.status.budget_bytes = common.budget;
+            registry.insert(view);
+            self.targets.insert(
+                found.dir,
+                CgroupTarget::new(name, monitor, found.path, identity),
+            );
+        }
+        for (dir, figures) in &report.samples {
+            let Some(target) = self.targets.get_mut(dir) else {
+                continue;
+            };
+            target.failing = false;
+            let sample = cgroup_target::sample_of(dir, &target.path, figures);
+            target.monitor.observe(t_s, &sample, None, output);
+            for kind in target.events(t_s, figures) {
+                output.emit(&Event {
+                    t_unix_ms: now_unix_ms(),
+                    target: target.name.clone(),
+                    kind,
+                });
+            }
+            target.monitor.publish(registry, &sample, None);
+            let status = cgroup_target::status_of(&target.path, &target.identity, figures);
+            registry.update(&target.name, |view| view.status.cgroup = Some(status));
+        }
+        for (dir, error) in &report.failed {
+            let Some(target) = self.targets.get_mut(dir) else {
+                continue;
+            };
+            self.failures += 1;
+            if target.failing {
+                tracing::debug!(target_name = %target.name, error = %error, failures = self.failures, "cgroup read failed");
+            } else {
+                tracing::warn!(target_name = %target.name, error = %error, failures = self.failures, "cannot read the cgroup; skipped, retrying every interval");
+                target.failing = true;
+            }
+        }
+        for dir in report.gone {
+            let Some(target) = self.targets.remove(&dir) else {
+                continue;
+            };
+            registry.remove(&target.name);
+            output.emit(&Event {
+                t_unix_ms: now_unix_ms(),
+                target: target.name,
+                kind: EventKind::CgroupExited {
+                    cgroup: target.path,
+                },
+            });
+        }
     }
 }
