@@ -207,7 +207,7 @@ impl Event {
                 limit_bytes,
                 ..
             } => {
-                let limit = limit_bytes.map_or_else(|| "no limit".to_owned(), |l| mib(l));
+                let limit = limit_bytes.map_or_else(|| "no limit".to_owned(), &mib);
                 format!(
                     "{name}: the kernel killed {kills} process(es) (working set {}, limit {limit})",
                     mib(*working_set_bytes)

@@ -4,7 +4,7 @@
 //! (`near-limit`, with the time to reach it at the recent pace).
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::Path;
 
 use plimsoll_analysis::theil_sen;
 use plimsoll_http::CgroupStatus;
@@ -103,7 +103,7 @@ impl CgroupTarget {
 /// A cgroup's figures as a `Sample` for the `Monitor`: `rss` is the working set (what the
 /// levels and the leak detector use: page cache the kernel can drop is not a leak), the
 /// anon/file/shmem split is the cgroup's, and `cgroup` carries usage, limit and OOM kills.
-pub(super) fn sample_of(dir: &PathBuf, path: &str, figures: &CgroupFigures) -> Sample {
+pub(super) fn sample_of(dir: &Path, path: &str, figures: &CgroupFigures) -> Sample {
     Sample {
         root: Pid(0),
         taken_at: std::time::SystemTime::now(),
@@ -119,7 +119,7 @@ pub(super) fn sample_of(dir: &PathBuf, path: &str, figures: &CgroupFigures) -> S
         cgroup: Some(CgroupMemory {
             version: figures.version,
             path: path.to_owned(),
-            dir: dir.clone(),
+            dir: dir.to_owned(),
             usage: figures.usage,
             limit: figures.limit,
             oom: None,

@@ -482,7 +482,10 @@ mod tests {
     const ID: &str = "3f1c5a9e0b7d4c2f8a6e1b9d0c3f5a7e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a";
     const UID: &str = "7b2c1e4a-93d5-4f0e-b6a8-2c9d1e3f5a7b";
 
-    fn check(path: &str, expected: Option<(Runtime, Option<&str>, Option<&str>, Option<&str>)>) {
+    /// Runtime, container id, pod uid, QoS class.
+    type Expected<'a> = Option<(Runtime, Option<&'a str>, Option<&'a str>, Option<&'a str>)>;
+
+    fn check(path: &str, expected: Expected<'_>) {
         let got = identify(path).map(|i| {
             (
                 i.runtime,
@@ -666,5 +669,71 @@ mod tests {
                 .starts_with("invalid cgroup path '../job'"),
             "{error}"
         );
+    }
+
+    fn v1_cgroup(top: &Path, path: &str) -> PathBuf {
+        let dir = top.join(path);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let files = [
+            ("memory.usage_in_bytes", "1048576\n"),
+            (
+                "memory.stat",
+                "total_rss 1048576\ntotal_cache 0\ntotal_shmem 0\ntotal_inactive_file 0\n\
+                 hierarchical_memory_limit 67108864\n",
+            ),
+            (
+                "memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+            ),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).expect("write");
+        }
+        dir
+    }
+
+    #[test]
+    fn bad_or_vanishing_cgroups_are_skipped_counted_or_gone_never_fatal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let top = dir.path();
+        let hierarchy = Hierarchy {
+            version: CgroupVersion::V1,
+            top: top.to_owned(),
+        };
+        let good = v1_cgroup(top, &format!("docker/{ID}"));
+        let other = format!("{}{}", &ID[1..], "0");
+        let flaky = v1_cgroup(top, &format!("docker/{other}"));
+        // Found by the walk but unreadable at its first read: skipped and counted.
+        let broken = v1_cgroup(top, "system.slice/broken.service");
+        std::fs::write(broken.join("memory.stat"), "garbage\n").expect("write");
+        let mut set = CgroupSet::new(Some(vec![hierarchy]));
+        let now = Instant::now();
+        let report = set.tick(now);
+        assert_eq!(report.found.len(), 2, "{report:?}");
+        assert_eq!(report.skipped, 1);
+        assert_eq!(report.samples.len(), 2);
+        // A file turned bad: a failed read, still watched; a cgroup removed: gone.
+        std::fs::write(flaky.join("memory.oom_control"), "nonsense\n").expect("write");
+        std::fs::remove_dir_all(&good).expect("rm");
+        let report = set.tick(now + Duration::from_millis(100));
+        assert!(
+            report.found.is_empty() && report.skipped == 0,
+            "no walk yet: {report:?}"
+        );
+        assert_eq!(report.gone, std::slice::from_ref(&good));
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].0, flaky);
+        assert_eq!(set.len(), 1);
+        // Repaired, it is read again; the walk does not find the gone one again.
+        std::fs::write(
+            flaky.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        )
+        .expect("write");
+        let report = set.tick(now + DISCOVER_EVERY * 2);
+        assert_eq!(report.samples.len(), 1);
+        assert_eq!(report.samples[0].1.oom_kill, Some(1));
+        assert!(report.found.is_empty() && report.gone.is_empty());
+        assert_eq!(report.skipped, 1, "the broken one, again");
     }
 }

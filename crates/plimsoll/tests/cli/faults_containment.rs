@@ -11,7 +11,7 @@ use crate::harness::{event_names, eventually, read_events, Cmd, Running};
 const WITHIN: Duration = Duration::from_secs(30);
 
 /// Where the hierarchy of `kind` (`cgroup-v2`, or `cgroup-v1`'s memory controller) is mounted.
-fn cgroup_mount(kind: &str) -> Option<String> {
+pub(crate) fn cgroup_mount(kind: &str) -> Option<String> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mounts.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;

@@ -3,6 +3,7 @@
 mod analyze;
 mod check;
 mod chromium;
+mod containers;
 mod faults_containment;
 mod faults_loop;
 mod faults_net;
