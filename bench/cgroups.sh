@@ -5,7 +5,7 @@
 # RSS of plimsoll, and its CPU per cgroup sample, against a plain C reader of the same files
 # (bench/cgroup_reader.c) run beside it in the same window. Needs root and a v1 memory
 # hierarchy, or a v2 one with the memory controller. Every cgroup and process it made is removed
-# on exit, failure or Ctrl-C included. Usage: bench/cgroups.sh [N] [SECONDS]
+# on exit, failure or Ctrl-C included. Usage: bench/cgroups.sh [N] [SECONDS] (PLIMSOLL=PATH: that binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-500}"
@@ -35,18 +35,21 @@ if [ -z "$top" ]; then
     fi
 fi
 
-cargo build --release -q -p plimsoll --bin plimsoll
-plimsoll="$PWD/target/release/plimsoll"
+# PLIMSOLL=PATH measures that binary instead of a fresh release build.
+plimsoll="${PLIMSOLL:-}"
+if [ -z "$plimsoll" ]; then
+    cargo build --release -q -p plimsoll --bin plimsoll
+    plimsoll="$PWD/target/release/plimsoll"
+fi
 work="$(mktemp -d)"
 root="$top/plimsoll-bench-$$"
 sleepers=()
 watcher=""
 reader=""
 cleanup() {
-    [ -n "$watcher" ] && kill "$watcher" 2>/dev/null && wait "$watcher" 2>/dev/null
-    [ -n "$reader" ] && kill "$reader" 2>/dev/null && wait "$reader" 2>/dev/null
-    for pid in "${sleepers[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    set +e # every step, whatever the one before did
+    for pid in $watcher $reader "${sleepers[@]}"; do kill "$pid" 2>/dev/null; done
+    wait 2>/dev/null
     if [ -d "$root" ]; then
         for dir in "$root"/docker/*/; do rmdir "$dir" 2>/dev/null || true; done
         rmdir "$root/docker" "$root" 2>/dev/null || echo "bench/cgroups.sh: could not remove $root" >&2
@@ -67,7 +70,7 @@ echo "making $n $version memory cgroups under $root, each with a sleep..."
 for i in $(seq 1 "$n"); do
     dir="$root/docker/$(printf '%064x' "$i")"
     mkdir "$dir"
-    sleep 100000 &
+    sleep 100000 >/dev/null 2>&1 &
     sleepers+=("$!")
     echo "$!" >"$dir/cgroup.procs"
     echo "$dir" >>"$work/dirs"
@@ -91,8 +94,9 @@ sleep 3 # past the first samples and the store's first commits
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
-"$work/cgroup_reader" "$version" "$seconds" "$work/dirs" >/dev/null &
+"$work/cgroup_reader" "$version" "$((seconds + 30))" "$work/dirs" >/dev/null &
 reader=$!
+store0=$(du -sk "$work/data" | cut -f1)
 start_ns=$(date +%s%N)
 p0=$(ticks "$watcher")
 r0=$(ticks "$reader")
@@ -106,14 +110,17 @@ p_hwm=$(kib "$watcher" VmHWM)
 r_rss=$(kib "$reader" VmRSS)
 watched_end="$(curl -sf "http://$addr/metrics" | awk '$1 == "plimsoll_targets" { print $2 }')"
 hz=$(getconf CLK_TCK)
+store1=$(du -sk "$work/data" | cut -f1)
 
 awk -v n="$n" -v s="$elapsed_ns" -v hz="$hz" -v p="$((p1 - p0))" -v r="$((r1 - r0))" \
-    -v prss="$p_rss" -v phwm="$p_hwm" -v rrss="$r_rss" -v v="$version" -v w="$watched_end" 'BEGIN {
+    -v prss="$p_rss" -v phwm="$p_hwm" -v rrss="$r_rss" -v v="$version" -v w="$watched_end" \
+    -v store="$((store1 - store0))" 'BEGIN {
     secs = s / 1e9; samples = n * secs
     pcpu = p / hz / secs * 100; rcpu = r / hz / secs * 100
     printf "\n%d %s cgroups at 1 Hz for %.0f s (plimsoll watching %d)\n\n", n, v, secs, w
     printf "| reader | CPU, %% of a core | RSS | CPU per cgroup sample | ratio |\n|---|---|---|---|---|\n"
     printf "| plimsoll watch --containers | %.2f %% | %.1f MiB (peak %.1f) | %.1f µs | %.1f× |\n", pcpu, prss / 1024, phwm / 1024, p / hz / samples * 1e6, (r > 0 ? p / r : 0)
     printf "| plain C reader of the same files | %.2f %% | %.1f MiB | %.1f µs | 1× |\n", rcpu, rrss / 1024, r / hz / samples * 1e6
+    printf "\nthe store (SQLite, samples of every target every second) grew %.1f MiB in %.0f s\n", store / 1024, secs
     printf "\nbars: ≤ 5 %% of a core: %s; ≤ 64 MiB RSS: %s\n", (pcpu <= 5 ? "met" : "MISSED"), (prss / 1024 <= 64 ? "met" : "MISSED")
 }'

@@ -354,12 +354,21 @@ impl CgroupTargets {
         output: &mut dyn EventOutput,
     ) {
         if report.skipped > 0 {
+            let first = self.skipped == 0;
             self.skipped += report.skipped as u64;
-            tracing::debug!(
-                skipped = report.skipped,
-                total = self.skipped,
-                "cgroups skipped: unreadable or gone before their first read"
-            );
+            if first {
+                tracing::warn!(
+                    skipped = report.skipped,
+                    "cgroups skipped: unreadable, or gone before their first read (counted; \
+                     the next ones are logged at debug level)"
+                );
+            } else {
+                tracing::debug!(
+                    skipped = report.skipped,
+                    total = self.skipped,
+                    "cgroups skipped"
+                );
+            }
         }
         for found in report.found {
             let identity = cgroups::identify_given(&found.path);
