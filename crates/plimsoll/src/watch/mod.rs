@@ -155,6 +155,12 @@ pub(crate) fn run(args: &WatchArgs) -> Result<u8> {
 /// walk of `--containers`.
 fn open_cgroups(args: &WatchArgs) -> Result<CgroupSet> {
     if args.cgroups.is_empty() && !args.containers {
+        if let Some(root) = &args.cgroup_root {
+            bail!(
+                "--cgroup-root '{}' needs --cgroup or --containers",
+                root.display()
+            );
+        }
         return Ok(CgroupSet::new(None));
     }
     let hierarchies = cgroups::hierarchies(args.cgroup_root.as_deref())?;

@@ -356,6 +356,19 @@ fn cgroups_that_are_not_there_are_refused_naming_them() {
         "{}",
         out.stderr
     );
+    let out = Cmd::new("watch")
+        .arg("--listen")
+        .arg("off")
+        .arg("--cgroup-root")
+        .arg("/sys/fs/cgroup")
+        .arg("1")
+        .expect_exit(2);
+    assert!(
+        out.stderr
+            .contains("--cgroup-root '/sys/fs/cgroup' needs --cgroup or --containers"),
+        "{}",
+        out.stderr
+    );
     // Nothing was written half-way.
     let written: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
     assert!(written.is_empty(), "{written:?}");
