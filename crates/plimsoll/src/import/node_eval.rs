@@ -1,0 +1,179 @@
+//! Reading a JavaScript ecosystem file (`.js`, `.cjs`, `.mjs`) the way PM2 does, by loading it
+//! in Node: a child `node` that requires the file in its own directory and prints its exports as
+//! JSON, bounded in time (10 s) and in output, and killed with its whole group when it overstays.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::Value;
+
+use crate::bounded::{excerpt, excerpt_message};
+
+/// How long the file may take to load.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
+/// The most JSON read back: an ecosystem file of hundreds of apps is a few dozen KiB.
+const MAX_STDOUT: usize = 4 << 20;
+/// The most of standard error kept for the message.
+const MAX_STDERR: usize = 64 << 10;
+/// The line our script writes on standard error when loading fails.
+const ERROR_MARK: &str = "PLIMSOLL_PM2_ERROR ";
+
+/// The script `node -e` runs with the file's absolute path as its one argument. Whatever the
+/// file itself prints goes to standard error, so standard output holds only the JSON.
+const SCRIPT: &str = r#"
+const print = process.stdout.write.bind(process.stdout);
+process.stdout.write = (...a) => process.stderr.write(...a);
+const file = process.argv[1];
+const url = () => require('url').pathToFileURL(file).href;
+const report = (e) => {
+  const stack = e && e.stack ? String(e.stack).split('\n') : [];
+  let at = stack.length && stack[0].startsWith(file + ':') ? stack[0] : '';
+  if (!at) { const frame = stack.find((l) => l.includes(file + ':')); if (frame) at = frame.trim().replace(/^at\s+/, ''); }
+  const name = e && e.name ? String(e.name) : 'Error';
+  const message = e && e.message !== undefined ? String(e.message) : String(e);
+  process.stderr.write('\nPLIMSOLL_PM2_ERROR ' + JSON.stringify({ name, message, at }) + '\n');
+  process.exitCode = 1;
+};
+const esm = async () => { const ns = await import(url()); return ns.default !== undefined ? ns.default : { ...ns }; };
+const load = async () => {
+  if (file.endsWith('.mjs')) return esm();
+  try { return require(file); } catch (e) { if (e && e.code === 'ERR_REQUIRE_ESM') return esm(); throw e; }
+};
+load().then((value) => {
+  let text;
+  try { text = JSON.stringify(value === undefined ? null : value); } catch (e) { return report(e); }
+  print(text === undefined ? 'null' : text);
+}, report);
+"#;
+
+/// The exports of the JavaScript file at `path` (absolute), as JSON.
+pub(crate) fn evaluate(path: &Path) -> Result<Value> {
+    let shown = path.display();
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mut child = Command::new("node")
+        .arg("-e")
+        .arg(SCRIPT)
+        .arg(path)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow!(
+                    "cannot read '{shown}': it is JavaScript and `node` was not found on PATH \
+                     (install Node.js, or convert the file to .json or .yaml)"
+                )
+            } else {
+                anyhow!("cannot read '{shown}': cannot start `node`: {e}")
+            }
+        })?;
+    let stdout = child.stdout.take().map(|s| drain(s, MAX_STDOUT));
+    let stderr = child.stderr.take().map(|s| drain(s, MAX_STDERR));
+    let finished = wait_within(&mut child, TIMEOUT);
+    let (out, out_overflow) = stdout.map_or((Vec::new(), false), join);
+    let (err, _) = stderr.map_or((Vec::new(), false), join);
+    let status = match finished {
+        Some(status) => status,
+        None => bail!(
+            "cannot read '{shown}': node did not finish loading it within {} s \
+             (does it wait for something, e.g. a server or stdin?)",
+            TIMEOUT.as_secs()
+        ),
+    };
+    if !status.success() {
+        bail!("cannot read '{shown}': {}", failure(&err));
+    }
+    if out_overflow {
+        bail!("cannot read '{shown}': its exports are larger than {MAX_STDOUT} bytes as JSON");
+    }
+    serde_json::from_slice(&out).map_err(|e| {
+        anyhow!(
+            "cannot read '{shown}': node printed something that is not JSON ({e}): {}",
+            crate::bounded::excerpt_bytes(&out)
+        )
+    })
+}
+
+/// Node's complaint, from our error line when the script got that far.
+fn failure(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    if let Some(line) = text.lines().rev().find_map(|l| l.strip_prefix(ERROR_MARK)) {
+        if let Ok(error) = serde_json::from_str::<Value>(line) {
+            let field = |key: &str| error[key].as_str().unwrap_or_default().to_owned();
+            let at = field("at");
+            let place = if at.is_empty() {
+                String::new()
+            } else {
+                format!(" (at {})", excerpt(&at))
+            };
+            return format!(
+                "node could not load it: {}: {}{place}",
+                excerpt(&field("name")),
+                excerpt_message(&field("message"))
+            );
+        }
+    }
+    let last: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let tail = last[last.len().saturating_sub(3)..].join(" | ");
+    format!("node failed: {}", excerpt_message(&tail))
+}
+
+/// Reads all of `source` on a thread, keeping at most `max` bytes (and whether there was more),
+/// so a child that prints a lot never blocks on a full pipe.
+fn drain(
+    mut source: impl Read + Send + 'static,
+    max: usize,
+) -> std::thread::JoinHandle<(Vec<u8>, bool)> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut overflow = false;
+        let mut buffer = [0u8; 8192];
+        loop {
+            match source.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = max.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buffer[..n.min(room)]);
+                    overflow |= n > room;
+                }
+            }
+        }
+        (kept, overflow)
+    })
+}
+
+fn join(handle: std::thread::JoinHandle<(Vec<u8>, bool)>) -> (Vec<u8>, bool) {
+    handle.join().unwrap_or_default()
+}
+
+/// Waits for `child` up to `limit`; past it kills its whole group (a file that started
+/// something) and returns `None`.
+fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => {
+                let group = nix::unistd::Pid::from_raw(child.id() as i32);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
