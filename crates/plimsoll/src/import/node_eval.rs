@@ -177,3 +177,52 @@ fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitS
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_past_its_time_is_killed_with_its_group() {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("sleep 30 & sleep 30")
+            .process_group(0)
+            .spawn()
+            .expect("sh");
+        let group = nix::unistd::Pid::from_raw(child.id() as i32);
+        let started = Instant::now();
+        assert!(wait_within(&mut child, Duration::from_millis(200)).is_none());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Nothing of the group is left running (a killed grandchild may linger as a zombie
+        // until init reaps it).
+        let alive = || -> Vec<String> {
+            std::fs::read_dir("/proc")
+                .expect("/proc")
+                .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
+                .filter(|stat| {
+                    // pid (comm) state ppid pgrp …
+                    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+                    let fields: Vec<&str> = after.split_whitespace().collect();
+                    fields.get(2) == Some(&group.as_raw().to_string().as_str()) && fields[0] != "Z"
+                })
+                .collect()
+        };
+        // SIGKILL is delivered at once but a process takes a moment to die: poll, bounded.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !alive().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(alive(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn nodes_complaint_is_cut_to_its_message_and_place() {
+        let stderr = b"noise\nPLIMSOLL_PM2_ERROR {\"name\":\"TypeError\",\"message\":\"x is not a function\",\"at\":\"/a/eco.js:3:1\"}\n";
+        assert_eq!(
+            failure(stderr),
+            "node could not load it: TypeError: x is not a function (at /a/eco.js:3:1)"
+        );
+        assert_eq!(failure(b"a\nb\n\nc\nd\n"), "node failed: b | c | d");
+    }
+}
