@@ -223,6 +223,32 @@ fn render(imported: &Imported, source: &Path, env: Option<&str>, out_dir: Option
                 trailing("max_restarts × min_uptime: that many short runs give up, as in PM2")
             );
         }
+        if let Some(delay) = app.restart_delay {
+            let from = if app.exp_backoff {
+                "exp_backoff_restart_delay"
+            } else {
+                "restart_delay"
+            };
+            let _ = writeln!(
+                text,
+                "restart_delay = {}{}",
+                string(&millis(delay)),
+                trailing(from)
+            );
+        }
+        if let Some(delay) = app.max_restart_delay {
+            let note = if app.exp_backoff {
+                "PM2's cap; PM2 grows the delay ×1.5, plimsoll doubles it"
+            } else {
+                "a fixed delay, as PM2's restart_delay"
+            };
+            let _ = writeln!(
+                text,
+                "max_restart_delay = {}{}",
+                string(&millis(delay)),
+                trailing(note)
+            );
+        }
         if !app.env.is_empty() {
             let _ = writeln!(text, "\n[app.env]");
             for (key, value) in &app.env {
@@ -321,6 +347,7 @@ mod tests {
             "args": ["--title", "say \"hi\"\n"], "node_args": "--max-old-space-size=2048",
             "instances": "max", "exec_mode": "cluster", "max_memory_restart": "1536M",
             "kill_timeout": 1600, "max_restarts": 5, "min_uptime": "10s",
+            "exp_backoff_restart_delay": 200,
             "env": {"NODE_ENV": "development", "weird key": "a\\b"},
             "env_production": {"NODE_ENV": "production"}
         }, {"script": "worker.py", "max_memory_restart": 1000}]});
@@ -351,6 +378,10 @@ mod tests {
         assert_eq!(api.grace, Duration::from_millis(1600));
         assert_eq!(api.max_restarts, 5);
         assert_eq!(api.restart_window, Duration::from_secs(50));
+        assert_eq!(
+            (api.restart_delay, api.max_restart_delay),
+            (Duration::from_millis(200), Duration::from_secs(15))
+        );
         assert!(api.env.contains(&("NODE_ENV".into(), "production".into())));
         assert!(api.env.contains(&("weird key".into(), "a\\b".into())));
         assert!(

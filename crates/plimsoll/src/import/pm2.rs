@@ -56,6 +56,11 @@ pub(crate) struct ImportedApp {
     /// `max_restarts` × `min_uptime`: that many runs shorter than `min_uptime` give up, as in
     /// PM2.
     pub(crate) restart_window: Option<Duration>,
+    /// From `restart_delay` (fixed: the cap is the same) or `exp_backoff_restart_delay`.
+    pub(crate) restart_delay: Option<Duration>,
+    pub(crate) max_restart_delay: Option<Duration>,
+    /// The delay grows, from `exp_backoff_restart_delay`.
+    pub(crate) exp_backoff: bool,
 }
 
 /// What an ecosystem file becomes.
@@ -258,9 +263,6 @@ fn not_carried(key: &str) -> Option<&'static str> {
         }
         "stop_exit_codes" => "not carried: an exit with code 0 is not restarted, any other exit is",
         "autostart" => "not carried: every app of plimsoll.toml starts",
-        "restart_delay" | "exp_backoff_restart_delay" => {
-            "not carried: restarts back off on their own, from 100 ms doubling up to 1 s"
-        }
         "wait_ready" | "listen_timeout" => {
             "not carried: no readiness message; a rolling restart moves on at the restarted \
              instance's first sample"
@@ -342,6 +344,8 @@ const CARRIED: &[&str] = &[
     "kill_timeout",
     "max_restarts",
     "min_uptime",
+    "restart_delay",
+    "exp_backoff_restart_delay",
 ];
 
 fn convert_app(
@@ -669,6 +673,40 @@ fn convert_app(
         (Some(count as u32), Some(Duration::from_millis(window_ms)))
     };
 
+    // Restart delays: PM2's exp_backoff_restart_delay grows ×1.5 up to 15 s (and wins over
+    // restart_delay); here the delay doubles up to max_restart_delay.
+    let delay_ms = |key: &str| -> Result<Option<u64>> {
+        match app.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => integer(value)
+                .filter(|ms| (0..=600_000).contains(ms))
+                .map(|ms| (ms > 0).then_some(ms as u64))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{} {}: expected milliseconds, 0 to 600000 (10 minutes)",
+                        context(key),
+                        shown(value)
+                    )
+                }),
+        }
+    };
+    let exp_backoff = delay_ms("exp_backoff_restart_delay")?;
+    let fixed = delay_ms("restart_delay")?;
+    let (restart_delay, max_restart_delay) = match (exp_backoff, fixed) {
+        (Some(first), fixed) => {
+            if fixed.is_some() {
+                warn(
+                    "restart_delay",
+                    app.get("restart_delay").map(shown),
+                    "not carried: exp_backoff_restart_delay wins, as in PM2".to_owned(),
+                );
+            }
+            (Some(first), Some(first.max(15_000)))
+        }
+        (None, Some(fixed)) => (Some(fixed), Some(fixed)),
+        (None, None) => (None, None),
+    };
+
     // Everything else: a warning each, unless its value changes nothing.
     for (key, value) in app {
         if CARRIED.contains(&key.as_str()) || key.starts_with("env_") {
@@ -701,6 +739,9 @@ fn convert_app(
         grace,
         max_restarts,
         restart_window,
+        restart_delay: restart_delay.map(Duration::from_millis),
+        max_restart_delay: max_restart_delay.map(Duration::from_millis),
+        exp_backoff: exp_backoff.is_some(),
     })
 }
 
@@ -1104,6 +1145,33 @@ mod tests {
         assert_eq!(app.max_restarts, Some(5));
         assert_eq!(app.restart_window, Some(Duration::from_secs(10)));
         assert_eq!(app.grace, Some(Duration::from_secs(3)));
+        let delays = |v: Value| {
+            let (app, warnings) = one(v);
+            let ms = |d: Option<Duration>| d.map(|d| d.as_millis());
+            (
+                ms(app.restart_delay),
+                ms(app.max_restart_delay),
+                warnings.iter().any(|w| w.key == "restart_delay"),
+            )
+        };
+        assert_eq!(
+            delays(json!({"script": "a.js", "restart_delay": 4000})),
+            (Some(4000), Some(4000), false)
+        );
+        assert_eq!(
+            delays(json!({"script": "a.js", "exp_backoff_restart_delay": 100})),
+            (Some(100), Some(15000), false)
+        );
+        assert_eq!(
+            delays(
+                json!({"script": "a.js", "exp_backoff_restart_delay": 100, "restart_delay": 3000})
+            ),
+            (Some(100), Some(15000), true)
+        );
+        assert_eq!(
+            delays(json!({"script": "a.js", "restart_delay": 0})),
+            (None, None, false)
+        );
         let (app, _) = one(json!({"script": "a.js", "min_uptime": 5000}));
         assert_eq!(
             (app.max_restarts, app.restart_window),
