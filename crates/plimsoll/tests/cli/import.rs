@@ -287,3 +287,65 @@ fn node_missing_is_named_and_an_existing_output_is_kept_without_force() {
         .expect_exit(0);
     assert!(up_check(&config).starts_with("api: 1 x `node server.js`"));
 }
+
+/// The code block of `docs/from-pm2.md` that starts with `first_line`.
+fn doc_block<'a>(doc: &'a str, first_line: &str) -> &'a str {
+    let start = doc.find(first_line).expect("the block");
+    let end = doc[start..].find("```").expect("its end");
+    &doc[start..start + end]
+}
+
+#[test]
+fn the_guides_example_imports_as_it_shows() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/from-pm2.md"),
+    )
+    .expect("docs/from-pm2.md");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_file(
+        dir.path(),
+        "ecosystem.config.js",
+        doc_block(&doc, "// ecosystem.config.js"),
+    );
+    write_file(dir.path(), "server.js", doc_block(&doc, "// server.js"));
+    // The commands as the guide writes them, run in that directory.
+    let command = doc
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("plimsoll import pm2 "))
+        .expect("the import command");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let output = words[2..]
+        .iter()
+        .fold(Cmd::new(words[1]).current_dir(dir.path()), |cmd, w| {
+            cmd.arg(w)
+        })
+        .expect_exit(0);
+    for line in doc
+        .lines()
+        .filter(|l| l.starts_with("    plimsoll: warning: "))
+    {
+        let shown = line.trim().trim_end_matches("(…)");
+        assert!(
+            output.stderr.contains(shown),
+            "{shown}\nnot in:\n{}",
+            output.stderr
+        );
+    }
+    let written = std::fs::read_to_string(dir.path().join("plimsoll.toml")).expect("written");
+    let shown = doc_block(&doc, "[[app]]");
+    assert!(
+        written.contains(shown),
+        "the guide shows:\n{shown}\nimport wrote:\n{written}"
+    );
+    assert!(doc.contains("    plimsoll up --check -c plimsoll.toml\n"));
+    let plan = Cmd::new("up")
+        .arg("--check")
+        .arg("-c")
+        .arg("plimsoll.toml")
+        .current_dir(dir.path())
+        .expect_exit(0)
+        .stdout;
+    assert!(plan.starts_with("api: 2 x `node ./server.js`"), "{plan}");
+    assert!(plan.contains("budget 300.0 MiB per instance"), "{plan}");
+}
