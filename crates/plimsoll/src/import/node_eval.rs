@@ -36,7 +36,7 @@ const report = (e) => {
   const name = e && e.name ? String(e.name) : 'Error';
   const message = e && e.message !== undefined ? String(e.message) : String(e);
   process.stderr.write('\nPLIMSOLL_PM2_ERROR ' + JSON.stringify({ name, message, at }) + '\n');
-  process.exitCode = 1;
+  process.exit(1);
 };
 const esm = async () => { const ns = await import(url()); return ns.default !== undefined ? ns.default : { ...ns }; };
 const load = async () => {
@@ -47,11 +47,19 @@ load().then((value) => {
   let text;
   try { text = JSON.stringify(value === undefined ? null : value); } catch (e) { return report(e); }
   print(text === undefined ? 'null' : text);
+  // A timer or socket the file left open must not keep node running (writes to pipes are
+  // synchronous on Linux: nothing is lost).
+  process.exit(0);
 }, report);
 "#;
 
 /// The exports of the JavaScript file at `path` (absolute), as JSON.
 pub(crate) fn evaluate(path: &Path) -> Result<Value> {
+    evaluate_within(path, TIMEOUT)
+}
+
+/// [`evaluate`] with a time limit.
+fn evaluate_within(path: &Path, limit: Duration) -> Result<Value> {
     let shown = path.display();
     let dir = path.parent().unwrap_or(Path::new("/"));
     let mut child = Command::new("node")
@@ -76,15 +84,21 @@ pub(crate) fn evaluate(path: &Path) -> Result<Value> {
         })?;
     let stdout = child.stdout.take().map(|s| drain(s, MAX_STDOUT));
     let stderr = child.stderr.take().map(|s| drain(s, MAX_STDERR));
-    let finished = wait_within(&mut child, TIMEOUT);
-    let (out, out_overflow) = stdout.map_or((Vec::new(), false), join);
-    let (err, _) = stderr.map_or((Vec::new(), false), join);
+    let finished = wait_within(&mut child, limit);
+    // Something the file started in a session of its own may hold the pipes open: wait for
+    // the rest of the output a little, not forever.
+    let (out, out_overflow) = stdout
+        .map_or(Some((Vec::new(), false)), join)
+        .unwrap_or_default();
+    let (err, _) = stderr
+        .map_or(Some((Vec::new(), false)), join)
+        .unwrap_or_default();
     let status = match finished {
         Some(status) => status,
         None => bail!(
-            "cannot read '{shown}': node did not finish loading it within {} s \
+            "cannot read '{shown}': node did not finish loading it within {:.0} s \
              (does it wait for something, e.g. a server or stdin?)",
-            TIMEOUT.as_secs()
+            limit.as_secs_f64()
         ),
     };
     if !status.success() {
@@ -134,7 +148,8 @@ fn failure(stderr: &[u8]) -> String {
 fn drain(
     mut source: impl Read + Send + 'static,
     max: usize,
-) -> std::thread::JoinHandle<(Vec<u8>, bool)> {
+) -> std::sync::mpsc::Receiver<(Vec<u8>, bool)> {
+    let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut kept = Vec::new();
         let mut overflow = false;
@@ -149,12 +164,14 @@ fn drain(
                 }
             }
         }
-        (kept, overflow)
-    })
+        let _ = sender.send((kept, overflow));
+    });
+    receiver
 }
 
-fn join(handle: std::thread::JoinHandle<(Vec<u8>, bool)>) -> (Vec<u8>, bool) {
-    handle.join().unwrap_or_default()
+/// What [`drain`] read, once its pipe closed, within a second.
+fn join(receiver: std::sync::mpsc::Receiver<(Vec<u8>, bool)>) -> Option<(Vec<u8>, bool)> {
+    receiver.recv_timeout(Duration::from_secs(1)).ok()
 }
 
 /// Waits for `child` up to `limit`; past it kills its whole group (a file that started
@@ -214,6 +231,34 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(alive(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_file_that_never_finishes_loading_is_cut_off_and_one_with_open_handles_is_not_waited_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let endless = dir.path().join("endless.config.js");
+        std::fs::write(&endless, "while (true) {}\n").expect("write");
+        let started = Instant::now();
+        let error = format!(
+            "{:#}",
+            evaluate_within(&endless, Duration::from_millis(500)).expect_err("endless")
+        );
+        assert!(
+            error.contains("did not finish loading it within 0 s"),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let busy = dir.path().join("busy.config.js");
+        std::fs::write(
+            &busy,
+            "setInterval(() => {}, 1000);\nrequire('net').createServer().listen(0, '127.0.0.1');\n\
+             module.exports = { apps: [{ script: 'a.js' }] };\n",
+        )
+        .expect("write");
+        let started = Instant::now();
+        let value = evaluate_within(&busy, Duration::from_secs(5)).expect("loads");
+        assert_eq!(value["apps"][0]["script"], "a.js");
+        assert!(started.elapsed() < Duration::from_secs(4));
     }
 
     #[test]
