@@ -331,6 +331,7 @@ fn millis(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn host() -> Host {
@@ -396,6 +397,72 @@ mod tests {
         assert_eq!(worker.command, ["python3", "worker.py"]);
         assert_eq!(worker.instance_budget(), Some(1000));
         assert_eq!(worker.cwd, PathBuf::from("/srv/app"));
+    }
+
+    /// A JSON value of the kinds an ecosystem file holds, strings with anything in them.
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            (-1e12f64..1e12).prop_map(|f| json!(f)),
+            "(max|[0-9]{1,5}[KMGhms]?|\\PC{0,12}|[ -~]{0,6}\n\"\\\\)"
+                .prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map("[A-Za-z_ =.\"]{0,6}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const KEYS: &[&str] = &[
+        "name",
+        "script",
+        "args",
+        "interpreter",
+        "node_args",
+        "cwd",
+        "env",
+        "env_production",
+        "port",
+        "instances",
+        "exec_mode",
+        "max_memory_restart",
+        "kill_timeout",
+        "max_restarts",
+        "min_uptime",
+        "restart_delay",
+        "exp_backoff_restart_delay",
+        "cron_restart",
+        "watch",
+        "autorestart",
+        "bogus",
+    ];
+
+    proptest! {
+        /// Whatever the file holds: an error, or a config that `up`'s parser accepts; never a
+        /// panic.
+        #[test]
+        fn any_app_maps_to_an_error_or_a_config_up_accepts(
+            script in "[ -~]{1,12}",
+            fields in prop::collection::vec((0..KEYS.len(), value()), 0..8),
+        ) {
+            let mut app = serde_json::Map::new();
+            app.insert("script".into(), json!(script));
+            for (key, value) in fields {
+                app.insert(KEYS[key].into(), value);
+            }
+            let env = app.contains_key("env_production").then_some("production");
+            let file = json!({ "apps": [app] });
+            if let Ok(imported) = pm2::convert(&file, Path::new("/srv"), env, &host()) {
+                let text = render(&imported, Path::new("eco.js"), env, Some(Path::new("/srv")));
+                let parsed = crate::up::config::parse(&text, Path::new("/srv"));
+                prop_assert!(parsed.is_ok(), "{:?}\n{}", parsed.err(), text);
+            }
+        }
     }
 
     #[test]
