@@ -82,6 +82,32 @@ fn import_pm2(args: &ImportPm2Args) -> Result<u8> {
     Ok(crate::exit::OK)
 }
 
+/// The fuzz target `pm2_ecosystem`: bytes read as `import` reads a `.yaml` file (YAML reads
+/// JSON too), mapped with and without `--env production`; a config it renders must pass `up`'s
+/// parser, unless two apps share a name (a user's mistake `import` reports as such).
+pub(crate) fn fuzz_pm2(data: &[u8]) {
+    let Ok(value) = serde_norway::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let host = Host {
+        cpus: 4,
+        on_path: |_| false,
+    };
+    let base = Path::new("/srv/app");
+    for env in [None, Some("production")] {
+        if let Ok(imported) = pm2::convert(&value, base, env, &host) {
+            let text = render(&imported, Path::new("ecosystem.yaml"), env, Some(base));
+            if let Err(error) = crate::up::config::parse(&text, base) {
+                let error = format!("{error:#}");
+                assert!(
+                    error.contains("is used twice") || error.contains("would both run"),
+                    "import rendered a config up refuses: {error}\n{text}"
+                );
+            }
+        }
+    }
+}
+
 /// `app 'api': cron_restart '0 3 * * *': not carried: …`
 fn describe(warning: &Warning) -> String {
     let key = match &warning.value {
