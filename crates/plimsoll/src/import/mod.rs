@@ -139,7 +139,11 @@ fn check_destination(path: &Path, force: bool) -> Result<PathBuf> {
             dir.display()
         );
     }
-    Ok(absolute)
+    // Canonical like the ecosystem file's directory, so a cwd inside it is written relative.
+    match (dir.canonicalize(), absolute.file_name()) {
+        (Ok(dir), Some(name)) => Ok(dir.join(name)),
+        _ => Ok(absolute),
+    }
 }
 
 /// Writes `text` beside `path` and moves it in place: a rename with `force`, else a link that

@@ -96,9 +96,11 @@ pub(crate) fn import(path: &Path, env: Option<&str>, host: &Host) -> Result<Impo
     let absolute =
         std::path::absolute(path).with_context(|| format!("cannot read '{}'", path.display()))?;
     let value = load(&absolute, path)?;
+    // Canonical, so that paths in the config hold no `..` (the file exists: so does this).
     let base = absolute
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let base = base.canonicalize().unwrap_or(base);
     convert(&value, &base, env, host).map_err(|e| anyhow!("{}: {e:#}", path.display()))
 }
 

@@ -349,3 +349,54 @@ fn the_guides_example_imports_as_it_shows() {
     assert!(plan.starts_with("api: 2 x `node ./server.js`"), "{plan}");
     assert!(plan.contains("budget 300.0 MiB per instance"), "{plan}");
 }
+
+#[test]
+fn the_cwd_is_written_relative_to_the_config_or_absolute_without_dot_dots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().canonicalize().expect("canonical");
+    std::fs::create_dir_all(root.join("proj/api")).expect("mkdir");
+    std::fs::create_dir_all(root.join("ops")).expect("mkdir");
+    write_file(&root.join("proj/api"), "index.js", "\n");
+    write_file(
+        &root.join("proj"),
+        "ecosystem.json",
+        r#"{"apps": [{"name": "api", "script": "index.js", "cwd": "api"}]}"#,
+    );
+    let ops = root.join("ops");
+    import(Path::new("../proj/ecosystem.json"))
+        .arg("-o")
+        .arg("plimsoll.toml")
+        .current_dir(&ops)
+        .expect_exit(0);
+    let text = std::fs::read_to_string(ops.join("plimsoll.toml")).expect("written");
+    assert!(
+        text.contains(&format!("cwd = \"{}\"", root.join("proj/api").display())),
+        "{text}"
+    );
+    let inside = import(Path::new("../proj/ecosystem.json"))
+        .arg("-o")
+        .arg("../proj/plimsoll.toml")
+        .current_dir(&ops)
+        .expect_exit(0);
+    assert!(
+        inside
+            .stderr
+            .contains("wrote ../proj/plimsoll.toml (1 app, 0 warnings)"),
+        "{}",
+        inside.stderr
+    );
+    let text = std::fs::read_to_string(root.join("proj/plimsoll.toml")).expect("written");
+    assert!(text.contains("cwd = \"api\""), "{text}");
+    assert!(up_check(&root.join("proj/plimsoll.toml")).contains("proj/api"));
+    let printed = import(Path::new("../proj/ecosystem.json"))
+        .current_dir(&ops)
+        .expect_exit(0);
+    assert!(
+        !printed
+            .stdout
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains("..")),
+        "{}",
+        printed.stdout
+    );
+}
