@@ -51,7 +51,12 @@ fn import_pm2(args: &ImportPm2Args) -> Result<u8> {
         errln!("plimsoll: warning: {}", describe(warning));
     }
     if let (Some(path), Some(shown)) = (&output, &args.output) {
-        write_atomically(path, shown, &text, args.force)?;
+        // The config holds the file's env (secrets, often): no more readable than the file.
+        let mode = std::fs::metadata(&args.file).map_or(0o600, |m| {
+            use std::os::unix::fs::PermissionsExt as _;
+            m.permissions().mode() & 0o666
+        });
+        write_atomically(path, shown, &text, args.force, mode)?;
     }
     if args.json {
         let warnings: Vec<_> = imported
@@ -146,9 +151,10 @@ fn check_destination(path: &Path, force: bool) -> Result<PathBuf> {
     }
 }
 
-/// Writes `text` beside `path` and moves it in place: a rename with `force`, else a link that
-/// fails when the file appeared meanwhile, so an existing file is never half-replaced.
-fn write_atomically(path: &Path, shown: &Path, text: &str, force: bool) -> Result<()> {
+/// Writes `text` beside `path` (with `mode`, less the umask) and moves it in place: a rename
+/// with `force`, else a link that fails when the file appeared meanwhile, so an existing file
+/// is never half-replaced.
+fn write_atomically(path: &Path, shown: &Path, text: &str, force: bool, mode: u32) -> Result<()> {
     let cannot = || format!("cannot write '{}'", shown.display());
     let dir = path.parent().unwrap_or(Path::new("/"));
     let name = path.file_name().with_context(cannot)?;
@@ -157,8 +163,18 @@ fn write_atomically(path: &Path, shown: &Path, text: &str, force: bool) -> Resul
         name.to_string_lossy(),
         std::process::id()
     ));
+    // A leftover of a run that died (same pid) would stop create_new.
+    let _ = std::fs::remove_file(&temporary);
     let result = (|| -> Result<()> {
-        let mut file = std::fs::File::create(&temporary).with_context(cannot)?;
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&temporary)
+                .with_context(cannot)?
+        };
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
             .with_context(cannot)?;

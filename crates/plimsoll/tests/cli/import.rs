@@ -272,6 +272,16 @@ fn node_missing_is_named_and_an_existing_output_is_kept_without_force() {
         "{}",
         output.stderr
     );
+    // The config holds the file's env: it is no more readable than the file.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let private = dir.path().join("private.toml");
+    import(&file).arg("-o").arg(&private).expect_exit(0);
+    let mode = std::fs::metadata(&private)
+        .expect("written")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     let config = write_file(dir.path(), "plimsoll.toml", "# mine\n");
     let output = import(&file).arg("-o").arg(&config).expect_exit(2);
     assert!(
