@@ -35,6 +35,13 @@ module.exports = {
     env: { NODE_ENV: 'development', PORT: 3000 },
     env_production: { NODE_ENV: 'production', LOG_LEVEL: 'warn' },
   }],
+  deploy: {
+    production: {
+      user: 'node', host: '212.83.163.1', ref: 'origin/main',
+      repo: 'git@github.com:repo.git', path: '/var/www/production',
+      'post-deploy': 'npm install && pm2 reload ecosystem.config.js --env production',
+    },
+  },
 };
 console.log('whatever the file prints does not end up in the config');
 "#;
@@ -68,6 +75,11 @@ fn a_cluster_file_with_a_production_env_becomes_a_config_that_up_accepts() {
     assert!(
         !output.stderr.contains("watch"),
         "watch: false is no loss: {}",
+        output.stderr
+    );
+    assert!(
+        output.stderr.contains("top-level key deploy: not carried"),
+        "{}",
         output.stderr
     );
     let plan = up_check(&config);
@@ -149,6 +161,12 @@ fn every_shape_of_ecosystem_file_pm2_reads_is_imported() {
         (
             "module.config.mjs",
             "export default { apps: [{ name: 'app1', script: 'app.js', instances: -1 }] };",
+        ),
+        (
+            "cwd.config.js",
+            "// loaded in its own directory, as PM2 loads it\n\
+             const fs = require('fs');\n\
+             module.exports = { apps: [{ name: 'app1', script: fs.existsSync('app.js') ? 'app.js' : 'elsewhere.js' }] };",
         ),
         (
             "process.json",
