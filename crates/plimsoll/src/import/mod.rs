@@ -91,7 +91,7 @@ fn import_pm2(args: &ImportPm2Args) -> Result<u8> {
 /// JSON too), mapped with and without `--env production`; a config it renders must pass `up`'s
 /// parser, unless two apps share a name (a user's mistake `import` reports as such).
 pub(crate) fn fuzz_pm2(data: &[u8]) {
-    let Ok(value) = serde_norway::from_slice::<serde_json::Value>(data) else {
+    let Ok(value) = pm2::yaml(data) else {
         return;
     };
     let host = Host {

@@ -13,8 +13,12 @@ use serde_json::Value;
 
 use crate::bounded::{excerpt, excerpt_message};
 
-/// How long the file may take to load.
+/// How long the file may take to load, from when node is ready to load it.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long node itself may take to start (seconds on a loaded machine).
+const STARTUP: Duration = Duration::from_secs(60);
+/// The line our script writes on standard error once node runs it.
+const LOADING_MARK: &[u8] = b"PLIMSOLL_PM2_LOADING\n";
 /// The most JSON read back: an ecosystem file of hundreds of apps is a few dozen KiB.
 const MAX_STDOUT: usize = 4 << 20;
 /// The most of standard error kept for the message.
@@ -25,6 +29,7 @@ const ERROR_MARK: &str = "PLIMSOLL_PM2_ERROR ";
 /// The script `node -e` runs with the file's absolute path as its one argument. Whatever the
 /// file itself prints goes to standard error, so standard output holds only the JSON.
 const SCRIPT: &str = r#"
+process.stderr.write('PLIMSOLL_PM2_LOADING\n');
 const print = process.stdout.write.bind(process.stdout);
 process.stdout.write = (...a) => process.stderr.write(...a);
 const file = process.argv[1];
@@ -82,9 +87,13 @@ fn evaluate_within(path: &Path, limit: Duration) -> Result<Value> {
                 anyhow!("cannot read '{shown}': cannot start `node`: {e}")
             }
         })?;
-    let stdout = child.stdout.take().map(|s| drain(s, MAX_STDOUT));
-    let stderr = child.stderr.take().map(|s| drain(s, MAX_STDERR));
-    let finished = wait_within(&mut child, limit);
+    let (loading, started) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().map(|s| drain(s, MAX_STDOUT, None));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| drain(s, MAX_STDERR, Some(loading)));
+    let finished = wait_for(&mut child, &started, STARTUP, limit);
     // Something the file started in a session of its own may hold the pipes open: wait for
     // the rest of the output a little, not forever.
     let (out, out_overflow) = stdout
@@ -94,11 +103,15 @@ fn evaluate_within(path: &Path, limit: Duration) -> Result<Value> {
         .map_or(Some((Vec::new(), false)), join)
         .unwrap_or_default();
     let status = match finished {
-        Some(status) => status,
-        None => bail!(
+        Waited::Exited(status) => status,
+        Waited::TimedOut { loading: true } => bail!(
             "cannot read '{shown}': node did not finish loading it within {:.0} s \
              (does it wait for something, e.g. a server or stdin?)",
             limit.as_secs_f64()
+        ),
+        Waited::TimedOut { loading: false } => bail!(
+            "cannot read '{shown}': node did not start within {} s",
+            STARTUP.as_secs()
         ),
     };
     if !status.success() {
@@ -134,20 +147,23 @@ fn failure(stderr: &[u8]) -> String {
             );
         }
     }
+    let mark = String::from_utf8_lossy(LOADING_MARK);
     let last: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && *l != mark.trim())
         .collect();
     let tail = last[last.len().saturating_sub(3)..].join(" | ");
     format!("node failed: {}", excerpt_message(&tail))
 }
 
 /// Reads all of `source` on a thread, keeping at most `max` bytes (and whether there was more),
-/// so a child that prints a lot never blocks on a full pipe.
+/// so a child that prints a lot never blocks on a full pipe; tells `loading` when the script's
+/// first line has come.
 fn drain(
     mut source: impl Read + Send + 'static,
     max: usize,
+    mut loading: Option<std::sync::mpsc::Sender<()>>,
 ) -> std::sync::mpsc::Receiver<(Vec<u8>, bool)> {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -161,6 +177,11 @@ fn drain(
                     let room = max.saturating_sub(kept.len());
                     kept.extend_from_slice(&buffer[..n.min(room)]);
                     overflow |= n > room;
+                    if kept.starts_with(LOADING_MARK) {
+                        if let Some(loading) = loading.take() {
+                            let _ = loading.send(());
+                        }
+                    }
                 }
             }
         }
@@ -174,25 +195,46 @@ fn join(receiver: std::sync::mpsc::Receiver<(Vec<u8>, bool)>) -> Option<(Vec<u8>
     receiver.recv_timeout(Duration::from_secs(1)).ok()
 }
 
-/// Waits for `child` up to `limit`; past it kills its whole group (a file that started
-/// something) and returns `None`.
-fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
+/// How the wait for node ended.
+#[derive(Debug)]
+enum Waited {
+    Exited(std::process::ExitStatus),
+    /// Killed with its group; `loading`: node had started on the file.
+    TimedOut {
+        loading: bool,
+    },
+}
+
+/// Waits for `child`: up to `startup` until `started` says node runs the script, then up to
+/// `limit` more; past either it kills the child's whole group (a file that started something).
+fn wait_for(
+    child: &mut Child,
+    started: &std::sync::mpsc::Receiver<()>,
+    startup: Duration,
+    limit: Duration,
+) -> Waited {
+    let mut deadline = Instant::now() + startup;
+    let mut loading = false;
     loop {
         match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            _ => {
-                let group = nix::unistd::Pid::from_raw(child.id() as i32);
-                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
+            Ok(Some(status)) => return Waited::Exited(status),
+            Ok(None) => {}
+            Err(_) => break,
         }
+        if !loading && started.try_recv().is_ok() {
+            loading = true;
+            deadline = Instant::now() + limit;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
+    Waited::TimedOut { loading }
 }
 
 #[cfg(test)]
@@ -209,8 +251,13 @@ mod tests {
             .expect("sh");
         let group = nix::unistd::Pid::from_raw(child.id() as i32);
         let started = Instant::now();
-        assert!(wait_within(&mut child, Duration::from_millis(200)).is_none());
-        assert!(started.elapsed() < Duration::from_secs(5));
+        let (_never, silent) = std::sync::mpsc::channel();
+        let waited = wait_for(&mut child, &silent, Duration::from_millis(200), TIMEOUT);
+        assert!(
+            matches!(waited, Waited::TimedOut { loading: false }),
+            "{waited:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
         // Nothing of the group is left running (a killed grandchild may linger as a zombie
         // until init reaps it).
         let alive = || -> Vec<String> {
@@ -247,7 +294,8 @@ mod tests {
             error.contains("did not finish loading it within 0 s"),
             "{error}"
         );
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // Killed at the limit; reaping it and its pipes take at most a few seconds more.
+        assert!(started.elapsed() < Duration::from_secs(20));
         let busy = dir.path().join("busy.config.js");
         std::fs::write(
             &busy,
@@ -255,10 +303,9 @@ mod tests {
              module.exports = { apps: [{ script: 'a.js' }] };\n",
         )
         .expect("write");
-        let started = Instant::now();
-        let value = evaluate_within(&busy, Duration::from_secs(5)).expect("loads");
+        // Held by its timer and server, node would reach the limit and fail.
+        let value = evaluate_within(&busy, Duration::from_secs(60)).expect("loads");
         assert_eq!(value["apps"][0]["script"], "a.js");
-        assert!(started.elapsed() < Duration::from_secs(4));
     }
 
     #[test]
@@ -269,5 +316,9 @@ mod tests {
             "node could not load it: TypeError: x is not a function (at /a/eco.js:3:1)"
         );
         assert_eq!(failure(b"a\nb\n\nc\nd\n"), "node failed: b | c | d");
+        assert_eq!(
+            failure(b"PLIMSOLL_PM2_LOADING\nKilled\n"),
+            "node failed: Killed"
+        );
     }
 }

@@ -135,12 +135,7 @@ fn load(absolute: &Path, shown: &Path) -> Result<Value> {
                     )
                 })
             } else {
-                serde_norway::from_slice(&bytes).map_err(|e| {
-                    anyhow!(
-                        "'{name}' is not valid YAML: {}",
-                        excerpt_message(&e.to_string())
-                    )
-                })
+                yaml(&bytes).map_err(|e| anyhow!("'{name}' is not valid YAML: {e}"))
             }
         }
         _ => bail!(
@@ -149,6 +144,16 @@ fn load(absolute: &Path, shown: &Path) -> Result<Value> {
             excerpt(&extension)
         ),
     }
+}
+
+/// YAML as PM2's js-yaml reads it, merge keys (`<<: *defaults`) applied.
+pub(crate) fn yaml(bytes: &[u8]) -> Result<Value, String> {
+    let mut value: serde_norway::Value =
+        serde_norway::from_slice(bytes).map_err(|e| excerpt_message(&e.to_string()))?;
+    value
+        .apply_merge()
+        .map_err(|e| excerpt_message(&e.to_string()))?;
+    serde_json::to_value(value).map_err(|e| excerpt_message(&e.to_string()))
 }
 
 /// Maps the file's content; relative paths resolve against `base`, the file's directory.
@@ -1070,6 +1075,22 @@ mod tests {
         );
         assert_eq!(split_args("   "), Vec::<String>::new());
         assert_eq!(split_args("\"unclosed"), ["\"unclosed"]);
+    }
+
+    #[test]
+    fn yaml_merge_keys_are_applied() {
+        let value = yaml(
+            b"defaults: &defaults\n  max_memory_restart: 1G\n  instances: 2\n\
+              apps:\n  - <<: *defaults\n    name: api\n    script: a.js\n",
+        )
+        .expect("valid");
+        let (app, warnings) = {
+            let imported = convert(&value, Path::new("/srv"), None, &host()).expect("valid");
+            (imported.apps[0].clone(), imported.warnings)
+        };
+        assert_eq!((app.budget, app.instances), (Some(1 << 30), 2));
+        assert!(!warnings.iter().any(|w| w.key == "<<"), "{warnings:?}");
+        assert!(yaml(b"apps: [").is_err());
     }
 
     #[test]
