@@ -46,7 +46,11 @@ const report = (e) => {
 const esm = async () => { const ns = await import(url()); return ns.default !== undefined ? ns.default : { ...ns }; };
 const load = async () => {
   if (file.endsWith('.mjs')) return esm();
-  try { return require(file); } catch (e) { if (e && e.code === 'ERR_REQUIRE_ESM') return esm(); throw e; }
+  let value;
+  try { value = require(file); } catch (e) { if (e && e.code === 'ERR_REQUIRE_ESM') return esm(); throw e; }
+  // Newer nodes require() an ES module as its namespace.
+  if (value && value[Symbol.toStringTag] === 'Module') return value.default !== undefined ? value.default : { ...value };
+  return value;
 };
 load().then((value) => {
   let text;

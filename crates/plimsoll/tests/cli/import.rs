@@ -190,6 +190,19 @@ fn every_shape_of_ecosystem_file_pm2_reads_is_imported() {
         assert!(plan.starts_with("app1: "), "{name}: {plan}");
         assert!(plan.contains("app.js"), "{name}: {plan}");
     }
+    // A .js file of a package with "type": "module" is an ES module.
+    let esm = dir.path().join("esm");
+    std::fs::create_dir(&esm).expect("mkdir");
+    write_file(&esm, "package.json", r#"{"type": "module"}"#);
+    write_file(&esm, "app.js", "\n");
+    let file = write_file(
+        &esm,
+        "ecosystem.config.js",
+        "export default { apps: [{ name: 'app1', script: 'app.js' }] };",
+    );
+    let config = esm.join("plimsoll.toml");
+    import(&file).arg("-o").arg(&config).expect_exit(0);
+    assert!(up_check(&config).starts_with("app1: 1 x `node app.js`"));
     // To standard output, with the warnings as data.
     let file = dir.path().join("process.json");
     let json = import(&file).arg("--json").expect_exit(0).json();
