@@ -319,6 +319,7 @@ fn not_carried(key: &str) -> Option<&'static str> {
 fn harmless(key: &str, value: &Value) -> bool {
     match (key, value) {
         (_, Value::Null) => true,
+        (_, Value::Array(items)) => items.is_empty(),
         ("autorestart" | "autostart" | "treekill", Value::Bool(on)) => *on,
         (_, Value::Bool(on)) => !on,
         ("cron_restart" | "cron", Value::Number(n)) => n.as_f64() == Some(0.0),
@@ -1225,7 +1226,7 @@ mod tests {
     #[test]
     fn keys_not_carried_are_warned_about_unless_they_change_nothing() {
         let (_, warnings) = one(json!({"script": "a.js", "cron_restart": "0 3 * * *",
-            "watch": false, "autorestart": true, "out_file": "/var/log/a.log", "bogus": 1,
+            "watch": false, "ignore_watch": [], "autorestart": true, "out_file": "/var/log/a.log", "bogus": 1,
             "autostart": false}));
         // (Whether /srv/a.js exists here is another warning.)
         let warnings: Vec<&Warning> = warnings
