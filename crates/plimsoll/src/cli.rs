@@ -50,6 +50,38 @@ pub(crate) enum Command {
     Soak(SoakArgs),
     /// A self-contained HTML report (charts, events, verdict) of a recorded run
     Report(ReportArgs),
+    /// Turn another tool's config into a plimsoll.toml for `plimsoll up`
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImportCommand {
+    /// A PM2 ecosystem file (.js, .cjs, .mjs, .json, .yaml) as a plimsoll.toml; every key it
+    /// cannot carry over is a warning naming the key and the app
+    Pm2(ImportPm2Args),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example: plimsoll import pm2 ecosystem.config.js --env production -o plimsoll.toml\n\
+A .js/.cjs/.mjs file is evaluated by `node` (from PATH) in its own directory, as PM2 does."
+)]
+pub(crate) struct ImportPm2Args {
+    /// The ecosystem file
+    pub(crate) file: PathBuf,
+    /// Apply the file's `env_NAME` over `env`, as `pm2 start FILE --env NAME` does
+    #[arg(long, value_name = "NAME")]
+    pub(crate) env: Option<String>,
+    /// Write the config to FILE (atomically) instead of standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Replace the -o FILE when it exists
+    #[arg(long, requires = "output")]
+    pub(crate) force: bool,
+    /// Print one JSON object (the config, where it went, the warnings) instead of the config
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,13 +8,14 @@ use std::path::Path;
 pub type Entry = fn(&[u8]);
 
 /// Every fuzz target's name and entry point; `fuzz/fuzz_targets/<name>.rs` calls the entry.
-pub const TARGETS: [(&str, Entry); 6] = [
+pub const TARGETS: [(&str, Entry); 7] = [
     ("series_csv", series_csv),
     ("units", units),
     ("up_config", up_config),
     ("agent_lines", agent_lines),
     ("control_line", control_line),
     ("heap_snapshot", heap_snapshot),
+    ("pm2_ecosystem", pm2_ecosystem),
 ];
 
 /// A series file as `analyze` reads it: every observation, fed to the leak detector.
@@ -84,6 +85,12 @@ pub fn heap_snapshot(data: &[u8]) {
     let census = plimsoll_heap::Census::new(&snapshot);
     let _ = plimsoll_heap::diff_two(&census, &census, 5);
     let _ = plimsoll_heap::diff_three(&census, &census, &snapshot, &analysis, 5);
+}
+
+/// A PM2 ecosystem file (YAML or JSON) through `import pm2`'s mapping; what it renders must
+/// pass `up`'s parser.
+pub fn pm2_ecosystem(data: &[u8]) {
+    crate::import::fuzz_pm2(data);
 }
 
 #[cfg(test)]

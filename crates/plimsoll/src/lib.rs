@@ -12,6 +12,7 @@ mod event;
 mod fds;
 mod heap;
 mod http;
+mod import;
 mod logging;
 mod name;
 mod outputs;
@@ -119,5 +120,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Snapshot(args) => snapshot::run(&args),
         cli::Command::Soak(args) => soak::run(&args),
         cli::Command::Report(args) => report::run(&args),
+        cli::Command::Import(command) => import::run(&command),
     }
 }

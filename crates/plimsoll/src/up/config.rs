@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::bounded::excerpt_message;
 use crate::name::{check_name, name_of_command};
+use crate::supervise::RestartPolicy;
 use crate::units::{parse_grace, parse_interval, parse_size, parse_window};
 
 /// The file as written.
@@ -44,6 +45,8 @@ struct AppFields {
     grace: Option<String>,
     max_restarts: Option<u32>,
     restart_window: Option<String>,
+    restart_delay: Option<String>,
+    max_restart_delay: Option<String>,
     oom_score_adj: Option<i32>,
     on_event: Option<String>,
     webhook: Option<String>,
@@ -78,6 +81,10 @@ pub(crate) struct App {
     pub(crate) grace: Duration,
     pub(crate) max_restarts: u32,
     pub(crate) restart_window: Duration,
+    /// The delay before the first restart of a burst; each further one doubles it.
+    pub(crate) restart_delay: Duration,
+    /// The delay never grows past this.
+    pub(crate) max_restart_delay: Duration,
     /// The targets' OOM score adjustment; `None` resets a negative one inherited to 0.
     pub(crate) oom_score_adj: Option<i32>,
     /// This app's own hook, besides `--on-event`.
@@ -286,6 +293,31 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
     if max_restarts == 0 {
         bail!("{} '0': give at least 1", context("max_restarts"));
     }
+    let restart_delay = pick(|f| f.restart_delay.clone());
+    let max_restart_delay = pick(|f| f.max_restart_delay.clone());
+    // The documented delays unless given: 100 ms, doubling up to 1 s.
+    let documented = RestartPolicy::with_limit(1, Duration::ZERO);
+    let first_delay = duration(
+        "restart_delay",
+        restart_delay.clone(),
+        documented.base_delay,
+        parse_grace,
+    )?;
+    // A restart_delay alone past the default cap is a fixed delay.
+    let longest_delay = duration(
+        "max_restart_delay",
+        max_restart_delay.clone(),
+        documented.max_delay.max(first_delay),
+        parse_grace,
+    )?;
+    if first_delay > longest_delay {
+        bail!(
+            "{} '{}' is above max_restart_delay '{}'",
+            context("restart_delay"),
+            restart_delay.as_deref().unwrap_or_default(),
+            max_restart_delay.as_deref().unwrap_or_default()
+        );
+    }
     let oom_score_adj = own.oom_score_adj.or(defaults.oom_score_adj);
     if let Some(adj) = oom_score_adj.filter(|a| !(-1000..=1000).contains(a)) {
         bail!(
@@ -329,6 +361,8 @@ fn resolve(index: usize, own: &AppFields, defaults: &AppFields, base: &Path) -> 
             Duration::from_secs(60),
             parse_window,
         )?,
+        restart_delay: first_delay,
+        max_restart_delay: longest_delay,
         oom_score_adj,
         on_event: pick(|f| f.on_event.clone()),
         webhook: pick(|f| f.webhook.clone()),
@@ -461,6 +495,34 @@ mod tests {
                 "{text:?}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn restart_delays_default_to_the_documented_ones_and_a_lone_delay_is_fixed() {
+        let apps = parse(
+            "[[app]]\nname = \"a\"\ncommand = [\"x\"]\n\
+             [[app]]\nname = \"b\"\ncommand = [\"x\"]\nrestart_delay = \"5s\"\n\
+             [[app]]\nname = \"c\"\ncommand = [\"x\"]\nrestart_delay = \"250ms\"\nmax_restart_delay = \"15s\"",
+            Path::new("/srv"),
+        )
+        .expect("valid");
+        let delays: Vec<_> = apps
+            .iter()
+            .map(|a| (a.restart_delay.as_millis(), a.max_restart_delay.as_millis()))
+            .collect();
+        assert_eq!(delays, [(100, 1000), (5000, 5000), (250, 15000)]);
+        let error = error_of(
+            "[[app]]\nname = \"a\"\ncommand = [\"x\"]\nrestart_delay = \"3s\"\nmax_restart_delay = \"2s\"",
+        );
+        assert!(
+            error.contains("app 'a': restart_delay '3s' is above max_restart_delay '2s'"),
+            "{error}"
+        );
+        let error = error_of("[[app]]\nname = \"a\"\ncommand = [\"x\"]\nrestart_delay = \"11m\"");
+        assert!(
+            error.contains("app 'a': restart_delay: duration '11m'"),
+            "{error}"
+        );
     }
 
     #[test]

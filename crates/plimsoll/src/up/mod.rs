@@ -146,7 +146,11 @@ fn instance_settings(
         interval: app.interval,
         warmup: app.warmup,
         grace: app.grace,
-        policy: RestartPolicy::with_limit(app.max_restarts, app.restart_window),
+        policy: RestartPolicy {
+            base_delay: app.restart_delay,
+            max_delay: app.max_restart_delay,
+            ..RestartPolicy::with_limit(app.max_restarts, app.restart_window)
+        },
         oom_score_adj: app.oom_score_adj,
         run_dir: run_dir.to_path_buf(),
         env,

@@ -12,6 +12,7 @@ mod faults_store;
 mod harness;
 mod heap;
 mod http;
+mod import;
 mod node;
 mod run;
 mod soak;

@@ -344,3 +344,22 @@ fn a_relative_data_dir_works_whatever_the_apps_directory() {
         .expect_exit(0);
     assert!(dir.path().join("data/plimsoll.db").exists());
 }
+
+#[test]
+fn restart_delays_of_the_config_pace_the_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        "[[app]]\nname = \"crashy\"\ncommand = [\"sh\", \"-c\", \"exit 3\"]\n\
+         max_restarts = 3\nrestart_delay = \"150ms\"\nmax_restart_delay = \"300ms\"\n",
+    );
+    let started = std::time::Instant::now();
+    up_in(dir.path(), &config).expect_exit(3);
+    let delays: Vec<u64> = read_events(&dir.path().join("events.jsonl"))
+        .iter()
+        .filter(|e| e["event"] == "restarted")
+        .map(|e| e["delay_ms"].as_u64().expect("delay_ms"))
+        .collect();
+    assert_eq!(delays, [150, 300, 300]);
+    assert!(started.elapsed() >= Duration::from_millis(750));
+}
