@@ -12,6 +12,7 @@ mod event;
 mod fds;
 mod heap;
 mod http;
+mod ingest;
 mod logging;
 mod name;
 mod outputs;
@@ -19,6 +20,7 @@ mod registry;
 mod report;
 mod run;
 mod series;
+mod serve;
 mod sinks;
 mod snapshot;
 mod soak;
@@ -104,7 +106,11 @@ pub fn main() -> ExitCode {
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     if matches!(
         cli.command,
-        cli::Command::Run(_) | cli::Command::Watch(_) | cli::Command::Up(_) | cli::Command::Soak(_)
+        cli::Command::Run(_)
+            | cli::Command::Watch(_)
+            | cli::Command::Up(_)
+            | cli::Command::Soak(_)
+            | cli::Command::Serve(_)
     ) {
         // The long-running commands take all the descriptors they may (fds.rs).
         fds::raise_limit();
@@ -119,5 +125,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Snapshot(args) => snapshot::run(&args),
         cli::Command::Soak(args) => soak::run(&args),
         cli::Command::Report(args) => report::run(&args),
+        cli::Command::Serve(args) => serve::run(&args),
     }
 }

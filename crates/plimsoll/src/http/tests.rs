@@ -89,6 +89,8 @@ fn fixture(admin_token: Option<&str>, api_level: Level) -> Fixture {
             data_dir: dir.path().to_path_buf(),
             admin_token: admin_token.map(str::to_owned),
             read_token: None,
+            ingest: None,
+            cors_origins: Arc::new(Vec::new()),
         },
         _dir: dir,
     }
@@ -655,6 +657,8 @@ async fn admin_actions_reach_a_real_loop_with_a_real_child() {
         data_dir: dir.path().to_path_buf(),
         admin_token: Some(TOKEN.to_owned()),
         read_token: None,
+        ingest: None,
+        cors_origins: Arc::new(Vec::new()),
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     let inputs = crate::supervise::Inputs::new(cancel.clone()).with_spawner(Box::new(Direct));
