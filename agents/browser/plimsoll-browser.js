@@ -2,7 +2,7 @@
 // It samples the page's memory, DOM size and long tasks and posts them to plimsoll's
 // POST /api/v1/ingest, where each page load (an instance) runs through the same levels and
 // leak detector as a process. It never throws into the page, backs off while the server is
-// away, and measures its own cost per sample (export().cost).
+// away, and measures its own cost per sample (export().cost: mean, median, p95, max in ms).
 //
 //   import { startMemoryMonitor } from "http://127.0.0.1:9464/agent/plimsoll-browser.js";
 //   const monitor = startMemoryMonitor({ endpoint: "http://127.0.0.1:9464", token: "…",
@@ -20,6 +20,7 @@ const MAX_PENDING = 600; // unsent samples kept; the oldest go first
 const MAX_BATCH = 100; // samples per request (a keepalive body must stay under 64 KiB)
 const MAX_EXPORT = 10000; // samples kept for export()
 const MAX_BACKOFF_MS = 5 * 60 * 1000;
+const MAX_COSTS = 1000; // the latest per-sample costs, for the median and the 95th percentile
 
 /** Starts monitoring; returns `{ stop(), export() }`. Never throws. */
 export function startMemoryMonitor(options) {
@@ -47,6 +48,20 @@ function randomId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// What one sample costs the page, in milliseconds of its main thread: mean, median and 95th
+// percentile of the latest samples, and the worst.
+function costFigures(cost) {
+  const sorted = cost.recent.slice().sort((a, b) => a - b);
+  const at = (q) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : 0;
+  return {
+    samples: cost.samples,
+    mean_ms: cost.samples ? cost.totalMs / cost.samples : 0,
+    median_ms: at(0.5),
+    p95_ms: at(0.95),
+    max_ms: cost.maxMs
+  };
+}
+
 function ingestUrl(endpoint) {
   const base = String(endpoint || "").replace(/\/+$/, "");
   return /\/api\/v1\/ingest$/.test(base) ? base : base + "/api/v1/ingest";
@@ -65,7 +80,7 @@ function start(options) {
   const samples = []; // for export()
   const pending = []; // not yet sent
   const stats = { sent: 0, dropped: 0, failed: 0, refused: 0, lastError: null };
-  const cost = { samples: 0, totalMs: 0, maxMs: 0 };
+  const cost = { samples: 0, totalMs: 0, maxMs: 0, recent: [] };
   let longTasks = 0;
   let longTaskMs = 0;
   let uaBytes = null; // the latest finished measureUserAgentSpecificMemory()
@@ -131,6 +146,8 @@ function start(options) {
       cost.samples += 1;
       cost.totalMs += ms;
       if (ms > cost.maxMs) cost.maxMs = ms;
+      if (cost.recent.length >= MAX_COSTS) cost.recent.shift();
+      cost.recent.push(ms);
     } catch (error) {
       stats.lastError = String((error && error.message) || error);
     }
@@ -223,11 +240,7 @@ function start(options) {
         instance: instance,
         target: target,
         samples: samples.slice(),
-        cost: {
-          samples: cost.samples,
-          mean_ms: cost.samples ? cost.totalMs / cost.samples : 0,
-          max_ms: cost.maxMs
-        },
+        cost: costFigures(cost),
         stats: {
           sent: stats.sent,
           pending: pending.length,

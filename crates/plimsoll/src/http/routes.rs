@@ -177,7 +177,11 @@ pub(crate) async fn samples(
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     let (since, limit) = (q.since()?, q.limit()?);
-    let live = state.registry.get(&name).is_some();
+    let live = state.registry.get(&name).is_some()
+        || state
+            .ingest
+            .as_ref()
+            .is_some_and(|(ingest, _)| ingest.is_live_series(&name));
     let target = name.clone();
     let points = read_store(&state, move |reader| {
         if !live && !reader.targets()?.contains(&target) {

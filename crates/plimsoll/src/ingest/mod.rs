@@ -303,6 +303,17 @@ impl Ingest {
         Ok(taken)
     }
 
+    /// Whether `name` is the series of a live instance (`TARGET.INSTANCE`).
+    pub(crate) fn is_live_series(&self, name: &str) -> bool {
+        let state = self.lock();
+        name.match_indices('.').any(|(at, _)| {
+            state
+                .targets
+                .get(&name[..at])
+                .is_some_and(|remote| remote.instances.contains_key(&name[at + 1..]))
+        })
+    }
+
     /// Every remote target's aggregate, by name; idle instances are swept out first.
     pub(crate) fn views(&self, now: Instant) -> Vec<RemoteView> {
         let mut state = self.lock();

@@ -1,6 +1,7 @@
 //! Integration tests of the `plimsoll` binary: one test binary, one module per command.
 
 mod analyze;
+mod browser;
 mod check;
 mod chromium;
 mod faults_containment;
@@ -10,6 +11,7 @@ mod faults_store;
 mod harness;
 mod heap;
 mod http;
+mod ingest;
 mod node;
 mod run;
 mod soak;
