@@ -11,7 +11,8 @@
 //
 // Memory: performance.measureUserAgentSpecificMemory() where the page is cross-origin isolated
 // (the whole page, the standard figure; it resolves lazily, so a sample carries the latest
-// finished measurement), else performance.memory.usedJSHeapSize (Chromium; precise only with
+// finished measurement, and none is sent before the first), else
+// performance.memory.usedJSHeapSize (Chromium; precise only with
 // --enable-precise-memory-info, otherwise rounded). Without either, samples are kept for
 // export() but not sent (the server needs a memory figure).
 
@@ -122,7 +123,8 @@ function start(options) {
       const t0 = performance.now();
       measureWhole();
       const memory = performance.memory;
-      const heapUsed = isolated && uaBytes !== null ? uaBytes : memory ? memory.usedJSHeapSize : null;
+      // One figure per instance, never a mix: the whole page's once measured, when isolated.
+      const heapUsed = isolated ? uaBytes : memory ? memory.usedJSHeapSize : null;
       const s = {
         t_unix_ms: Date.now(),
         heap_used_bytes: heapUsed,

@@ -110,8 +110,10 @@
     level.className = "level " + h.level;
     var facts = target.card.querySelector(".facts");
     facts.textContent = "";
-    facts.appendChild(fact("pid", h.pid === null ? "–" : String(h.pid)));
-    facts.appendChild(fact("RSS", bytes(h.rss_bytes)));
+    if (!h.remote) {
+      facts.appendChild(fact("pid", h.pid === null ? "–" : String(h.pid)));
+      facts.appendChild(fact("RSS", bytes(h.rss_bytes)));
+    }
     if (h.heap_used_bytes !== null) facts.appendChild(fact("heap", bytes(h.heap_used_bytes)));
     facts.appendChild(fact("budget", bytes(h.budget_bytes)));
     var leak = h.leak;

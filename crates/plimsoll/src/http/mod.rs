@@ -1,7 +1,8 @@
-//! The HTTP server of `run`, `up` and `watch` (DESIGN.md, "HTTP"): `/health`, `/metrics`, the
-//! JSON API over the registry and the store, the token-guarded admin actions, and the
-//! dashboard. `router(state)` is the whole server without a socket, so tests call it with
-//! `oneshot`; `bind` takes the port before any target starts, so a taken port fails fast.
+//! The HTTP server of `run`, `up`, `watch` and `serve` (DESIGN.md, "HTTP"): `/health`,
+//! `/metrics`, the JSON API over the registry and the store, the token-guarded admin actions,
+//! remote samples (ingest), and the dashboard. `router(state)` is the whole server without a
+//! socket, so tests call it with `oneshot`; `bind` takes the port before any target starts, so a
+//! taken port fails fast.
 //!
 //! Files: `conn.rs` the accept loop and its limits, `routes.rs` the handlers, `dashboard.rs`
 //! the page and its embedded assets, `ingest.rs` the ingest route of remote targets, its CORS
