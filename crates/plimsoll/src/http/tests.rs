@@ -794,3 +794,27 @@ async fn a_thresholds_body_must_name_a_mark_and_a_huge_one_is_413() {
     // The mark not named keeps its value.
     assert_eq!(body["result"], json!({"warn": 0.75, "critical": 0.95}));
 }
+
+#[tokio::test]
+async fn ingest_is_off_without_its_token_whatever_the_admin_token() {
+    let f = fixture(Some(TOKEN), Level::Ok);
+    let body = r#"{"target": "web", "instance": "a", "samples": []}"#;
+    for token in [None, Some(TOKEN)] {
+        let (status, _, answer) =
+            call(&f.state, Method::POST, "/api/v1/ingest", token, Some(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{token:?}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("PLIMSOLL_INGEST_TOKEN")),
+            "{answer}"
+        );
+    }
+    // The browser monitor is served whatever the tokens.
+    let (status, content_type, _) = get(&f.state, "/agent/plimsoll-browser.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        content_type.starts_with("text/javascript"),
+        "{content_type}"
+    );
+}
