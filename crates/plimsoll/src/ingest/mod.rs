@@ -34,6 +34,8 @@ use body::{store_name, Batch, RemoteSample};
 pub(crate) const IDLE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 /// The most remote targets at once.
 pub(crate) const MAX_TARGETS: usize = 64;
+/// The most live instances over all remote targets (about 12 KiB each: `bench/ingest.sh`).
+pub(crate) const MAX_INSTANCES_TOTAL: usize = 10_000;
 /// Requests per second an instance may send, sustained, and its burst.
 const RATE_PER_S: f64 = 2.0;
 const BURST: f64 = 10.0;
@@ -215,6 +217,23 @@ impl Ingest {
                 return refused(state, refusal);
             }
         }
+        let is_new = !state
+            .targets
+            .get(&batch.target)
+            .is_some_and(|remote| remote.instances.contains_key(&batch.instance));
+        if is_new {
+            let total: usize = state.targets.values().map(|r| r.instances.len()).sum();
+            if total >= MAX_INSTANCES_TOTAL {
+                let refusal = Refusal::Full(format!(
+                    "{total} remote instances are live (at most {MAX_INSTANCES_TOTAL} over all \
+                     targets; instances idle for {} s expire): instance '{}' of '{}' is refused",
+                    IDLE_EXPIRY.as_secs(),
+                    batch.instance,
+                    batch.target
+                ));
+                return refused(state, refusal);
+            }
+        }
         let remote = state
             .targets
             .entry(batch.target.clone())
@@ -224,7 +243,7 @@ impl Ingest {
                 long_tasks_total: 0,
                 long_task_ms_total: 0.0,
             });
-        if !remote.instances.contains_key(&batch.instance) {
+        if is_new {
             if remote.instances.len() >= self.config.max_instances {
                 remote
                     .instances
