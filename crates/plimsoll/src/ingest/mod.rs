@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use plimsoll_analysis::{DetectorConfig, LevelConfig};
+use plimsoll_analysis::{DetectorConfig, LeakStatus, LevelConfig};
 use plimsoll_http::metrics::{leak_number, Family, Kind};
 use plimsoll_http::TargetStatus;
 use plimsoll_probe::{Bytes, Detail, Pid, Sample};
@@ -131,6 +131,9 @@ struct Instance {
     last_seen: Instant,
     /// Requests it may still send now (token bucket).
     tokens: f64,
+    /// The monitor's leak status after the last batch: what readers show (reading it from
+    /// every detector at each scrape took 0.41 s for 10,000 instances).
+    leak: LeakStatus,
 }
 
 /// The aggregate of one remote target, for `/health`, `/api/v1/targets` and the dashboard.
@@ -262,16 +265,18 @@ impl Ingest {
                 return refused(state, refusal);
             }
             let name = store_name(&batch.target, &batch.instance);
+            let monitor = Monitor::new(
+                &name,
+                self.config.budget,
+                self.config.levels,
+                Duration::ZERO,
+                self.detector.clone(),
+            );
             remote.instances.insert(
                 batch.instance.clone(),
                 Instance {
-                    monitor: Monitor::new(
-                        &name,
-                        self.config.budget,
-                        self.config.levels,
-                        Duration::ZERO,
-                        self.detector.clone(),
-                    ),
+                    leak: monitor.leak(),
+                    monitor,
                     first_t_unix_ms: batch.samples[0].t_unix_ms,
                     last: None,
                     last_seen: now,
@@ -317,6 +322,9 @@ impl Ingest {
             remote.long_task_ms_total += sample.long_task_ms;
             instance.last = Some(*sample);
             taken += 1;
+        }
+        if taken > 0 {
+            instance.leak = instance.monitor.leak();
         }
         state.samples_total += taken as u64;
         Ok(taken)
@@ -459,7 +467,7 @@ impl Ingest {
         // The instance the dashboard charts: the worst leak, then the largest heap.
         let mut worst: Option<(&String, &Instance)> = None;
         let rank = |i: &Instance| {
-            let leak = i.monitor.leak();
+            let leak = i.leak;
             (
                 leak_number(leak.state),
                 i.last.map_or(0, |s| s.heap_used_bytes),
@@ -467,7 +475,7 @@ impl Ingest {
         };
         let mut instances: Vec<Value> = Vec::with_capacity(remote.instances.len());
         for (id, instance) in &remote.instances {
-            let leak = instance.monitor.leak();
+            let leak = instance.leak;
             states[leak_number(leak.state).clamp(0, 2) as usize] += 1;
             status.level = status.level.max(instance.monitor.level());
             if let Some(last) = instance.last {
@@ -498,7 +506,7 @@ impl Ingest {
         }
         instances.sort_by(|a, b| a["instance"].as_str().cmp(&b["instance"].as_str()));
         if let Some((id, instance)) = worst {
-            status.leak = Some(instance.monitor.leak());
+            status.leak = Some(instance.leak);
             status.time_to_budget_s = instance.monitor.time_to_budget_s();
             status.heap_used_bytes = heaps.iter().copied().max();
             let remote_json = json!({
