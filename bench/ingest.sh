@@ -6,6 +6,7 @@
 # only, bounded in requests and time (about a minute). Usage: bench/ingest.sh [INSTANCES]
 # [SAMPLES]; PLIMSOLL_BIN=path skips the release build.
 set -euo pipefail
+if [ -n "${PLIMSOLL_BIN:-}" ]; then PLIMSOLL_BIN="$(realpath "$PLIMSOLL_BIN")"; fi
 cd "$(dirname "$0")/.."
 
 instances="${1:-10000}"
