@@ -110,11 +110,15 @@ function start(options) {
   function measureWhole() {
     if (!isolated || measuring) return;
     measuring = true;
-    performance.measureUserAgentSpecificMemory().then((result) => {
-      uaBytes = result.bytes;
-    }, () => {}).then(() => {
-      measuring = false;
-    });
+    try {
+      performance.measureUserAgentSpecificMemory().then((result) => {
+        uaBytes = result.bytes;
+      }, () => {}).then(() => {
+        measuring = false;
+      });
+    } catch (_) {
+      measuring = false; // refused at once (e.g. a SecurityError): try again next sample
+    }
   }
 
   function sample() {

@@ -386,3 +386,33 @@ fn browser_pages_report_to_serve_and_only_the_leaking_one_is_flagged() {
     plimsoll.signal("TERM");
     assert_eq!(plimsoll.wait_exit(Duration::from_secs(30)), Some(0));
 }
+
+#[test]
+fn the_monitor_never_throws_into_its_host_even_without_a_dom() {
+    // Node has no `document`: starting fails inside, and the caller gets an inert monitor.
+    let module =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents/browser/plimsoll-browser.js");
+    let script = format!(
+        "import {{ startMemoryMonitor }} from {:?};\n\
+         const m = startMemoryMonitor({{ endpoint: 'http://127.0.0.1:9', token: 't' }});\n\
+         m.stop(); m.stop();\n\
+         const n = startMemoryMonitor(null);\n\
+         console.log(JSON.stringify([m.export(), n.export()]));",
+        format!("file://{}", module.display())
+    );
+    let out = std::process::Command::new("node")
+        .args(["--input-type=module", "-e", &script])
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exports = json(&String::from_utf8_lossy(&out.stdout));
+    for export in exports.as_array().expect("two exports") {
+        assert_eq!(export["samples"], serde_json::json!([]), "{export}");
+        let error = export["stats"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains("document"), "{export}");
+    }
+}
