@@ -33,7 +33,7 @@ const LEAK_EVENTS: [&str; 3] = ["leak-suspected", "leak-confirmed", "leak-cleare
 /// quantiles, the instance the dashboard charts).
 pub(crate) async fn health(State(state): State<HttpState>) -> Response {
     let views = state.registry.all();
-    let remote = remote_views(&state);
+    let remote = remote_views(&state, false);
     let statuses = views
         .iter()
         .map(|v| &v.status)
@@ -47,19 +47,19 @@ pub(crate) async fn health(State(state): State<HttpState>) -> Response {
     (code, Json(body)).into_response()
 }
 
-/// The remote targets' aggregates, when ingest is on.
-fn remote_views(state: &HttpState) -> Vec<crate::ingest::RemoteView> {
+/// The remote targets' aggregates, when ingest is on; with their instances when `listed`.
+fn remote_views(state: &HttpState, listed: bool) -> Vec<crate::ingest::RemoteView> {
     state
         .ingest
         .as_ref()
-        .map(|(ingest, _)| ingest.views(std::time::Instant::now()))
+        .map(|(ingest, _)| ingest.views(std::time::Instant::now(), listed))
         .unwrap_or_default()
 }
 
 /// `GET /metrics`: Prometheus text, built from the registry now; remote targets add one series
 /// per target to the usual families, and families of their own (`ingest::Ingest::families`).
 pub(crate) async fn metrics(State(state): State<HttpState>) -> Result<Response, ApiError> {
-    let remote = remote_views(&state);
+    let remote = remote_views(&state, false);
     let extra = state
         .ingest
         .as_ref()
@@ -107,7 +107,7 @@ pub(crate) async fn targets(State(state): State<HttpState>) -> Result<Json<Value
             entry
         })
         .collect();
-    let remote = remote_views(&state);
+    let remote = remote_views(&state, true);
     for view in &remote {
         let mut entry = target_json(&view.status, now);
         entry["live"] = Value::Bool(true);

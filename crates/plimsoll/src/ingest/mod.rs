@@ -341,14 +341,16 @@ impl Ingest {
         })
     }
 
-    /// Every remote target's aggregate, by name; idle instances are swept out first.
-    pub(crate) fn views(&self, now: Instant) -> Vec<RemoteView> {
+    /// Every remote target's aggregate, by name, with its instances listed when `listed`
+    /// (`/api/v1/targets`; `/health` and `/metrics` need only the aggregate); idle instances are
+    /// swept out first.
+    pub(crate) fn views(&self, now: Instant, listed: bool) -> Vec<RemoteView> {
         let mut state = self.lock();
         sweep(&mut state.targets, now);
         state
             .targets
             .iter()
-            .map(|(name, remote)| self.view(name, remote, now))
+            .map(|(name, remote)| self.view(name, remote, now, listed))
             .collect()
     }
 
@@ -457,7 +459,7 @@ impl Ingest {
         ]
     }
 
-    fn view(&self, name: &str, remote: &Remote, now: Instant) -> RemoteView {
+    fn view(&self, name: &str, remote: &Remote, now: Instant, listed: bool) -> RemoteView {
         let mut status = TargetStatus::new(name, self.config.levels, false);
         status.started_unix_ms = Some(remote.first_seen_unix_ms);
         status.budget_bytes = self.config.budget;
@@ -473,7 +475,7 @@ impl Ingest {
                 i.last.map_or(0, |s| s.heap_used_bytes),
             )
         };
-        let mut instances: Vec<Value> = Vec::with_capacity(remote.instances.len());
+        let mut instances: Vec<Value> = Vec::new();
         for (id, instance) in &remote.instances {
             let leak = instance.leak;
             states[leak_number(leak.state).clamp(0, 2) as usize] += 1;
@@ -486,6 +488,9 @@ impl Ingest {
             }
             if worst.is_none_or(|(_, w)| rank(instance) > rank(w)) {
                 worst = Some((id, instance));
+            }
+            if !listed {
+                continue;
             }
             instances.push(json!({
                 "instance": id,
@@ -640,7 +645,7 @@ mod tests {
             let flat = batch("web", "flat", chunk as i64 * 10, 10, 0);
             assert_eq!(ingest.accept(&flat, now), Ok(10));
         }
-        let views = ingest.views(start + Duration::from_secs(6));
+        let views = ingest.views(start + Duration::from_secs(6), true);
         assert_eq!(views.len(), 1);
         let view = &views[0];
         assert_eq!(view.status.name, "web");
@@ -690,7 +695,7 @@ mod tests {
         // Once the others are idle past the expiry, a new instance gets their room.
         let later = start + IDLE_EXPIRY + Duration::from_secs(1);
         assert!(ingest.accept(&batch("web", "c", 10, 1, 0), later).is_ok());
-        assert_eq!(ingest.views(later)[0].remote["instances"], 1);
+        assert_eq!(ingest.views(later, true)[0].remote["instances"], 1);
         // A burst, then the bucket is empty; old samples are dropped, not fed.
         let mut rate_limited = false;
         for i in 0..20 {
