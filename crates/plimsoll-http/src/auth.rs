@@ -82,6 +82,17 @@ pub async fn require_read(
     }
 }
 
+/// Whether `headers` carry `Authorization: Bearer TOKEN` with exactly `token` (compared in
+/// constant time): the check of a route guarded by a token of its own, such as ingest.
+pub fn bearer_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer)
+        .unwrap_or_default();
+    !given.is_empty() & constant_time_eq(given.as_bytes(), token.as_bytes())
+}
+
 /// The token of an `Authorization: Bearer TOKEN` value (the scheme is case-insensitive).
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;

@@ -29,7 +29,7 @@ pub const TARGET_FIELDS: [&str; 13] = [
 ];
 
 /// Fields a target object may have besides [`TARGET_FIELDS`].
-pub const OPTIONAL_TARGET_FIELDS: [&str; 2] = ["live", "containment"];
+pub const OPTIONAL_TARGET_FIELDS: [&str; 4] = ["live", "containment", "remote", "instances"];
 
 /// The fields of a target's `leak` object, when it has one.
 pub const LEAK_FIELDS: [&str; 8] = [

@@ -33,6 +33,14 @@ pub enum ApiError {
     Timeout(String),
     /// Our own failure (the store, a panicked task); the detail is logged, never sent.
     Internal(String),
+    /// The ingest route without the right ingest token.
+    IngestUnauthorized,
+    /// Refused whoever asks (ingest off, an origin not allowed); why.
+    Forbidden(String),
+    /// The client sends too much, too often; why (429, `Retry-After: 1`).
+    TooManyRequests(String),
+    /// The server cannot take this now (it is stopping); why.
+    Unavailable(String),
 }
 
 /// The detail of a server error, for the logging middleware.
@@ -51,6 +59,10 @@ impl ApiError {
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::IngestUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -63,7 +75,16 @@ impl IntoResponse for ApiError {
             | ApiError::BadRequest(message)
             | ApiError::TooLarge(message)
             | ApiError::Conflict(message)
-            | ApiError::NotImplemented(message) => (message, None),
+            | ApiError::NotImplemented(message)
+            | ApiError::Forbidden(message)
+            | ApiError::TooManyRequests(message)
+            | ApiError::Unavailable(message) => (message, None),
+            ApiError::IngestUnauthorized => (
+                "missing or wrong ingest token (send 'Authorization: Bearer TOKEN' with the \
+                 ingest token)"
+                    .to_owned(),
+                None,
+            ),
             ApiError::Unauthorized => (
                 "missing or wrong admin token (send 'Authorization: Bearer TOKEN')".to_owned(),
                 None,
@@ -88,6 +109,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let Some(detail) = detail {
             response.extensions_mut().insert(ErrorDetail(detail));

@@ -18,7 +18,7 @@ pub mod metrics;
 mod status;
 pub mod thresholds;
 
-pub use auth::{require_admin, require_read, AdminToken, ReadTokens};
+pub use auth::{bearer_matches, require_admin, require_read, AdminToken, ReadTokens};
 pub use error::{log_server_errors, ApiError, ErrorDetail};
 pub use status::{action_reply, health, target_json, verdict_json, CgroupStatus, TargetStatus};
 

@@ -1,5 +1,6 @@
 // The dashboard: polls /health, each target's samples and the events every few seconds, and
-// draws one uPlot chart per target (RSS, heap, heap after GC, budget, warn and critical marks).
+// draws one uPlot chart per target (RSS, heap, heap after GC, budget, warn and critical marks);
+// a remote target (browser pages, `plimsoll serve`) charts its worst instance.
 // State for tests and scripts: body[data-points] is the number of points drawn over all
 // charts, body[data-targets] the target names shown, body[data-errors] the JS errors (JSON).
 "use strict";
@@ -109,8 +110,10 @@
     level.className = "level " + h.level;
     var facts = target.card.querySelector(".facts");
     facts.textContent = "";
-    facts.appendChild(fact("pid", h.pid === null ? "–" : String(h.pid)));
-    facts.appendChild(fact("RSS", bytes(h.rss_bytes)));
+    if (!h.remote) {
+      facts.appendChild(fact("pid", h.pid === null ? "–" : String(h.pid)));
+      facts.appendChild(fact("RSS", bytes(h.rss_bytes)));
+    }
     if (h.heap_used_bytes !== null) facts.appendChild(fact("heap", bytes(h.heap_used_bytes)));
     facts.appendChild(fact("budget", bytes(h.budget_bytes)));
     var leak = h.leak;
@@ -119,6 +122,15 @@
     if (leak) {
       facts.appendChild(fact("growth", bytes(leak.growth_bytes_per_s * 60) + "/min"));
       if (leak.time_to_budget_s !== null) facts.appendChild(fact("budget in", seconds(leak.time_to_budget_s)));
+    }
+    if (h.remote) {
+      // A remote target (browser pages): its instances by leak state; the chart is the worst.
+      var states = h.remote.leak_states || {};
+      facts.appendChild(fact("instances", String(h.remote.instances)));
+      facts.appendChild(fact("leaking", String((states.suspected || 0) + (states.confirmed || 0))));
+      if (h.remote.dom_nodes) facts.appendChild(fact("DOM nodes (max)", String(h.remote.dom_nodes.max)));
+      if (h.remote.chart) facts.appendChild(fact("chart", h.remote.chart));
+      return;
     }
     facts.appendChild(fact("restarts", String(h.restarts)));
     facts.appendChild(fact("uptime", seconds(h.uptime_s)));
@@ -225,7 +237,15 @@
         var target = targets[h.name] || makeTarget(h.name);
         target.health = h;
         renderFacts(target, h);
-        work.push(pollSamples(h.name, target));
+        // A remote target's series is that of one instance (TARGET.INSTANCE): the worst one.
+        var series = h.remote ? h.remote.chart : h.name;
+        if (!series) return;
+        if (target.series !== series) {
+          target.series = series;
+          target.since = Date.now() - WINDOW_MS;
+          for (var key in target.data) target.data[key] = [];
+        }
+        work.push(pollSamples(series, target));
       });
       publishPoints();
       return Promise.all(work);

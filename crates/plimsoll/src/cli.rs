@@ -50,6 +50,9 @@ pub(crate) enum Command {
     Soak(SoakArgs),
     /// A self-contained HTML report (charts, events, verdict) of a recorded run
     Report(ReportArgs),
+    /// HTTP, store and dashboard for remote targets only: browser pages and other reporters
+    /// that POST samples to /api/v1/ingest
+    Serve(ServeArgs),
     /// Turn another tool's config into a plimsoll.toml for `plimsoll up`
     #[command(subcommand)]
     Import(ImportCommand),
@@ -300,6 +303,42 @@ pub(crate) struct OutputArgs {
     /// PLIMSOLL_READ_TOKEN); the admin token opens them too. Without one, reads are open
     #[arg(long, value_name = "FILE")]
     pub(crate) read_token_file: Option<PathBuf>,
+    /// Read the bearer token of POST /api/v1/ingest from FILE (else PLIMSOLL_INGEST_TOKEN); it
+    /// grants nothing else. Without one, ingest is off
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ingest_token_file: Option<PathBuf>,
+    /// A web origin (e.g. https://app.example.com) whose pages may POST to /api/v1/ingest
+    /// (CORS); repeat for more. Other origins are refused
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = parse_origin)]
+    pub(crate) cors_origins: Vec<String>,
+}
+
+/// A web origin as browsers send it: `scheme://host[:port]`, no path, no trailing slash.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let invalid = |why: &str| {
+        Err(format!(
+            "invalid origin '{}': {why} (expected e.g. https://app.example.com or \
+             http://127.0.0.1:8080)",
+            crate::bounded::excerpt(text)
+        ))
+    };
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return invalid("no scheme");
+    };
+    if !matches!(scheme, "http" | "https") {
+        return invalid("the scheme is not http or https");
+    }
+    if rest.is_empty() {
+        return invalid("no host");
+    }
+    let host_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']');
+    if let Some(c) = rest.chars().find(|&c| !host_ok(c)) {
+        return invalid(&format!(
+            "'{}' is not allowed in an origin (no path, no trailing '/')",
+            c.escape_default()
+        ));
+    }
+    Ok(text.to_ascii_lowercase())
 }
 
 /// Where the HTTP server listens.
@@ -397,6 +436,28 @@ pub(crate) struct WatchArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Example: PLIMSOLL_INGEST_TOKEN=secret plimsoll serve --listen 127.0.0.1:9464 \\\n            --cors-origin https://app.example.com\n\
+Pages load the monitor from /agent/plimsoll-browser.js (README, \"Browsers\")."
+)]
+pub(crate) struct ServeArgs {
+    /// Memory budget of each remote instance (a page's memory), for its levels; default none
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) budget: Option<ByteSize>,
+    /// The most live instances one remote target may have (idle ones expire after 5 minutes);
+    /// over it, a new instance gets 429
+    #[arg(long, value_name = "N", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) max_instances: u32,
+    /// Compress the leak detector's windows by F, e.g. 0.05 for a demo or a test; 1 keeps the
+    /// documented defaults
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]
+    pub(crate) time_scale: f64,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
 #[command(after_help = "See examples/plimsoll.toml for every key of the config file.")]
 pub(crate) struct UpArgs {
     /// The config file
@@ -444,5 +505,27 @@ mod tests {
         let error = parse_listen("example.com:80").expect_err("a name");
         assert!(error.contains("'example.com:80'"), "{error}");
         assert!(parse_listen("9464").is_err());
+    }
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        assert_eq!(
+            parse_origin("http://127.0.0.1:8080"),
+            Ok("http://127.0.0.1:8080".to_owned())
+        );
+        assert_eq!(
+            parse_origin("https://App.example.com"),
+            Ok("https://app.example.com".to_owned())
+        );
+        for bad in [
+            "app.example.com",
+            "ftp://x",
+            "https://",
+            "https://x/",
+            "https://x/path",
+        ] {
+            let error = parse_origin(bad).expect_err(bad);
+            assert!(error.contains(&format!("'{bad}'")), "{error}");
+        }
     }
 }

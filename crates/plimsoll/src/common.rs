@@ -88,6 +88,12 @@ pub(crate) struct HttpSettings {
     pub(crate) admin_token: Option<String>,
     /// The bearer token of the reads; `None` leaves them open.
     pub(crate) read_token: Option<String>,
+    /// The bearer token of `POST /api/v1/ingest`; `None` turns ingest off.
+    pub(crate) ingest_token: Option<String>,
+    /// The web origins whose pages may post to ingest (CORS).
+    pub(crate) cors_origins: Vec<String>,
+    /// How remote targets are judged and bounded (`serve` sets its flags here).
+    pub(crate) remote: crate::ingest::RemoteConfig,
 }
 
 /// The environment variable that holds the admin token when no file is given.
@@ -96,12 +102,16 @@ pub(crate) const ADMIN_TOKEN_ENV: &str = "PLIMSOLL_ADMIN_TOKEN";
 /// The environment variable that holds the read token when no file is given.
 pub(crate) const READ_TOKEN_ENV: &str = "PLIMSOLL_READ_TOKEN";
 
+/// The environment variable that holds the ingest token when no file is given.
+pub(crate) const INGEST_TOKEN_ENV: &str = "PLIMSOLL_INGEST_TOKEN";
+
 /// The longest token file read: a token is a line, not a document.
 const MAX_TOKEN_FILE: u64 = 4096;
 
 /// `--listen`, `--no-http`, the admin token (`--admin-token-file`, else
-/// `PLIMSOLL_ADMIN_TOKEN`) and the read token (`--read-token-file`, else
-/// `PLIMSOLL_READ_TOKEN`).
+/// `PLIMSOLL_ADMIN_TOKEN`), the read token (`--read-token-file`, else
+/// `PLIMSOLL_READ_TOKEN`), the ingest token (`--ingest-token-file`, else
+/// `PLIMSOLL_INGEST_TOKEN`) and the CORS origins of ingest.
 pub(crate) fn http_settings(args: &OutputArgs) -> Result<HttpSettings> {
     let listen = match (args.no_http, args.listen) {
         (true, _) | (false, Listen::Off) => None,
@@ -117,10 +127,18 @@ pub(crate) fn http_settings(args: &OutputArgs) -> Result<HttpSettings> {
         "--read-token-file",
         READ_TOKEN_ENV,
     )?;
+    let ingest_token = token(
+        args.ingest_token_file.as_deref(),
+        "--ingest-token-file",
+        INGEST_TOKEN_ENV,
+    )?;
     Ok(HttpSettings {
         listen,
         admin_token,
         read_token,
+        ingest_token,
+        cors_origins: args.cors_origins.clone(),
+        remote: crate::ingest::RemoteConfig::recommended(),
     })
 }
 

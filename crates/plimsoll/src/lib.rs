@@ -13,6 +13,7 @@ mod fds;
 mod heap;
 mod http;
 mod import;
+mod ingest;
 mod logging;
 mod name;
 mod outputs;
@@ -20,6 +21,7 @@ mod registry;
 mod report;
 mod run;
 mod series;
+mod serve;
 mod sinks;
 mod snapshot;
 mod soak;
@@ -105,7 +107,11 @@ pub fn main() -> ExitCode {
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     if matches!(
         cli.command,
-        cli::Command::Run(_) | cli::Command::Watch(_) | cli::Command::Up(_) | cli::Command::Soak(_)
+        cli::Command::Run(_)
+            | cli::Command::Watch(_)
+            | cli::Command::Up(_)
+            | cli::Command::Soak(_)
+            | cli::Command::Serve(_)
     ) {
         // The long-running commands take all the descriptors they may (fds.rs).
         fds::raise_limit();
@@ -121,5 +127,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Soak(args) => soak::run(&args),
         cli::Command::Report(args) => report::run(&args),
         cli::Command::Import(command) => import::run(&command),
+        cli::Command::Serve(args) => serve::run(&args),
     }
 }

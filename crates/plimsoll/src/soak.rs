@@ -195,6 +195,8 @@ impl Plan {
                 no_http: true,
                 admin_token_file: None,
                 read_token_file: None,
+                ingest_token_file: None,
+                cors_origins: Vec::new(),
             },
         };
         let common = Common::resolve(&monitor)?;

@@ -1,15 +1,18 @@
-//! The HTTP server of `run`, `up` and `watch` (DESIGN.md, "HTTP"): `/health`, `/metrics`, the
-//! JSON API over the registry and the store, the token-guarded admin actions, and the
-//! dashboard. `router(state)` is the whole server without a socket, so tests call it with
-//! `oneshot`; `bind` takes the port before any target starts, so a taken port fails fast.
+//! The HTTP server of `run`, `up`, `watch` and `serve` (DESIGN.md, "HTTP"): `/health`,
+//! `/metrics`, the JSON API over the registry and the store, the token-guarded admin actions,
+//! remote samples (ingest), and the dashboard. `router(state)` is the whole server without a
+//! socket, so tests call it with `oneshot`; `bind` takes the port before any target starts, so a
+//! taken port fails fast.
 //!
 //! Files: `conn.rs` the accept loop and its limits, `routes.rs` the handlers, `dashboard.rs`
-//! the page and its embedded assets. The wire
+//! the page and its embedded assets, `ingest.rs` the ingest route of remote targets, its CORS
+//! and the browser monitor's script. The wire
 //! formats (the status JSON, the Prometheus text, the admin guard and the error type) live in
 //! `plimsoll-http`, shared with `plimsoll-guard`.
 
 mod conn;
 mod dashboard;
+mod ingest;
 mod routes;
 
 use std::future::Future;
@@ -26,7 +29,9 @@ use axum::Router;
 use tokio::sync::oneshot;
 
 use crate::common::HttpSettings;
+use crate::ingest::Ingest;
 use crate::registry::{AdminAction, Registry};
+use crate::sinks::SinkConfig;
 use plimsoll_http::{AdminToken, ReadTokens};
 
 /// The name of the file in the run dir that holds the bound address (`127.0.0.1:9464`), for
@@ -48,6 +53,10 @@ pub(crate) struct HttpState {
     /// The bearer token of the read routes (the admin token opens them too); `None` leaves
     /// them open.
     pub(crate) read_token: Option<String>,
+    /// The remote targets and the ingest token; `None` turns ingest off (403).
+    pub(crate) ingest: Option<(Arc<Ingest>, String)>,
+    /// The origins whose pages may post to ingest.
+    pub(crate) cors_origins: Arc<Vec<String>>,
 }
 
 /// The whole server, without a socket.
@@ -63,8 +72,19 @@ pub(crate) fn router(state: HttpState) -> Router {
         post(move |state, name| routes::admin_action(state, name, action.clone()))
             .route_layer(guard())
     };
+    let cors = middleware::from_fn_with_state(state.clone(), ingest::cors);
     Router::new()
         .route("/", get(dashboard::page))
+        .route("/agent/plimsoll-browser.js", get(ingest::agent_script))
+        // Remote samples: the ingest token only (no admin or read token opens it), CORS for
+        // the configured origins.
+        .route(
+            "/api/v1/ingest",
+            post(ingest::post)
+                .options(ingest::preflight)
+                .layer(DefaultBodyLimit::max(ingest::MAX_BODY))
+                .route_layer(cors),
+        )
         .route("/assets/{file}", get(dashboard::asset))
         // Reads: behind the read token when one is configured. The page and its assets
         // stay open; its fetches carry the token (dashboard.js).
@@ -145,24 +165,58 @@ pub(crate) fn bind_configured(settings: &HttpSettings) -> Result<Option<Bound>> 
     settings.listen.map(bind).transpose()
 }
 
-/// Starts the server of `bound`, if any, with the registry and the store of `data_dir`.
+/// Starts the server of `bound`, if any, with the registry and the store of `data_dir`. With an
+/// ingest token, remote targets are taken in too; their samples and events go to the store and
+/// the log (the sinks of `run`, `up` and `watch` stay with their own targets).
 pub(crate) fn start(
     bound: Option<Bound>,
     settings: &HttpSettings,
     registry: &Arc<Registry>,
     data_dir: &Path,
 ) -> Result<Option<Server>> {
+    let store_only = SinkConfig {
+        events: None,
+        on_event: None,
+        webhook: None,
+        hook_timeout: Duration::from_secs(10),
+    };
+    start_with_sinks(bound, settings, registry, data_dir, &store_only)
+}
+
+/// [`start`], with the sinks that remote targets' events go to (`serve`'s own).
+pub(crate) fn start_with_sinks(
+    bound: Option<Bound>,
+    settings: &HttpSettings,
+    registry: &Arc<Registry>,
+    data_dir: &Path,
+    sinks: &SinkConfig,
+) -> Result<Option<Server>> {
     let Some(bound) = bound else {
         return Ok(None);
+    };
+    let ingest = match &settings.ingest_token {
+        Some(token) => Some((
+            Arc::new(Ingest::open(data_dir, sinks, settings.remote)?),
+            token.clone(),
+        )),
+        None => None,
     };
     let state = HttpState {
         registry: registry.clone(),
         data_dir: data_dir.to_path_buf(),
         admin_token: settings.admin_token.clone(),
         read_token: settings.read_token.clone(),
+        ingest,
+        cors_origins: Arc::new(settings.cors_origins.clone()),
     };
     if let Some(warning) = exposure(bound.addr, settings.read_token.is_some()) {
         tracing::warn!(addr = %bound.addr, "{warning}");
+    }
+    if state.ingest.is_some() {
+        tracing::info!(
+            origins = ?settings.cors_origins,
+            "taking remote samples at POST /api/v1/ingest (ingest token set)"
+        );
     }
     let run_dir = data_dir.join("run");
     crate::common::create_private_dir(&run_dir)?;
@@ -199,6 +253,8 @@ pub(crate) struct Server {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
     addr_file: PathBuf,
+    /// Closed after the last request: its outputs flush to the store.
+    ingest: Option<Arc<Ingest>>,
 }
 
 impl Bound {
@@ -211,6 +267,7 @@ impl Bound {
         std::fs::write(&addr_file, format!("{}\n", self.addr))
             .with_context(|| format!("cannot write '{}'", addr_file.display()))?;
         let (stop, stopped) = oneshot::channel::<()>();
+        let ingest = state.ingest.as_ref().map(|(ingest, _)| ingest.clone());
         let task = tokio::spawn(serve(listener, state, async {
             let _ = stopped.await;
         }));
@@ -219,6 +276,7 @@ impl Bound {
             stop,
             task,
             addr_file,
+            ingest,
         })
     }
 }
@@ -230,6 +288,10 @@ impl Server {
         let mut task = self.task;
         if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
             task.abort();
+        }
+        if let Some(ingest) = self.ingest {
+            // Flushing the store may take a moment: not on the runtime's thread.
+            let _ = tokio::task::spawn_blocking(move || ingest.close()).await;
         }
         let _ = std::fs::remove_file(&self.addr_file);
     }

@@ -28,17 +28,51 @@ const MAX_LIMIT: usize = 10_000;
 /// The leak events.
 const LEAK_EVENTS: [&str; 3] = ["leak-suspected", "leak-confirmed", "leak-cleared"];
 
-/// `GET /health`: 200 while no target is critical, else 503.
+/// `GET /health`: 200 while no target is critical, else 503. Remote targets (ingest) come
+/// after the local ones, one entry each, with a `remote` object (instances by leak state, heap
+/// quantiles, the instance the dashboard charts).
 pub(crate) async fn health(State(state): State<HttpState>) -> Response {
     let views = state.registry.all();
-    let (code, body) = plimsoll_http::health(views.iter().map(|v| &v.status), now_unix_ms());
+    let remote = remote_views(&state, false);
+    let statuses = views
+        .iter()
+        .map(|v| &v.status)
+        .chain(remote.iter().map(|r| &r.status));
+    let (code, mut body) = plimsoll_http::health(statuses, now_unix_ms());
+    if let Some(targets) = body["targets"].as_array_mut() {
+        for (entry, view) in targets.iter_mut().skip(views.len()).zip(&remote) {
+            entry["remote"] = view.remote.clone();
+        }
+    }
     (code, Json(body)).into_response()
 }
 
-/// `GET /metrics`: Prometheus text, built from the registry now.
+/// The remote targets' aggregates, when ingest is on; with their instances when `listed`.
+fn remote_views(state: &HttpState, listed: bool) -> Vec<crate::ingest::RemoteView> {
+    state
+        .ingest
+        .as_ref()
+        .map(|(ingest, _)| ingest.views(std::time::Instant::now(), listed))
+        .unwrap_or_default()
+}
+
+/// `GET /metrics`: Prometheus text, built from the registry now; remote targets add one series
+/// per target to the usual families, and families of their own (`ingest::Ingest::families`).
 pub(crate) async fn metrics(State(state): State<HttpState>) -> Result<Response, ApiError> {
-    let statuses = state.registry.all().into_iter().map(|v| v.status).collect();
-    let text = metrics::render(statuses, now_unix_ms())
+    let remote = remote_views(&state, false);
+    let extra = state
+        .ingest
+        .as_ref()
+        .map(|(ingest, _)| ingest.families(&remote))
+        .unwrap_or_default();
+    let statuses = state
+        .registry
+        .all()
+        .into_iter()
+        .map(|v| v.status)
+        .chain(remote.into_iter().map(|r| r.status))
+        .collect();
+    let text = metrics::render_with(statuses, now_unix_ms(), extra)
         .map_err(|_| ApiError::Internal("cannot encode the metrics".to_owned()))?;
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
@@ -59,7 +93,8 @@ async fn read_store<T: Send + 'static>(
     .map_err(|error| ApiError::Internal(format!("{error:#}")))
 }
 
-/// `GET /api/v1/targets`: the live targets, then the ones only the store remembers.
+/// `GET /api/v1/targets`: the live targets (remote ones with their `instances`), then the ones
+/// only the store remembers.
 pub(crate) async fn targets(State(state): State<HttpState>) -> Result<Json<Value>, ApiError> {
     let views = state.registry.all();
     let stored = read_store(&state, |reader| Ok(reader.targets()?)).await?;
@@ -72,8 +107,22 @@ pub(crate) async fn targets(State(state): State<HttpState>) -> Result<Json<Value
             entry
         })
         .collect();
+    let remote = remote_views(&state, true);
+    for view in &remote {
+        let mut entry = target_json(&view.status, now);
+        entry["live"] = Value::Bool(true);
+        entry["remote"] = view.remote.clone();
+        entry["instances"] = Value::Array(view.instances.clone());
+        targets.push(entry);
+    }
+    // A live instance's stored series is listed under its target, not again on its own.
+    let instance_names: std::collections::HashSet<&str> = remote
+        .iter()
+        .flat_map(|r| r.instances.iter().filter_map(|i| i["name"].as_str()))
+        .collect();
+    let live_instance = |name: &str| instance_names.contains(name);
     for name in stored {
-        if !views.iter().any(|v| v.status.name == name) {
+        if !views.iter().any(|v| v.status.name == name) && !live_instance(&name) {
             targets.push(json!({ "name": name, "live": false }));
         }
     }
@@ -128,7 +177,11 @@ pub(crate) async fn samples(
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     let (since, limit) = (q.since()?, q.limit()?);
-    let live = state.registry.get(&name).is_some();
+    let live = state.registry.get(&name).is_some()
+        || state
+            .ingest
+            .as_ref()
+            .is_some_and(|(ingest, _)| ingest.is_live_series(&name));
     let target = name.clone();
     let points = read_store(&state, move |reader| {
         if !live && !reader.targets()?.contains(&target) {

@@ -89,6 +89,8 @@ fn fixture(admin_token: Option<&str>, api_level: Level) -> Fixture {
             data_dir: dir.path().to_path_buf(),
             admin_token: admin_token.map(str::to_owned),
             read_token: None,
+            ingest: None,
+            cors_origins: Arc::new(Vec::new()),
         },
         _dir: dir,
     }
@@ -655,6 +657,8 @@ async fn admin_actions_reach_a_real_loop_with_a_real_child() {
         data_dir: dir.path().to_path_buf(),
         admin_token: Some(TOKEN.to_owned()),
         read_token: None,
+        ingest: None,
+        cors_origins: Arc::new(Vec::new()),
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     let inputs = crate::supervise::Inputs::new(cancel.clone()).with_spawner(Box::new(Direct));
@@ -789,4 +793,28 @@ async fn a_thresholds_body_must_name_a_mark_and_a_huge_one_is_413() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // The mark not named keeps its value.
     assert_eq!(body["result"], json!({"warn": 0.75, "critical": 0.95}));
+}
+
+#[tokio::test]
+async fn ingest_is_off_without_its_token_whatever_the_admin_token() {
+    let f = fixture(Some(TOKEN), Level::Ok);
+    let body = r#"{"target": "web", "instance": "a", "samples": []}"#;
+    for token in [None, Some(TOKEN)] {
+        let (status, _, answer) =
+            call(&f.state, Method::POST, "/api/v1/ingest", token, Some(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{token:?}: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("PLIMSOLL_INGEST_TOKEN")),
+            "{answer}"
+        );
+    }
+    // The browser monitor is served whatever the tokens.
+    let (status, content_type, _) = get(&f.state, "/agent/plimsoll-browser.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        content_type.starts_with("text/javascript"),
+        "{content_type}"
+    );
 }

@@ -83,13 +83,25 @@ impl Monitor {
         heap: Option<&HeapFigures>,
         output: &mut dyn EventOutput,
     ) -> bool {
+        self.observe_at(t_s, now_unix_ms(), sample, heap, output)
+    }
+
+    /// [`Monitor::observe`] of a sample taken at `t_unix_ms` by another clock (a remote
+    /// reporter's), which the store and the events keep.
+    pub(crate) fn observe_at(
+        &mut self,
+        t_s: f64,
+        t_unix_ms: i64,
+        sample: &Sample,
+        heap: Option<&HeapFigures>,
+        output: &mut dyn EventOutput,
+    ) -> bool {
         if self.budget.is_none() {
             self.budget = sample.cgroup.as_ref().and_then(|c| c.limit).map(|b| b.0);
             if let Some(b) = self.budget {
                 tracing::info!(target_name = %self.name, budget_bytes = b, "budget {} from the cgroup limit", human_bytes(b as f64));
             }
         }
-        let t_unix_ms = now_unix_ms();
         let rss = sample.rss.0;
         output.sample(
             &self.name,

@@ -1,6 +1,7 @@
 //! Integration tests of the `plimsoll` binary: one test binary, one module per command.
 
 mod analyze;
+mod browser;
 mod check;
 mod chromium;
 mod containers;
@@ -13,6 +14,7 @@ mod harness;
 mod heap;
 mod http;
 mod import;
+mod ingest;
 mod node;
 mod run;
 mod soak;
