@@ -31,6 +31,8 @@ case "$job" in
     want redis-server redis-server
     # The fault tests lower limits and switch users with util-linux's prlimit and setpriv.
     want prlimit util-linux
+    # The man page tests render the pages with groff, as man does.
+    want groff groff-base
     ;;
   *)
     echo "plimsoll: unknown job '$job' (expected test or demo)" >&2

@@ -13,6 +13,7 @@ mod fds;
 mod heap;
 mod http;
 mod logging;
+mod manual;
 mod name;
 mod outputs;
 mod registry;
@@ -102,6 +103,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
+    logging::set_format(cli.log_format);
     if matches!(
         cli.command,
         cli::Command::Run(_) | cli::Command::Watch(_) | cli::Command::Up(_) | cli::Command::Soak(_)
@@ -119,5 +121,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Snapshot(args) => snapshot::run(&args),
         cli::Command::Soak(args) => soak::run(&args),
         cli::Command::Report(args) => report::run(&args),
+        cli::Command::Completions(args) => manual::completions(&args),
+        cli::Command::Man(args) => manual::man(&args),
     }
 }

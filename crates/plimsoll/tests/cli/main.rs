@@ -10,6 +10,7 @@ mod faults_store;
 mod harness;
 mod heap;
 mod http;
+mod manual;
 mod node;
 mod run;
 mod soak;
