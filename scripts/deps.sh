@@ -24,6 +24,8 @@ case "$job" in
     want make make
     # The Node.js agent and heap snapshot tests run real node processes.
     want node nodejs
+    # The npm package test packs and installs the npm tarballs (scripts/npm-pack.sh).
+    want npm npm
     # promtool checks /metrics and the alert rules; Chromium opens the dashboard and reports.
     want promtool prometheus
     want chromium chromium

@@ -12,6 +12,7 @@ mod heap;
 mod http;
 mod manual;
 mod node;
+mod npm;
 mod run;
 mod soak;
 mod stdout;
