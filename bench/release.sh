@@ -19,29 +19,42 @@ cargo build --release --locked -p plimsoll
 build_s=$(( ($(date +%s%N) - started) / 1000000000 ))
 binary="${CARGO_TARGET_DIR:-target}/release/plimsoll"
 
-# Mean wall time of one start, in microseconds, over $runs starts (the loop's own fork and exec
-# are in every figure alike, so the ratios compare like with like).
-per_start_us() {
-  local t0 t1 i
-  "$@" >/dev/null # warm the page cache
-  t0=$(date +%s%N)
-  for ((i = 0; i < runs; i++)); do "$@" >/dev/null; done
-  t1=$(date +%s%N)
-  echo $(( (t1 - t0) / runs / 1000 ))
+# Mean wall time of one start of each command, in microseconds, over $runs rounds; each round
+# starts every command once, in turn, so that a load that comes and goes on a shared machine
+# weighs on all of them alike. Timed with bash's own $EPOCHREALTIME (no process for the clock).
+# Commands are given as strings split on spaces.
+mean_starts_us() {
+  local -a totals=() cmd
+  local i j t0
+  for ((j = 1; j <= $#; j++)); do read -ra cmd <<<"${!j}"; "${cmd[@]}" >/dev/null; totals[j]=0; done
+  for ((i = 0; i < runs; i++)); do
+    for ((j = 1; j <= $#; j++)); do
+      read -ra cmd <<<"${!j}"
+      t0=${EPOCHREALTIME/./}
+      "${cmd[@]}" >/dev/null
+      totals[j]=$((totals[j] + ${EPOCHREALTIME/./} - t0))
+    done
+  done
+  for ((j = 1; j <= $#; j++)); do printf '%s ' $((totals[j] / runs)); done
 }
 peak_kib() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 size=$(stat -c %s "$binary")
-plimsoll_us=$(per_start_us "$binary" --version)
-true_us=$(per_start_us /bin/true)
-printf 'release binary: %s (%s bytes, %.1f MiB); build %s s; %s starts each\n\n' \
-  "$binary" "$size" "$(awk -v s="$size" 'BEGIN { print s / 1048576 }')" "$build_s" "$runs"
 baseline="${BASELINE_BINARY:-}"
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+  echo "bench/release.sh: BASELINE_BINARY '$baseline' is not executable" >&2
+  exit 2
+fi
+node_cmd=()
+command -v node >/dev/null 2>&1 && node_cmd=("node --version")
+read -r plimsoll_us true_us b_us node_us <<<"$(mean_starts_us "$binary --version" /bin/true \
+  ${baseline:+"$baseline --version"} "${node_cmd[@]}")"
+if [ -z "$baseline" ]; then node_us="$b_us"; fi
+printf 'release binary: %s (%s bytes, %.1f MiB); build %s s; %s rounds\n\n' \
+  "$binary" "$size" "$(awk -v s="$size" 'BEGIN { print s / 1048576 }')" "$build_s" "$runs"
 if [ -n "$baseline" ]; then
-  [ -x "$baseline" ] || { echo "bench/release.sh: BASELINE_BINARY '$baseline' is not executable" >&2; exit 2; }
   b_size=$(stat -c %s "$baseline")
-  b_us=$(per_start_us "$baseline" --version)
   printf 'baseline: %s\n\n' "$baseline"
   printf '| figure | plimsoll --version | baseline | ratio | true | ratio |\n|---|---|---|---|---|---|\n'
   printf '| size | %s bytes | %s bytes | %s | | |\n' "$size" "$b_size" "$(ratio "$size" "$b_size")"
@@ -62,7 +75,6 @@ else
     printf '| peak RSS | %s KiB | %s KiB | %s |\n' "$p" "$t" "$(ratio "$p" "$t")"
   fi
 fi
-if command -v node >/dev/null 2>&1; then
-  node_us=$(per_start_us node --version)
+if [ -n "${node_us:-}" ]; then
   printf '\nnode --version: %s µs mean; plimsoll/node %s\n' "$node_us" "$(ratio "$plimsoll_us" "$node_us")"
 fi

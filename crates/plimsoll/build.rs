@@ -54,15 +54,19 @@ fn from_git(manifest_dir: &Path) -> Option<String> {
     if !ours {
         return None;
     }
-    // A path that does not exist would make cargo rerun this every build: name only those that
-    // do. The branch's folder, not its file, so that a ref packed now and loose later is seen.
-    let common_dir = Path::new(git_dir).join(common_dir);
+    // What moves when HEAD moves, and nothing else (not the other branches, which other
+    // worktrees commit to): HEAD, its reflog (written at every commit, checkout or reset, also
+    // when the branch is packed), the branch's file and packed-refs. A path that does not exist
+    // would make cargo rerun this every build: name only those that do.
+    let git_dir = Path::new(git_dir);
+    let common_dir = git_dir.join(common_dir);
     let mut watched = vec![
-        Path::new(git_dir).join("HEAD"),
+        git_dir.join("HEAD"),
+        git_dir.join("logs/HEAD"),
         common_dir.join("packed-refs"),
     ];
     if head_ref.starts_with("refs/") {
-        watched.extend(common_dir.join(head_ref).parent().map(Path::to_path_buf));
+        watched.push(common_dir.join(head_ref));
     }
     for path in watched.iter().filter(|p| p.exists()) {
         println!("cargo:rerun-if-changed={}", path.display());
