@@ -24,6 +24,8 @@ case "$job" in
     want make make
     # The Node.js agent and heap snapshot tests run real node processes.
     want node nodejs
+    # The npm package test packs and installs the npm tarballs (scripts/npm-pack.sh).
+    want npm npm
     # promtool checks /metrics and the alert rules; Chromium opens the dashboard and reports.
     want promtool prometheus
     want chromium chromium
@@ -33,6 +35,8 @@ case "$job" in
     want prlimit util-linux
     # pip installs the manifest and Dockerfile linters (below).
     python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+    # The man page tests render the pages with groff, as man does.
+    want groff groff-base
     ;;
   *)
     echo "plimsoll: unknown job '$job' (expected test or demo)" >&2

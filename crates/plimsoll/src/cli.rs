@@ -16,13 +16,23 @@ use crate::units::{
 /// Keeps a service under its memory budget: tells a real leak from a GC sawtooth, restarts
 /// before the OOM killer does, and proves in CI that a change does not leak.
 #[derive(Debug, Parser)]
-#[command(name = "plimsoll", version, about, long_about = None)]
+#[command(name = "plimsoll", version = crate::manual::VERSION, about, long_about = None)]
 #[command(
     after_help = "Exit codes: 0 no leak / success, 1 leak found or budget failed, \
 2 bad usage or bad input, 3 inconclusive.\nSizes: 512M, 512MiB, 1.5G, 1073741824 (K/M/G and \
 KiB/MiB/GiB are powers of 1024; KB/MB/GB powers of 1000). Durations: 500ms, 30s, 5m, 1h."
 )]
 pub(crate) struct Cli {
+    /// How the supervisor writes its own log on standard error: text for people, json for log
+    /// shippers (one JSON object per line)
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub(crate) log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -56,6 +66,10 @@ pub(crate) enum Command {
     /// Turn another tool's config into a plimsoll.toml for `plimsoll up`
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Shell completions on standard output (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Man pages: plimsoll(1) on standard output, or one page per command into --out DIR
+    Man(ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -528,4 +542,24 @@ mod tests {
             assert!(error.contains(&format!("'{bad}'")), "{error}");
         }
     }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Install, e.g.:\n  \
+plimsoll completions bash > ~/.local/share/bash-completion/completions/plimsoll\n  \
+plimsoll completions zsh > ~/.zfunc/_plimsoll   # with fpath+=(~/.zfunc) before compinit\n  \
+plimsoll completions fish > ~/.config/fish/completions/plimsoll.fish")]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum, value_name = "SHELL")]
+    pub(crate) shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example: plimsoll man --out /usr/local/share/man/man1 && man plimsoll-run")]
+pub(crate) struct ManArgs {
+    /// Write plimsoll.1 and one page per command (plimsoll-run.1, plimsoll-heap-diff.1, …)
+    /// into DIR, created if missing, instead of plimsoll.1 to standard output
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
 }

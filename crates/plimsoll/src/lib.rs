@@ -15,6 +15,7 @@ mod http;
 mod import;
 mod ingest;
 mod logging;
+mod manual;
 mod name;
 mod outputs;
 mod registry;
@@ -105,6 +106,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
+    logging::set_format(cli.log_format);
     if matches!(
         cli.command,
         cli::Command::Run(_)
@@ -128,5 +130,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Report(args) => report::run(&args),
         cli::Command::Import(command) => import::run(&command),
         cli::Command::Serve(args) => serve::run(&args),
+        cli::Command::Completions(args) => manual::completions(&args),
+        cli::Command::Man(args) => manual::man(&args),
     }
 }

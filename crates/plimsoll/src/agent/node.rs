@@ -12,8 +12,10 @@ pub(crate) struct AgentSetup {
     pub(crate) snapshot_dir: PathBuf,
 }
 
-/// The agent's source, shipped inside the binary and written to the data dir at start.
-pub(crate) const AGENT_JS: &str = include_str!("../../../../agents/node/plimsoll-agent.js");
+/// The agent's source, shipped inside the binary and written to the data dir at start. Read
+/// through the crate's `agents` link to the workspace's `agents/`, so that the packaged crate
+/// (which copies what the link points to) has it too.
+pub(crate) const AGENT_JS: &str = include_str!("../../agents/node/plimsoll-agent.js");
 
 /// The share of the budget given to V8's old space when the user sets no cap of their own: the
 /// rest is for the young generation, code, Buffers and the native heap.

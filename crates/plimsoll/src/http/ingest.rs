@@ -25,7 +25,7 @@ use crate::ingest::Refusal;
 pub(crate) const MAX_BODY: usize = 256 * 1024;
 
 /// The browser monitor, embedded.
-const AGENT_JS: &str = include_str!("../../../../agents/browser/plimsoll-browser.js");
+const AGENT_JS: &str = include_str!("../../agents/browser/plimsoll-browser.js");
 
 /// `GET /agent/plimsoll-browser.js`.
 pub(crate) async fn agent_script() -> Response {
