@@ -50,6 +50,9 @@ pub struct DetectorConfig {
     /// design, so it vouches for less (slower growth passes it and is left to production's
     /// online detector).
     pub soak_flat_rate_bytes_per_s: f64,
+    /// In a soak where the heap after GC is flat, the fastest upward trend of the RSS troughs
+    /// that still passes, bytes per second: RSS is then only the guard against off-heap leaks.
+    pub soak_offheap_rate_bytes_per_s: f64,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -74,6 +77,7 @@ impl DetectorConfig {
             flat_window_s: 300.0,
             flat_rate_bytes_per_s: 0.25 * MIB / 60.0,
             soak_flat_rate_bytes_per_s: 0.5 * MIB / 60.0,
+            soak_offheap_rate_bytes_per_s: MIB / 60.0,
         }
     }
 
@@ -90,6 +94,7 @@ impl DetectorConfig {
         self.min_rate_bytes_per_s /= factor;
         self.flat_rate_bytes_per_s /= factor;
         self.soak_flat_rate_bytes_per_s /= factor;
+        self.soak_offheap_rate_bytes_per_s /= factor;
         self
     }
 
@@ -786,12 +791,56 @@ impl Channel {
         let allowance = floor.max(2.0 * scatter);
         let span = troughs[count - 1].0 - troughs[0].0;
         let trend = slope * span;
-        let rise = troughs[count - 1].1 - troughs[0].1;
+        // The newest trough (and the newest third's median) against the oldest third's median:
+        // a trough at the start lowered by pages handed back does not count, a rise at the
+        // very end always does.
+        let third = count.div_ceil(3);
+        let mut oldest_third: Vec<f64> = troughs[..third].iter().map(|&(_, v)| v).collect();
+        let mut newest_third: Vec<f64> = troughs[count - third..].iter().map(|&(_, v)| v).collect();
+        let newest = crate::robust::median(&mut newest_third)?.max(troughs[count - 1].1);
+        let rise = newest - crate::robust::median(&mut oldest_third)?;
         let flat = trend + scatter < allowance
             && rise < allowance
             && span >= TROUGH_MARGIN * allowance / config.soak_flat_rate_bytes_per_s;
         flat.then_some(Reason::Flat {
             growth_bytes: trend.max(rise),
+            stretch_s: span,
+        })
+    }
+
+    /// RSS beside a flat heap after GC: `Flat` when, over the newer half of the steady state
+    /// tiled into 30-second troughs, the upper quartile of the newer half of the troughs is
+    /// not above that of the older half by more than the detector's least growth plus
+    /// `soak_offheap_rate_bytes_per_s` over the time between them. V8 hands pages back and
+    /// takes them again, so its RSS troughs are bimodal; an off-heap leak lifts both modes,
+    /// and the upper quartile follows it where a slope through both modes would not.
+    fn quiet_beside_flat_heap(&self, config: &DetectorConfig, last_t_s: f64) -> Option<Reason> {
+        let oldest = self.floor.oldest_s()?;
+        let now = self.floor.newest_end_s()?.min(last_t_s.max(oldest));
+        let window = config.early_window_s / 4.0;
+        let since = now - (now - oldest) / 2.0;
+        let count = ((now - since) / window).floor() as usize;
+        if count < 2 * TROUGH_WINDOWS {
+            return None;
+        }
+        let troughs: Vec<(f64, f64)> = (0..count)
+            .rev()
+            .map(|k| {
+                let end = now - window * k as f64;
+                self.floor
+                    .min_between(end - window, end)
+                    .map(|v| (end - window / 2.0, v))
+            })
+            .collect::<Option<_>>()?;
+        let span = troughs[count - 1].0 - troughs[0].0;
+        let half = count / 2;
+        let mut older: Vec<f64> = troughs[..half].iter().map(|&(_, v)| v).collect();
+        let mut newer: Vec<f64> = troughs[half..].iter().map(|&(_, v)| v).collect();
+        let upper = |values: &mut Vec<f64>| crate::robust::quantile(values, 0.75);
+        let rise = upper(&mut newer)? - upper(&mut older)?;
+        let allowed = config.min_growth_bytes + config.soak_offheap_rate_bytes_per_s * span / 2.0;
+        (rise < allowed).then_some(Reason::Flat {
+            growth_bytes: rise.max(0.0),
             stretch_s: span,
         })
     }
@@ -1123,8 +1172,20 @@ impl LeakDetector {
             needs_more_s: None,
         };
         let mut flat: Option<Reason> = None;
+        let heap_flat = self.heap.as_ref().is_some_and(|heap| {
+            heap.judge_steady(&self.config, self.last_t_s).0 == Verdict::NoLeak
+        });
         for channel in std::iter::once(&self.rss).chain(self.heap.as_ref()) {
-            let (v, reason, more) = channel.judge_steady(&self.config, self.last_t_s);
+            let (mut v, mut reason, more) = channel.judge_steady(&self.config, self.last_t_s);
+            // Beside a flat live heap, RSS guards against off-heap leaks only: it must not ramp
+            // (that is a leak above) and its troughs must not trend upwards faster than
+            // `soak_offheap_rate_bytes_per_s`; V8 handing pages back and taking them again
+            // makes its troughs too uneven to be vouched flat on their own within a soak.
+            if heap_flat && channel.signal == Signal::Rss && v == Verdict::Inconclusive {
+                if let Some(quiet) = channel.quiet_beside_flat_heap(&self.config, self.last_t_s) {
+                    (v, reason) = (Verdict::NoLeak, quiet);
+                }
+            }
             match v {
                 Verdict::Leak => {
                     return SteadyVerdict {
@@ -1510,6 +1571,45 @@ mod tests {
             100.0 * MB + 0.6 * MB * t / 60.0 + tooth(t, 20.0 * MB, 15.0) + wobble(t, 2.0 * MB)
         });
         assert_ne!(noisy.verdict, Verdict::NoLeak, "{noisy:?}");
+    }
+
+    /// Nine minutes of a Node soak's steady state: the heap after each forced GC and an RSS
+    /// that V8 keeps handing pages back from and taking them again.
+    fn node_soak(rss: impl Fn(f64) -> f64, heap: impl Fn(f64) -> f64) -> SteadyVerdict {
+        let mut detector = LeakDetector::new(DetectorConfig::recommended());
+        for i in 0..540 {
+            let t = f64::from(i);
+            detector.push(&Observation {
+                t_s: t,
+                rss_bytes: rss(t) as u64,
+                heap_used_after_gc_bytes: Some(heap(t) as u64),
+            });
+        }
+        detector.steady_state_verdict()
+    }
+
+    #[test]
+    fn beside_a_flat_heap_rss_only_has_to_stay_level() {
+        // RSS at 220 MiB that drops by 40 MiB for half a minute every 200 s: its troughs are
+        // bimodal, too uneven for the trough test alone; the live heap is flat.
+        let dips = |t: f64| {
+            220.0 * MB + tooth(t, 20.0 * MB, 15.0) - if t % 200.0 < 30.0 { 40.0 * MB } else { 0.0 }
+        };
+        let flat_heap = |t: f64| 116.0 * MB + wobble(t, 0.05 * MB);
+        let healthy = node_soak(dips, flat_heap);
+        assert_eq!(healthy.verdict, Verdict::NoLeak, "{healthy:?}");
+        // The same RSS with an off-heap leak of 3 MiB/min under it is not passed.
+        let offheap = node_soak(|t| dips(t) + 3.0 * MB * t / 60.0, flat_heap);
+        assert_ne!(offheap.verdict, Verdict::NoLeak, "{offheap:?}");
+        // Nor is a clean off-heap ramp of 1.5 MiB/min: that is a leak.
+        let ramp = node_soak(
+            |t| 220.0 * MB + tooth(t, 20.0 * MB, 15.0) + 1.5 * MB * t / 60.0,
+            flat_heap,
+        );
+        assert_eq!(ramp.verdict, Verdict::Leak, "{ramp:?}");
+        // And a heap that rises is never excused by a level RSS.
+        let heap_leak = node_soak(dips, |t| 116.0 * MB + MB * t / 60.0);
+        assert_eq!(heap_leak.verdict, Verdict::Leak, "{heap_leak:?}");
     }
 
     #[test]
