@@ -266,6 +266,8 @@ struct SoakState {
     forced_fed: u64,
     /// The leak investigation of the soak.
     investigation: Investigation,
+    /// When the steady-state verdict first said leak, seconds into the soak.
+    steady_leak_at_s: Option<f64>,
     /// Events of the soak's own (the suspects) to emit with the next sample, and the snapshot
     /// each keeps as an incident.
     pending: Vec<(EventKind, Option<String>)>,
@@ -305,6 +307,7 @@ impl SoakState {
             forced: plan.forced_gc.map(ForcedGc::new),
             forced_fed: 0,
             investigation: Investigation::Idle,
+            steady_leak_at_s: None,
             pending: Vec::new(),
         }
     }
@@ -562,9 +565,14 @@ async fn soak(
                         }
                     }
                     // Name the leak while there is time: the steady state rises like a leak.
-                    if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && now >= next_steady_check {
+                    if state.steady_leak_at_s.is_none() && now >= next_steady_check {
                         next_steady_check = now + STEADY_CHECK_EVERY;
                         if state.detector.steady_state_verdict().verdict == Verdict::Leak {
+                            state.steady_leak_at_s = Some(elapsed.as_secs_f64());
+                        }
+                    }
+                    if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && state.steady_leak_at_s.is_some() {
+                        {
                             let remaining = plan.duration.saturating_sub(elapsed);
                             // The snapshots' size goes with the heap in use; the room they
                             // need on disk and in memory with the heap's total.
@@ -852,6 +860,7 @@ impl Finding {
                 "verdict": steady.verdict.as_str(),
                 "reason": reason,
                 "needs_more_s": steady.needs_more_s.map(|s| (s * 100.0).round() / 100.0),
+                "leak_seen_after_s": state.steady_leak_at_s.map(|s| (s * 10.0).round() / 10.0),
                 "budget_exceeded": state.budget_exceeded_at_s.is_some(),
                 "budget_exceeded_after_s": state.budget_exceeded_at_s,
                 "load_failed": outcome.load_failure.is_some(),
