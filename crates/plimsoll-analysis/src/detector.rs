@@ -689,8 +689,10 @@ impl Channel {
             return (Verdict::NoLeak, reason, 0.0);
         }
         // A flat part must be long enough that the noise, spread over it, hides no more than
-        // `soak_flat_rate_bytes_per_s`.
-        let flat_part = part.max(flat_allowance / config.soak_flat_rate_bytes_per_s);
+        // `soak_flat_rate_bytes_per_s`, with the trough test's margin: a leak at that rate
+        // shows 1.75 times the allowance over it.
+        let flat_part =
+            part.max(TROUGH_MARGIN * flat_allowance / config.soak_flat_rate_bytes_per_s);
         if history < flat_part {
             let reason = Reason::TooShort {
                 observed_s: history,
@@ -726,7 +728,9 @@ impl Channel {
         };
         let growth = last - first;
         let rate = self.robust_rate(now - part, now).unwrap_or(growth / part);
-        if growth < flat_allowance || rate < config.min_rate_bytes_per_s {
+        // Growth alone decides: a Theil–Sen rate of a staircase floor can be nil while it
+        // climbs, so no slow-rate escape here.
+        if growth < flat_allowance {
             let reason = Reason::Flat {
                 growth_bytes: growth,
                 stretch_s: part,
