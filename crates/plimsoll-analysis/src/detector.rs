@@ -1549,6 +1549,94 @@ mod tests {
     }
 
     /// A 1 Hz periodic clear of `height` every `period` seconds over a base of 100 MiB.
+    /// The soak's verdict on each steady-load pattern, nine minutes after the declared
+    /// warm-up (`--duration 10m --warmup 1m`), with the expected answer.
+    #[test]
+    fn steady_state_patterns_get_their_labeled_verdict() {
+        let base = 120.0 * MB;
+        let cases: Vec<(&str, SteadyVerdict, Verdict)> = vec![
+            (
+                "GC sawtooth of 40 MiB every 30 s",
+                steady(540, |t| {
+                    base + tooth(t, 40.0 * MB, 30.0) + wobble(t, 0.3 * MB)
+                }),
+                Verdict::NoLeak,
+            ),
+            (
+                "periodic clear of 30 MiB every 70 s",
+                steady(540, |t| {
+                    base + clear(t, 30.0 * MB, 70.0) + wobble(t, 0.3 * MB)
+                }),
+                Verdict::NoLeak,
+            ),
+            (
+                "spikes of 300 MiB held 10 s every 100 s",
+                steady(540, |t| {
+                    base + if t % 100.0 < 10.0 { 300.0 * MB } else { 0.0 } + wobble(t, 0.3 * MB)
+                }),
+                Verdict::NoLeak,
+            ),
+            (
+                "one-time step of 200 MiB at 40 s, flat after it",
+                steady(540, |t| {
+                    base + if t > 40.0 { 200.0 * MB } else { 0.0 } + wobble(t, 0.3 * MB)
+                }),
+                Verdict::NoLeak,
+            ),
+            (
+                "warm-up of 60 MiB filled linearly in 100 s, then flat",
+                steady(540, |t| {
+                    base + 60.0 * MB * (t / 100.0).min(1.0) + wobble(t, 0.3 * MB)
+                }),
+                Verdict::NoLeak,
+            ),
+            (
+                "1 MiB/min through the last third under a sawtooth",
+                steady(540, |t| {
+                    base + MB * t / 60.0 + tooth(t, 40.0 * MB, 30.0) + wobble(t, 0.3 * MB)
+                }),
+                Verdict::Leak,
+            ),
+            (
+                "1 MiB/min in 30 s chunks",
+                steady(540, |t| {
+                    base + 0.5 * MB * (t / 30.0).floor() + wobble(t, 0.3 * MB)
+                }),
+                Verdict::Leak,
+            ),
+            (
+                "a linear warm-up still filling at the end (a leak by the user's word)",
+                steady(540, |t| base + 100.0 * MB * (t / 900.0).min(1.0)),
+                Verdict::Leak,
+            ),
+            (
+                "an exponential warm-up still levelling off at the end",
+                steady(540, |t| base + 150.0 * MB * (1.0 - (-t / 200.0).exp())),
+                Verdict::Inconclusive,
+            ),
+        ];
+        for (name, verdict, expected) in cases {
+            assert_eq!(verdict.verdict, expected, "{name}: {verdict:?}");
+            if expected == Verdict::Inconclusive {
+                assert!(verdict.needs_more_s.is_some_and(|s| s > 0.0), "{name}");
+            }
+        }
+    }
+
+    /// Production keeps the 12-minute rule: `run`/`watch` read `status`, which does not
+    /// confirm nine minutes of a 1 MiB/min ramp that the soak's steady-state verdict fails.
+    #[test]
+    fn production_does_not_use_the_steady_state_reasoning() {
+        let ramp = series(540, |t| {
+            120.0 * MB + MB * t / 60.0 + tooth(t, 40.0 * MB, 30.0) + wobble(t, 0.3 * MB)
+        });
+        let (detector, _) = feed(&ramp);
+        assert_eq!(detector.steady_state_verdict().verdict, Verdict::Leak);
+        let status = detector.status();
+        assert_ne!(status.verdict, Verdict::Leak, "{status:?}");
+        assert_ne!(status.state, LeakState::Confirmed, "{status:?}");
+    }
+
     fn clear(t: f64, height: f64, period: f64) -> f64 {
         100.0 * MB + tooth(t, height, period)
     }
