@@ -53,6 +53,10 @@ pub struct DetectorConfig {
     /// In a soak where the heap after GC is flat, the fastest upward trend of the RSS troughs
     /// that still passes, bytes per second: RSS is then only the guard against off-heap leaks.
     pub soak_offheap_rate_bytes_per_s: f64,
+    /// The heap channel is read right after full GCs forced at the reader's pace (a soak's
+    /// `--gc-every`): each reading is the exact live heap, not a sample of a sawtooth, so a
+    /// jump from one reading to the next is no sampling alias.
+    pub exact_heap: bool,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -78,6 +82,7 @@ impl DetectorConfig {
             flat_rate_bytes_per_s: 0.25 * MIB / 60.0,
             soak_flat_rate_bytes_per_s: 0.5 * MIB / 60.0,
             soak_offheap_rate_bytes_per_s: MIB / 60.0,
+            exact_heap: false,
         }
     }
 
@@ -411,6 +416,8 @@ struct Channel {
     last_support_s: f64,
     /// Growth rate at confirmation, bytes per second.
     confirmed_rate: f64,
+    /// Each value is exact (no sampling alias): see `DetectorConfig::exact_heap`.
+    exact: bool,
 }
 
 impl Channel {
@@ -423,6 +430,7 @@ impl Channel {
             last_eval: None,
             last_support_s: f64::NEG_INFINITY,
             confirmed_rate: 0.0,
+            exact: signal == Signal::HeapAfterGc && config.exact_heap,
         }
     }
 
@@ -466,6 +474,16 @@ impl Channel {
             }
             (_, LeakState::Clear) => LeakState::Clear,
         };
+    }
+
+    /// The noise of the troughs since `since_s`; an exact channel (the live heap read after
+    /// forced GCs) has no sampling alias.
+    fn noise_since(&self, since_s: f64) -> crate::floor::TroughNoise {
+        let mut noise = self.cycles.noise_since(since_s);
+        if self.exact {
+            noise.alias = 0.0;
+        }
+        noise
     }
 
     /// The end of the settled floor: now, less the tooth of the sawtooth still rising.
@@ -521,7 +539,7 @@ impl Channel {
 
     /// What noise can fake on this channel now.
     fn allowance(&self, config: &DetectorConfig) -> Allowance {
-        let noise = self.cycles.noise();
+        let noise = self.noise_since(f64::NEG_INFINITY);
         Allowance {
             min_growth: config
                 .min_growth_bytes
@@ -540,9 +558,7 @@ impl Channel {
         // The noise of the present (cycles of the last two flat windows): an old step or
         // warm-up would otherwise count as jitter. Over a flat stretch only the end effect
         // (twice the jitter) and aliasing can fake growth.
-        let noise = self
-            .cycles
-            .noise_since(last_t_s - 2.0 * config.flat_window_s);
+        let noise = self.noise_since(last_t_s - 2.0 * config.flat_window_s);
         let allowance = config
             .min_growth_bytes
             .max(1.5 * noise.alias)
@@ -639,7 +655,7 @@ impl Channel {
             return (Verdict::Inconclusive, reason, needed_s);
         };
         let history = end - oldest;
-        let noise = self.cycles.noise_since(oldest);
+        let noise = self.noise_since(oldest);
         let flat_allowance = config
             .min_growth_bytes
             .max(1.5 * noise.alias)
@@ -812,40 +828,40 @@ impl Channel {
         })
     }
 
-    /// RSS beside a flat heap after GC: `Flat` when, over the newer half of the steady state
-    /// tiled into 30-second troughs, the upper quartile of the newer half of the troughs is
-    /// not above that of the older half by more than the detector's least growth plus
-    /// `soak_offheap_rate_bytes_per_s` over the time between them. V8 hands pages back and
-    /// takes them again, so its RSS troughs are bimodal; an off-heap leak lifts both modes,
-    /// and the upper quartile follows it where a slope through both modes would not.
+    /// RSS beside a flat heap after GC: `Flat` when the steady state, tiled into 30-second
+    /// troughs, shows the upper quartile of its newer half's troughs less than the detector's
+    /// least growth above that of its older half, and the two halves' middles lie far enough
+    /// apart that an off-heap leak at `soak_offheap_rate_bytes_per_s` would have moved it by
+    /// [`TROUGH_MARGIN`] times that. V8 hands pages back and takes them again, so its RSS
+    /// troughs are bimodal; an off-heap leak lifts both modes, and the upper quartile follows
+    /// it where a slope through both modes would not.
     fn quiet_beside_flat_heap(&self, config: &DetectorConfig, last_t_s: f64) -> Option<Reason> {
         let oldest = self.floor.oldest_s()?;
         let now = self.floor.newest_end_s()?.min(last_t_s.max(oldest));
         let window = config.early_window_s / 4.0;
-        let since = now - (now - oldest) / 2.0;
-        let count = ((now - since) / window).floor() as usize;
-        if count < 2 * TROUGH_WINDOWS {
+        let count = ((now - oldest) / window).floor() as usize;
+        let half = count / 2;
+        let apart = half as f64 * window;
+        let allowance = config.min_growth_bytes;
+        if half < TROUGH_WINDOWS
+            || apart < TROUGH_MARGIN * allowance / config.soak_offheap_rate_bytes_per_s
+        {
             return None;
         }
-        let troughs: Vec<(f64, f64)> = (0..count)
+        let troughs: Vec<f64> = (0..count)
             .rev()
             .map(|k| {
                 let end = now - window * k as f64;
-                self.floor
-                    .min_between(end - window, end)
-                    .map(|v| (end - window / 2.0, v))
+                self.floor.min_between(end - window, end)
             })
             .collect::<Option<_>>()?;
-        let span = troughs[count - 1].0 - troughs[0].0;
-        let half = count / 2;
-        let mut older: Vec<f64> = troughs[..half].iter().map(|&(_, v)| v).collect();
-        let mut newer: Vec<f64> = troughs[half..].iter().map(|&(_, v)| v).collect();
-        let upper = |values: &mut Vec<f64>| crate::robust::quantile(values, 0.75);
-        let rise = upper(&mut newer)? - upper(&mut older)?;
-        let allowed = config.min_growth_bytes + config.soak_offheap_rate_bytes_per_s * span / 2.0;
-        (rise < allowed).then_some(Reason::Flat {
+        let mut older = troughs[..count - half].to_vec();
+        let mut newer = troughs[count - half..].to_vec();
+        let rise =
+            crate::robust::quantile(&mut newer, 0.75)? - crate::robust::quantile(&mut older, 0.75)?;
+        (rise < allowance).then_some(Reason::Flat {
             growth_bytes: rise.max(0.0),
-            stretch_s: span,
+            stretch_s: now - oldest,
         })
     }
 
@@ -1702,6 +1718,38 @@ mod tests {
         // And a heap that rises is never excused by a level RSS.
         let heap_leak = node_soak(dips, |t| 116.0 * MB + MB * t / 60.0);
         assert_eq!(heap_leak.verdict, Verdict::Leak, "{heap_leak:?}");
+    }
+
+    /// A Node soak forcing a GC every 15 s: one heap reading per GC, which is exact but jumps
+    /// between two levels as the app rebuilds a 60 MiB table (two copies alive at some GCs).
+    fn forced_gc_soak(leak_mib_per_min: f64) -> SteadyVerdict {
+        let config = DetectorConfig {
+            exact_heap: true,
+            ..DetectorConfig::recommended()
+        };
+        let mut detector = LeakDetector::new(config);
+        for i in 0..540u32 {
+            let t = f64::from(i);
+            let gc = i % 15 == 0;
+            let two_copies = (i / 15) % 2 == 1;
+            let heap = 110.0 * MB
+                + leak_mib_per_min * MB * t / 60.0
+                + if two_copies { 60.0 * MB } else { 0.0 };
+            detector.push(&Observation {
+                t_s: t,
+                rss_bytes: (260.0 * MB + tooth(t, 30.0 * MB, 15.0)) as u64,
+                heap_used_after_gc_bytes: gc.then_some(heap as u64),
+            });
+        }
+        detector.steady_state_verdict()
+    }
+
+    #[test]
+    fn forced_gc_readings_are_exact_so_a_jumpy_heap_is_judged_by_its_troughs() {
+        let flat = forced_gc_soak(0.0);
+        assert_eq!(flat.verdict, Verdict::NoLeak, "{flat:?}");
+        let leak = forced_gc_soak(1.5);
+        assert_eq!(leak.verdict, Verdict::Leak, "{leak:?}");
     }
 
     #[test]

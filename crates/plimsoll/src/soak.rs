@@ -214,6 +214,7 @@ impl Plan {
         // The soak names a leak by its own steady-state verdict, in time to end on time
         // (soak_heap.rs), not at the online detector's confirmation.
         settings.investigation_spacing = None;
+        let forced_gc = (!args.no_forced_gc && settings.agent.is_some()).then_some(args.gc_every);
         Ok(Plan {
             monitor,
             data_dir: common.data_dir,
@@ -222,8 +223,11 @@ impl Plan {
             load: args.load.clone(),
             fail_fast: args.fail_fast,
             time_scale: args.time_scale,
-            detector: DetectorConfig::recommended().time_scaled(args.time_scale),
-            forced_gc: (!args.no_forced_gc && settings.agent.is_some()).then_some(args.gc_every),
+            detector: DetectorConfig {
+                exact_heap: forced_gc.is_some(),
+                ..DetectorConfig::recommended().time_scaled(args.time_scale)
+            },
+            forced_gc,
             started_unix_ms: now_unix_ms(),
             settings,
         })
@@ -809,7 +813,16 @@ impl Finding {
     fn of(plan: &Plan, state: &SoakState, outcome: &Outcome) -> Finding {
         let status = state.detector.status();
         let steady = state.detector.steady_state_verdict();
-        let reason = steady_reason(&steady, plan.warmup);
+        let mut reason = steady_reason(&steady, plan.warmup);
+        // A floor that rose like a leak after the declared warm-up and then levelled off is a
+        // longer warm-up: passed, but said.
+        if let (Verdict::NoLeak, Some(at)) = (steady.verdict, state.steady_leak_at_s) {
+            reason.push_str(&format!(
+                "; it rose like a leak until after {} and levelled off: a warm-up longer than --warmup {}",
+                human_seconds(at),
+                human_seconds(plan.warmup.as_secs_f64())
+            ));
+        }
         let time_to_budget_s = state
             .budget
             .and_then(|b| state.detector.time_to_budget_s(b));
