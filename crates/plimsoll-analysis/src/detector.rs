@@ -539,7 +539,12 @@ impl Channel {
 
     /// What noise can fake on this channel now.
     fn allowance(&self, config: &DetectorConfig) -> Allowance {
-        let noise = self.noise_since(f64::NEG_INFINITY);
+        self.allowance_since(config, f64::NEG_INFINITY)
+    }
+
+    /// What noise can fake, from the cycles whose trough came at or after `since_s`.
+    fn allowance_since(&self, config: &DetectorConfig, since_s: f64) -> Allowance {
+        let noise = self.noise_since(since_s);
         Allowance {
             min_growth: config
                 .min_growth_bytes
@@ -678,10 +683,12 @@ impl Channel {
                 part,
             );
         }
-        // A ramp over any window from the whole steady state down to the last part.
-        let allowance = self.allowance(config);
+        // A ramp over any window from the whole steady state down to the last part, each
+        // judged against the noise of its own cycles: a noisy stretch before the window (the
+        // app in another regime) does not hide a ramp inside it.
         let mut window = history;
         while window >= part * 0.999 {
+            let allowance = self.allowance_since(config, end - window);
             if let Some(shape) = Shape::of(&self.floor, end - window, end) {
                 if shape.is_ramp(config, window, &allowance) {
                     let rate = self
