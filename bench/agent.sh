@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Measures the Node.js agent's overhead against the bar in bench/README.md ("Node agent
-# overhead"): the same small Node HTTP server under two `plimsoll run`s side by side, one with the
-# agent and one with --no-agent, driven in turn by a closed-loop keep-alive load generator over
-# loopback. About 2.5 minutes with the defaults; extra arguments go to bench_agent (e.g.
+# Measures what the Node.js side of Plimsoll costs a hot Node HTTP server, each time against a
+# reference measured in the same run (bench/README.md, "Node agent overhead"): first the agent
+# (`plimsoll run` with the agent and with --no-agent, side by side), then the soak's forced GCs
+# (`plimsoll soak` forcing a full GC every 15 s and with --no-forced-gc: throughput ratio and
+# pause per GC). A closed-loop keep-alive load generator over loopback drives one server at a
+# time. About 5 minutes with the defaults; extra arguments go to both runs of bench_agent (e.g.
 # --seconds 30, --rounds 5, --connections 64, --keep; --help lists them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +16,6 @@ fi
 
 cargo build --release -p plimsoll -p plimsoll-bench --bin plimsoll --bin bench_agent
 
-exec ./target/release/bench_agent "$@"
+./target/release/bench_agent --compare agent "$@"
+echo
+exec ./target/release/bench_agent --compare forced-gc "$@"

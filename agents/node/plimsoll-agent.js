@@ -111,7 +111,15 @@
     const pauseNs = Number(process.hrtime.bigint() - started);
     const after = v8.getHeapStatistics().used_heap_size;
     afterGc = after;
-    return { heap_used_before_bytes: before, heap_used_after_bytes: after, pause_ms: pauseNs / 1e6 };
+    // What the live ArrayBuffers and Buffers hold outside the heap, after the same GC: an
+    // off-heap leak of Buffers shows here when RSS hides it (freed pages reused).
+    const external = process.memoryUsage().external;
+    return {
+      heap_used_before_bytes: before,
+      heap_used_after_bytes: after,
+      external_after_bytes: external,
+      pause_ms: pauseNs / 1e6,
+    };
   }
 
   function handle(command) {

@@ -312,6 +312,7 @@ impl CycleTracker {
     }
 
     /// The uncertainty of the newest troughs; zero before two cycles were seen.
+    #[cfg(test)]
     pub(crate) fn noise(&self) -> TroughNoise {
         self.noise_since(f64::NEG_INFINITY)
     }

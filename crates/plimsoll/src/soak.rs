@@ -216,6 +216,7 @@ impl Plan {
         // The soak names a leak by its own steady-state verdict, in time to end on time
         // (soak_heap.rs), not at the online detector's confirmation.
         settings.investigation_spacing = None;
+        let forced_gc = (!args.no_forced_gc && settings.agent.is_some()).then_some(args.gc_every);
         Ok(Plan {
             monitor,
             data_dir: common.data_dir,
@@ -224,8 +225,11 @@ impl Plan {
             load: args.load.clone(),
             fail_fast: args.fail_fast,
             time_scale: args.time_scale,
-            detector: DetectorConfig::recommended().time_scaled(args.time_scale),
-            forced_gc: (!args.no_forced_gc && settings.agent.is_some()).then_some(args.gc_every),
+            detector: DetectorConfig {
+                exact_heap: forced_gc.is_some(),
+                ..DetectorConfig::recommended().time_scaled(args.time_scale)
+            },
+            forced_gc,
             started_unix_ms: now_unix_ms(),
             settings,
         })
@@ -268,6 +272,8 @@ struct SoakState {
     forced_fed: u64,
     /// The leak investigation of the soak.
     investigation: Investigation,
+    /// When the steady-state verdict first said leak, seconds into the soak.
+    steady_leak_at_s: Option<f64>,
     /// Events of the soak's own (the suspects) to emit with the next sample, and the snapshot
     /// each keeps as an incident.
     pending: Vec<(EventKind, Option<String>)>,
@@ -307,6 +313,7 @@ impl SoakState {
             forced: plan.forced_gc.map(ForcedGc::new),
             forced_fed: 0,
             investigation: Investigation::Idle,
+            steady_leak_at_s: None,
             pending: Vec::new(),
         }
     }
@@ -564,9 +571,14 @@ async fn soak(
                         }
                     }
                     // Name the leak while there is time: the steady state rises like a leak.
-                    if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && now >= next_steady_check {
+                    if state.steady_leak_at_s.is_none() && now >= next_steady_check {
                         next_steady_check = now + STEADY_CHECK_EVERY;
                         if state.detector.steady_state_verdict().verdict == Verdict::Leak {
+                            state.steady_leak_at_s = Some(elapsed.as_secs_f64());
+                        }
+                    }
+                    if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && state.steady_leak_at_s.is_some() {
+                        {
                             let remaining = plan.duration.saturating_sub(elapsed);
                             // The snapshots' size goes with the heap in use; the room they
                             // need on disk and in memory with the heap's total.
@@ -803,7 +815,16 @@ impl Finding {
     fn of(plan: &Plan, state: &SoakState, outcome: &Outcome) -> Finding {
         let status = state.detector.status();
         let steady = state.detector.steady_state_verdict();
-        let reason = steady_reason(&steady, plan.warmup);
+        let mut reason = steady_reason(&steady, plan.warmup);
+        // A floor that rose like a leak after the declared warm-up and then levelled off is a
+        // longer warm-up: passed, but said.
+        if let (Verdict::NoLeak, Some(at)) = (steady.verdict, state.steady_leak_at_s) {
+            reason.push_str(&format!(
+                "; it rose like a leak until after {} and levelled off: a warm-up longer than --warmup {}",
+                human_seconds(at),
+                human_seconds(plan.warmup.as_secs_f64())
+            ));
+        }
         let time_to_budget_s = state
             .budget
             .and_then(|b| state.detector.time_to_budget_s(b));
@@ -854,6 +875,7 @@ impl Finding {
                 "verdict": steady.verdict.as_str(),
                 "reason": reason,
                 "needs_more_s": steady.needs_more_s.map(|s| (s * 100.0).round() / 100.0),
+                "leak_seen_after_s": state.steady_leak_at_s.map(|s| (s * 10.0).round() / 10.0),
                 "budget_exceeded": state.budget_exceeded_at_s.is_some(),
                 "budget_exceeded_after_s": state.budget_exceeded_at_s,
                 "load_failed": outcome.load_failure.is_some(),

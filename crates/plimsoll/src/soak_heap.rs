@@ -35,7 +35,8 @@ const RESERVE: Duration = Duration::from_secs(5);
 pub(crate) struct ForcedGc {
     /// Between two forced GCs.
     pub(crate) every: Duration,
-    /// The target's heap used right after the last forced GC, summed over its Node processes.
+    /// The target's heap used right after the last forced GC plus the external memory of its
+    /// ArrayBuffers and Buffers then, summed over its Node processes.
     pub(crate) heap_after: Option<u64>,
     /// The first reading after the warm-up and the last, `(seconds into the soak, bytes)`.
     first_steady: Option<(f64, u64)>,
@@ -75,7 +76,10 @@ impl ForcedGc {
                 self.failed += 1;
                 return;
             };
-            heap = heap.saturating_add(after);
+            // The live heap and what its Buffers hold outside it: both are what the app
+            // retains (an agent of an older release reports the heap alone).
+            let external = process["external_after_bytes"].as_u64().unwrap_or(0);
+            heap = heap.saturating_add(after).saturating_add(external);
         }
         if processes.is_empty() {
             self.failed += 1;
@@ -248,6 +252,21 @@ impl Drop for Unfinished {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forced_gc_readings_count_the_buffers_held_outside_the_heap() {
+        let mut gc = ForcedGc::new(Duration::from_secs(15));
+        gc.record(
+            20.0,
+            10.0,
+            &AdminReply::Done(json!({"processes": [{
+                "heap_used_after_bytes": 30_000_000u64,
+                "external_after_bytes": 5_000_000u64,
+                "pause_ms": 3.0,
+            }]})),
+        );
+        assert_eq!(gc.heap_after, Some(35_000_000));
+    }
 
     #[test]
     fn forced_gc_readings_sum_processes_and_time_their_pauses() {

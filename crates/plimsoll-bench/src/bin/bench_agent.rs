@@ -6,6 +6,11 @@
 //! falls on both alike. It prints each window, the totals and the ratios against the issue's
 //! bar: ≤ 1 % throughput and ≤ 1 ms p99 difference.
 //!
+//! With `--compare forced-gc` the two servers are two `plimsoll soak`s with the agent, one
+//! forcing a full GC every `--gc-every` (the soak's default, 15 s) and one with
+//! `--no-forced-gc`: the same windows then give what the soak's forced GCs cost the server's
+//! throughput and latency, and the forcing soak's verdict JSON gives the pause of each GC.
+//!
 //! Every process started here is stopped at the end, on error and on Ctrl-C too (guards: SIGTERM
 //! to each `plimsoll run`, which stops its target, then SIGKILL after a grace).
 
@@ -88,6 +93,23 @@ struct Args {
     /// Keep the temporary directory (data dirs, logs) and print its path.
     #[arg(long)]
     keep: bool,
+    /// What the two servers differ in: `agent` (with / without the agent, under `plimsoll
+    /// run`) or `forced-gc` (both under `plimsoll soak` with the agent, with / without forced
+    /// GCs).
+    #[arg(long, value_enum, default_value_t = Compare::Agent)]
+    compare: Compare,
+    /// With `--compare forced-gc`: how often the soak forces a full GC, in seconds.
+    #[arg(long, default_value_t = 15)]
+    gc_every: u64,
+}
+
+/// What the benchmark compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Compare {
+    /// The agent's overhead.
+    Agent,
+    /// The cost of a soak's forced GCs.
+    ForcedGc,
 }
 
 fn main() -> ExitCode {
@@ -108,7 +130,8 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------------------------
 // The two supervised servers
 
-/// Which of the two servers.
+/// Which of the two servers: `WithAgent` is the measured one, `WithoutAgent` its reference.
+/// Under `--compare forced-gc` they are the soak forcing GCs and the soak that does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
     WithAgent,
@@ -116,12 +139,26 @@ enum Variant {
 }
 
 impl Variant {
+    /// Whether the agent is preloaded into this server.
+    fn has_agent(self) -> bool {
+        self == Variant::WithAgent || compare() == Compare::ForcedGc
+    }
+
     fn label(self) -> &'static str {
-        match self {
-            Variant::WithAgent => "with agent",
-            Variant::WithoutAgent => "without agent",
+        match (self, compare()) {
+            (Variant::WithAgent, Compare::Agent) => "with agent",
+            (Variant::WithoutAgent, Compare::Agent) => "without agent",
+            (Variant::WithAgent, Compare::ForcedGc) => "forced GC",
+            (Variant::WithoutAgent, Compare::ForcedGc) => "no forced GC",
         }
     }
+}
+
+/// The comparison of this run, set once at start (labels depend on it).
+static COMPARE: std::sync::OnceLock<Compare> = std::sync::OnceLock::new();
+
+fn compare() -> Compare {
+    COMPARE.get().copied().unwrap_or(Compare::Agent)
 }
 
 /// One `plimsoll run` of the server, stopped (SIGTERM, which stops its target, then SIGKILL)
@@ -133,6 +170,8 @@ struct Server {
     /// The node process.
     pid: u32,
     log: PathBuf,
+    /// Under `--compare forced-gc`: where the soak writes its verdict JSON.
+    verdict: Option<PathBuf>,
 }
 
 impl Server {
@@ -155,13 +194,29 @@ impl Server {
         let plimsoll = fs::canonicalize(&args.plimsoll)
             .with_context(|| format!("no plimsoll at '{}'", args.plimsoll.display()))?;
         let mut command = Command::new(&plimsoll);
-        command.arg("run");
-        if listen {
-            command.args(["--listen", "off"]);
-        }
-        if variant == Variant::WithoutAgent {
-            command.arg("--no-agent");
-        }
+        let verdict = match args.compare {
+            Compare::Agent => {
+                command.arg("run");
+                if listen {
+                    command.args(["--listen", "off"]);
+                }
+                if variant == Variant::WithoutAgent {
+                    command.arg("--no-agent");
+                }
+                None
+            }
+            Compare::ForcedGc => {
+                // Long enough for the whole benchmark; it is stopped (SIGTERM) at the end.
+                let total = args.warmup + 2 * args.seconds * args.rounds as u64 + 120;
+                command.args(["soak", "--json", "--duration", &format!("{total}s")]);
+                if variant == Variant::WithAgent {
+                    command.args(["--gc-every", &format!("{}s", args.gc_every)]);
+                } else {
+                    command.arg("--no-forced-gc");
+                }
+                Some(dir.join(format!("{name}.json")))
+            }
+        };
         command
             .arg("--data-dir")
             .arg(&data)
@@ -174,7 +229,16 @@ impl Server {
             .stdin(Stdio::null());
         let output =
             fs::File::create(&log).with_context(|| format!("cannot create '{}'", log.display()))?;
-        command.stdout(output.try_clone()?).stderr(output);
+        match &verdict {
+            Some(path) => {
+                let json = fs::File::create(path)
+                    .with_context(|| format!("cannot create '{}'", path.display()))?;
+                command.stdout(json).stderr(output);
+            }
+            None => {
+                command.stdout(output.try_clone()?).stderr(output);
+            }
+        }
         let supervisor = command
             .spawn()
             .with_context(|| format!("cannot start {}", args.plimsoll.display()))?;
@@ -184,6 +248,7 @@ impl Server {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             pid: 0,
             log,
+            verdict,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         let info = loop {
@@ -216,7 +281,7 @@ impl Server {
             .and_then(|pid| u32::try_from(pid).ok())
             .context("no pid in the port file")?;
         let preloaded = info["agent"].as_bool() == Some(true);
-        if preloaded != (variant == Variant::WithAgent) {
+        if preloaded != variant.has_agent() {
             bail!(
                 "{}: the agent is {}preloaded into the server",
                 variant.label(),
@@ -540,9 +605,10 @@ fn figures_table() -> Table {
 // ---------------------------------------------------------------------------------------------
 
 fn run(args: &Args) -> Result<()> {
-    if args.rounds == 0 || args.connections == 0 || args.seconds == 0 {
-        bail!("--rounds, --connections and --seconds must be at least 1");
+    if args.rounds == 0 || args.connections == 0 || args.seconds == 0 || args.gc_every == 0 {
+        bail!("--rounds, --connections, --seconds and --gc-every must be at least 1");
     }
+    let _ = COMPARE.set(args.compare);
     let node_version = Command::new(&args.node)
         .arg("--version")
         .output()
@@ -590,10 +656,20 @@ fn run(args: &Args) -> Result<()> {
     }
     // The agent connects at start and reports every second; after the warm-up it must be
     // connected in one server only.
-    match (with.agent_connected(), without.agent_connected()) {
-        (true, false) => println!("agent: connected to its supervisor in the with-agent server only"),
-        (with_connected, without_connected) => bail!(
-            "agent connections: with agent {with_connected}, without agent {without_connected}; expected true, false"
+    match (
+        with.agent_connected(),
+        without.agent_connected(),
+        args.compare,
+    ) {
+        (true, false, Compare::Agent) => {
+            println!("agent: connected to its supervisor in the with-agent server only")
+        }
+        (true, true, Compare::ForcedGc) => println!("agent: connected to its soak in both servers"),
+        (with_connected, without_connected, _) => bail!(
+            "agent connections: {} {with_connected}, {} {without_connected}; expected true, {}",
+            Variant::WithAgent.label(),
+            Variant::WithoutAgent.label(),
+            Variant::WithoutAgent.has_agent()
         ),
     }
 
@@ -649,27 +725,57 @@ fn run(args: &Args) -> Result<()> {
             .push(Figures::of([with_window]).per_s / Figures::of([without_window]).per_s.max(1e-9));
     }
     let still_connected = with.agent_connected();
+    let forced_verdict = with.verdict.clone();
     drop(with);
     drop(without);
+    // The forcing soak, stopped, printed its verdict: the forced GCs and their pauses.
+    let forced_gc = forced_verdict.map(|path| {
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(text.trim())
+            .map(|verdict| verdict["forced_gc"].clone())
+            .unwrap_or(serde_json::Value::Null)
+    });
 
     let of = |variant: Variant| Figures::of(windows.iter().filter(|w| w.variant == variant));
     let (a, b) = (of(Variant::WithAgent), of(Variant::WithoutAgent));
     let mut totals = figures_table();
-    totals.row(a.cells(format!("with agent ({} windows)", args.rounds)));
-    totals.row(b.cells(format!("without agent ({} windows)", args.rounds)));
+    totals.row(a.cells(format!(
+        "{} ({} windows)",
+        Variant::WithAgent.label(),
+        args.rounds
+    )));
+    totals.row(b.cells(format!(
+        "{} ({} windows)",
+        Variant::WithoutAgent.label(),
+        args.rounds
+    )));
     let throughput = a.per_s / b.per_s.max(1e-9);
     let p99_difference = a.p99_ms - b.p99_ms;
+    let header = format!(
+        "{} / {}",
+        Variant::WithAgent.label(),
+        Variant::WithoutAgent.label()
+    );
     let mut ratios = Table::new(&[
-        ("with / without", Align::Left),
+        (header.as_str(), Align::Left),
         ("value", Align::Right),
         ("bar", Align::Left),
         ("result", Align::Left),
     ]);
+    // The agent's bars apply to the agent; the forced GCs are measured, not barred.
+    let bar = |text: String, ok: bool| match args.compare {
+        Compare::Agent => (text, verdict(ok)),
+        Compare::ForcedGc => (String::new(), String::new()),
+    };
+    let (throughput_bar, throughput_result) = bar(
+        format!("≥ {:.2}", 1.0 - BAR_THROUGHPUT_LOSS),
+        throughput >= 1.0 - BAR_THROUGHPUT_LOSS,
+    );
     ratios.row(vec![
         "throughput ratio".to_owned(),
         format!("{throughput:.4}"),
-        format!("≥ {:.2}", 1.0 - BAR_THROUGHPUT_LOSS),
-        verdict(throughput >= 1.0 - BAR_THROUGHPUT_LOSS),
+        throughput_bar,
+        throughput_result,
     ]);
     round_ratios.sort_by(f64::total_cmp);
     ratios.row(vec![
@@ -697,12 +803,37 @@ fn run(args: &Args) -> Result<()> {
         String::new(),
         String::new(),
     ]);
+    let (p99_bar, p99_result) = bar(format!("≤ {BAR_P99_MS:.1}"), p99_difference <= BAR_P99_MS);
     ratios.row(vec![
         "p99 difference, ms".to_owned(),
         format!("{p99_difference:+.3}"),
-        format!("≤ {BAR_P99_MS:.1}"),
-        verdict(p99_difference <= BAR_P99_MS),
+        p99_bar,
+        p99_result,
     ]);
+    if let Some(forced) = &forced_gc {
+        let pause = &forced["pause_ms"];
+        ratios.row(vec![
+            "forced GCs, pause per GC median / p95 / max, ms".to_owned(),
+            match (
+                pause["median"].as_f64(),
+                pause["p95"].as_f64(),
+                pause["max"].as_f64(),
+            ) {
+                (Some(median), Some(p95), Some(max)) => {
+                    format!("{median:.1} / {p95:.1} / {max:.1}")
+                }
+                _ => "not reported".to_owned(),
+            },
+            String::new(),
+            format!(
+                "{} GCs every {} s, {} failed; {:.3} % of the soak paused",
+                forced["count"],
+                args.gc_every,
+                forced["failed"],
+                forced["paused_fraction"].as_f64().unwrap_or(f64::NAN) * 100.0
+            ),
+        ]);
+    }
     ratios.row(vec![
         "node CPU % difference".to_owned(),
         format!("{:+.1}", a.server_cpu - b.server_cpu),
@@ -739,8 +870,14 @@ fn run(args: &Args) -> Result<()> {
 
     println!();
     println!(
-        "== Node agent overhead: {} connections, {} windows of {} s per server, alternating ==",
-        args.connections, args.rounds, args.seconds
+        "== {}: {} connections, {} windows of {} s per server, alternating ==",
+        match args.compare {
+            Compare::Agent => "Node agent overhead".to_owned(),
+            Compare::ForcedGc => format!("soak's forced GC every {} s", args.gc_every),
+        },
+        args.connections,
+        args.rounds,
+        args.seconds
     );
     print!("{per_window}");
     println!();
@@ -748,9 +885,12 @@ fn run(args: &Args) -> Result<()> {
     println!();
     print!("{ratios}");
     println!(
-        "window-to-window spread of req/s: with agent {:.1} %, without {:.1} % (of the without-agent mean){}",
+        "window-to-window spread of req/s: {} {:.1} %, {} {:.1} % (of the {} mean){}",
+        Variant::WithAgent.label(),
         spread(Variant::WithAgent),
+        Variant::WithoutAgent.label(),
         spread(Variant::WithoutAgent),
+        Variant::WithoutAgent.label(),
         if still_connected {
             ""
         } else {

@@ -42,6 +42,11 @@ struct Args {
     /// series not passed, a leak not failed), with its parameters and the verdict's reason.
     #[arg(long, requires = "soak")]
     why: bool,
+    /// Measure the minimum soak instead: for each growth rate and trough noise of
+    /// ARCHITECTURE.md's table, how long a steady state (after the warm-up) takes until the
+    /// soak's verdict says leak (growth) or no leak (flat); median and max over the seeds.
+    #[arg(long, conflicts_with = "soak")]
+    min_soak: bool,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +74,10 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     if let Some(soak_s) = args.soak {
         soak_table(&patterns, args, soak_s);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.min_soak {
+        min_soak_table(args.seeds);
         return Ok(ExitCode::SUCCESS);
     }
     let cases = run_suite(&patterns, 0..args.seeds, args.samples);
@@ -107,9 +116,11 @@ fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
         ("no-leak", Align::Right),
         ("inconclusive", Align::Right),
         ("leak started after warm-up", Align::Right),
+        ("of which passed (started in the first half)", Align::Right),
     ]);
     for &pattern in patterns {
         let (mut n, mut leak, mut pass, mut unsure, mut late) = (0, 0, 0, 0, 0);
+        let mut late_passed = 0;
         let mut misjudged = Vec::new();
         for seed in 0..args.seeds {
             let series = Series::generate(pattern, seed, args.samples);
@@ -118,7 +129,25 @@ fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
                 .leak_start_s
                 .is_some_and(|start| start > args.warmup)
             {
+                // A leak that starts within the soak is not steady load, but it must not pass
+                // either unless it started too late to be seen.
                 late += 1;
+                let soak = soak_replay(&series.observations, soak_s, args.warmup);
+                let visible = series
+                    .truth
+                    .leak_start_s
+                    .is_some_and(|start| start <= (args.warmup + soak_s) / 2.0);
+                if visible && soak.verdict == Verdict::NoLeak {
+                    late_passed += 1;
+                    if args.why {
+                        misjudged.push(format!(
+                            "{} {seed} (late): no-leak ({}) {}",
+                            pattern.name(),
+                            soak.reason,
+                            series.truth.description
+                        ));
+                    }
+                }
                 continue;
             }
             n += 1;
@@ -150,12 +179,113 @@ fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
             pass.to_string(),
             unsure.to_string(),
             late.to_string(),
+            late_passed.to_string(),
         ]);
         for line in misjudged {
             println!("  {line}");
         }
     }
     println!("{table}");
+}
+
+/// `--min-soak`: a 20 MiB sawtooth of period 20 s (random phase) on a 100 MiB base, its troughs
+/// wobbling by up to ±`noise` per tooth, and a floor growing at `rate`; each series is fed to a
+/// soak's detector from its first second (the steady state), and the verdict is read every 5 s
+/// up to 30 minutes. A rate of zero is timed to its first `no-leak`, others to their first
+/// `leak`; a `no-leak` on a growing series is counted apart (it must stay 0 from 0.5 MiB/min up).
+fn min_soak_table(seeds: u64) {
+    use plimsoll_analysis::{DetectorConfig, LeakDetector, Observation};
+    use rand::{Rng, SeedableRng};
+    const MIB: f64 = 1024.0 * 1024.0;
+    const LIMIT_S: u32 = 1800;
+    println!(
+        "minimum soak (steady state until the verdict), 20 MiB sawtooth of 20 s, seeds 0..{seeds}\n"
+    );
+    let mut table = Table::new(&[
+        ("growth MiB/min", Align::Right),
+        ("trough noise", Align::Left),
+        ("verdict timed", Align::Left),
+        ("median", Align::Right),
+        ("max", Align::Right),
+        ("never within 30 min", Align::Right),
+        ("passed as flat", Align::Right),
+    ]);
+    for (noise_name, noise) in [("quiet ±0.3 MiB", 0.3 * MIB), ("noisy ±5 MiB", 5.0 * MIB)] {
+        for rate in [0.0, 0.25, 0.5, 1.0, 2.0, 5.0] {
+            let expected = if rate > 0.0 {
+                Verdict::Leak
+            } else {
+                Verdict::NoLeak
+            };
+            let mut times = Vec::new();
+            let (mut never, mut passed) = (0, 0);
+            for seed in 0..seeds {
+                let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x5eed);
+                let phase = rng.random_range(0.0..20.0);
+                let mut detector = LeakDetector::new(DetectorConfig::recommended());
+                let mut tooth = u64::MAX;
+                let mut offset = 0.0;
+                let mut found = None;
+                let mut flat_seen = false;
+                for i in 0..LIMIT_S {
+                    let t = f64::from(i);
+                    let cycle = ((t + phase) / 20.0).floor() as u64;
+                    if cycle != tooth {
+                        tooth = cycle;
+                        offset = rng.random_range(-noise..=noise);
+                    }
+                    let value = 100.0 * MIB
+                        + rate * MIB * t / 60.0
+                        + 20.0 * MIB * ((t + phase) % 20.0) / 20.0
+                        + offset
+                        + rng.random_range(-0.1 * MIB..=0.1 * MIB);
+                    detector.push(&Observation {
+                        t_s: t,
+                        rss_bytes: value as u64,
+                        heap_used_after_gc_bytes: None,
+                    });
+                    if i % 5 == 4 {
+                        let verdict = detector.steady_state_verdict().verdict;
+                        flat_seen |= rate > 0.0 && verdict == Verdict::NoLeak;
+                        if verdict == expected {
+                            found = Some(t + 1.0);
+                            break;
+                        }
+                    }
+                }
+                passed += usize::from(flat_seen);
+                match found {
+                    Some(at) => times.push(at),
+                    None => never += 1,
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            let minutes =
+                |s: Option<&f64>| s.map_or("-".to_owned(), |s| format!("{:.1} min", s / 60.0));
+            table.row(vec![
+                format!("{rate}"),
+                noise_name.to_owned(),
+                verdict_name(expected).to_owned(),
+                minutes(times.get(times.len() / 2)),
+                minutes(times.last()),
+                format!("{never}/{seeds}"),
+                if rate > 0.0 {
+                    format!("{passed}/{seeds}")
+                } else {
+                    "-".to_owned()
+                },
+            ]);
+        }
+    }
+    println!("{table}");
+}
+
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Leak => "leak",
+        Verdict::NoLeak => "no-leak",
+        Verdict::Inconclusive => "inconclusive",
+    }
 }
 
 fn parse_pattern(name: &str) -> anyhow::Result<Pattern> {
