@@ -232,10 +232,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The guard logs through `tracing`: level changes, admission pauses, cache shrinks.
+    // The guard logs through `tracing`: level changes, admission pauses, cache shrinks. Colour
+    // only on a terminal and without `NO_COLOR` (no-color.org), as plimsoll's own logs.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(colour)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
