@@ -1,7 +1,8 @@
 //! `plimsoll watch --cgroup` and `--containers` on real memory cgroups that the tests make and
 //! remove (a fake Docker container: `docker/<64 hex>` with a 64 MiB limit and a leaking Python
-//! process in it): figures in /health and /metrics, levels, the kernel's OOM kill, removal.
-//! On a host with no writable memory cgroup the tests fail, saying so.
+//! process in it): figures in /health and /metrics, levels, the kernel's OOM kill, removal; a
+//! leak confirmed (on a compressed detector clock) and `near-limit` with its time to the limit,
+//! while a flat cgroup beside it stays clear. On a host with no writable memory cgroup the tests fail, saying so.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -401,7 +402,7 @@ fn leak_to_93_percent(cgroup: &TestCgroup, go: &Path) -> String {
 }
 
 #[test]
-fn a_leaking_cgroup_gets_a_verdict_and_near_limit_and_a_flat_one_beside_it_does_not() {
+fn a_leaking_cgroup_is_confirmed_and_near_limit_and_a_flat_one_beside_it_is_not() {
     let (leaky_id, flat_id) = (container_id(), container_id());
     let make =
         |id: &str| TestCgroup::make("cgroup-v1", id).or_else(|| TestCgroup::make("cgroup-v2", id));
@@ -428,7 +429,8 @@ fn a_leaking_cgroup_gets_a_verdict_and_near_limit_and_a_flat_one_beside_it_does_
         format!("docker-{}", &leaky_id[..12]),
         format!("docker-{}", &flat_id[..12]),
     );
-    // The detector's windows 100 times shorter: the suspect window is 1.8 s, the confirm one 7.2 s.
+    // The detector's windows 200 times shorter: a ramp is suspected after 0.9 s and confirmed
+    // after 3.6 s; the leak's ramp lasts about 6 s.
     let (mut watcher, addr, events) = watch(
         &dir.path().join("watch"),
         &[
@@ -437,7 +439,7 @@ fn a_leaking_cgroup_gets_a_verdict_and_near_limit_and_a_flat_one_beside_it_does_
             "--cgroup",
             &flat.dir.display().to_string(),
             "--time-scale",
-            "0.01",
+            "0.005",
         ],
     );
     eventually("both cgroups sampled in /health", WITHIN, || {
@@ -454,6 +456,8 @@ fn a_leaking_cgroup_gets_a_verdict_and_near_limit_and_a_flat_one_beside_it_does_
         suspected["growth_bytes_per_s"].as_f64() > Some(0.0),
         "{suspected}"
     );
+    let confirmed = event(&events, "leak-confirmed", &leaky_name, WITHIN);
+    assert!(confirmed["t_unix_ms"].as_i64() >= suspected["t_unix_ms"].as_i64());
     let near = event(&events, "near-limit", &leaky_name, WITHIN);
     assert_eq!(near["limit_bytes"], LIMIT, "{near}");
     assert!(
@@ -469,8 +473,8 @@ fn a_leaking_cgroup_gets_a_verdict_and_near_limit_and_a_flat_one_beside_it_does_
         go.with_extension("full").exists().then_some(())
     });
     let shown = health_of(&addr, &leaky_name).expect("leaky in /health");
-    let state = shown["leak"]["state"].as_str().unwrap_or("none");
-    assert!(matches!(state, "suspected" | "confirmed"), "{shown}");
+    assert_eq!(shown["leak"]["state"], "confirmed", "{shown}");
+    assert_eq!(shown["leak"]["verdict"], "leak", "{shown}");
     // The flat cgroup beside it: sampled all along, never suspected.
     let flat_shown = health_of(&addr, &flat_name).expect("flat in /health");
     assert!(
