@@ -40,8 +40,9 @@ impl Retention {
     /// Full resolution for 6 hours (enough to look at last night's incident at 1 s per
     /// sample: 21,600 rows per target), minutes for 7 days (10,080 rows per target: a week of
     /// trend for slow leaks), events for 30 days, the last 100 incidents, and at most 20,000
-    /// rows of work per call (a few tens of milliseconds; at one call a minute it keeps up
-    /// with over 300 targets sampled every second).
+    /// rows of work per call (a few tens of milliseconds; at one call a minute, enough for
+    /// over 300 targets sampled every second; [`Retention::keeping_up_with`] raises it with
+    /// the insert rate).
     pub fn recommended() -> Retention {
         Retention {
             raw_for: Duration::from_secs(6 * 3600),
@@ -50,6 +51,17 @@ impl Retention {
             incidents_kept: 100,
             max_rows_per_call: 20_000,
         }
+    }
+
+    /// The same retention with its per-call bound raised to twice `rows_inserted`, the raw
+    /// samples written since the previous call (when that is more): a caller that compacts at
+    /// a steady pace then rolls up at least as many rows per call as arrive between calls,
+    /// whatever the number of targets, and a backlog shrinks by at least as much again. The
+    /// work per call stays bounded, by twice what one interval brings.
+    pub fn keeping_up_with(mut self, rows_inserted: u64) -> Retention {
+        let needed = u32::try_from(rows_inserted.saturating_mul(2)).unwrap_or(u32::MAX);
+        self.max_rows_per_call = self.max_rows_per_call.max(needed);
+        self
     }
 
     /// Checks the settings that would make compaction do nothing forever.
@@ -461,6 +473,63 @@ mod tests {
                 parts.series(target, 0, 10_000).expect("parts")
             );
         }
+    }
+
+    /// One minute of samples of `targets` targets at 1 Hz, taken in the minute at `minute`.
+    fn one_minute(store: &mut Store, targets: usize, minute: i64) -> u64 {
+        let rows: Vec<SampleRow> = (0..targets)
+            .flat_map(|t| {
+                (0..60).map(move |s| SampleRow::new(format!("c{t}"), minute + s * 1_000, 1 << 20))
+            })
+            .collect();
+        store.insert_samples(&rows).expect("insert");
+        rows.len() as u64
+    }
+
+    #[test]
+    fn a_call_a_minute_keeps_up_with_500_targets_at_1_hz_when_scaled_to_the_inserts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path()).expect("open");
+        let raw_for = Retention::recommended().raw_for.as_millis() as i64;
+        // Minute m's samples are past raw_for at the call one minute after it ends.
+        let call_at = |minute: i64| minute + raw_for + 2 * MINUTE_MS;
+        let first = minute_of(NOW);
+        let inserted = one_minute(&mut store, 500, first);
+        assert_eq!(inserted, 30_000);
+        // The fixed bound of 20,000 rows a call falls behind: a third of the minute is left.
+        let fixed = store
+            .compact(call_at(first), &Retention::recommended())
+            .expect("fixed");
+        assert_eq!(fixed.samples_rolled_up, 20_000);
+        assert!(!fixed.finished);
+        // Scaled to the rows inserted since the last call, each call rolls up (and deletes)
+        // at least that many, and the backlog is gone too.
+        for minute in [first + MINUTE_MS, first + 2 * MINUTE_MS] {
+            let inserted = one_minute(&mut store, 500, minute);
+            let stats = store
+                .compact(
+                    call_at(minute),
+                    &Retention::recommended().keeping_up_with(inserted),
+                )
+                .expect("scaled");
+            assert!(stats.samples_rolled_up >= inserted, "{stats:?}");
+            assert!(stats.finished, "{stats:?}");
+            let left = store.samples("c499", 0, 1_000).expect("raw");
+            assert!(left.is_empty(), "{} raw rows left", left.len());
+        }
+        // The bound only rises: a quiet minute keeps the recommended one.
+        assert_eq!(
+            Retention::recommended()
+                .keeping_up_with(10)
+                .max_rows_per_call,
+            20_000
+        );
+        assert_eq!(
+            Retention::recommended()
+                .keeping_up_with(u64::MAX)
+                .max_rows_per_call,
+            u32::MAX
+        );
     }
 
     #[test]

@@ -435,9 +435,9 @@ pub(crate) struct WatchArgs {
     #[arg(long = "match", value_name = "REGEX")]
     pub(crate) pattern: Option<String>,
     /// Watch the memory cgroup at PATH: relative to the hierarchy's root
-    /// (system.slice/nginx.service) or absolute under a cgroup mount. Its working set is
-    /// held against its limit (the budget unless --budget is given)
-    #[arg(long = "cgroup", value_name = "PATH", num_args = 1..)]
+    /// (system.slice/nginx.service) or absolute under a cgroup mount; one per flag, repeat it
+    /// for more. Its working set is held against its limit (the budget unless --budget is given)
+    #[arg(long = "cgroup", value_name = "PATH", action = clap::ArgAction::Append)]
     pub(crate) cgroups: Vec<PathBuf>,
     /// Watch the cgroup of every container (Kubernetes, Docker, containerd, Podman, CRI-O)
     /// and systemd service, and new ones as they appear
@@ -447,6 +447,10 @@ pub(crate) struct WatchArgs {
     /// as mounted here, from /proc/self/mountinfo
     #[arg(long, value_name = "DIR")]
     pub(crate) cgroup_root: Option<PathBuf>,
+    /// Compress the leak detector's windows by F, e.g. 0.01 for a demo or a test; 1 keeps the
+    /// documented defaults
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = parse_time_scale)]
+    pub(crate) time_scale: f64,
 }
 
 #[derive(Debug, Args)]
@@ -519,6 +523,23 @@ mod tests {
         let error = parse_listen("example.com:80").expect_err("a name");
         assert!(error.contains("'example.com:80'"), "{error}");
         assert!(parse_listen("9464").is_err());
+    }
+
+    #[test]
+    fn cgroup_takes_one_path_per_flag_so_a_number_after_it_is_a_pid() {
+        let parsed = Cli::try_parse_from([
+            "plimsoll", "watch", "--cgroup", "a/b", "--cgroup", "c", "123",
+        ])
+        .expect("parses");
+        let Command::Watch(args) = parsed.command else {
+            panic!("{parsed:?}");
+        };
+        assert_eq!(args.cgroups, [PathBuf::from("a/b"), PathBuf::from("c")]);
+        assert_eq!(args.pids, [123]);
+        // Two paths after one flag: the second is not a path, nor a pid.
+        let error = Cli::try_parse_from(["plimsoll", "watch", "--cgroup", "a", "b"])
+            .expect_err("b is no pid");
+        assert!(error.to_string().contains("'b'"), "{error}");
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub(crate) struct Outputs {
     sinks: Sinks,
     store: StoreWriter,
     last_compact: Instant,
+    /// Samples sent since the last compaction: its bound is scaled to them, so that retention
+    /// keeps up with any number of targets.
+    samples_since_compact: u64,
 }
 
 impl Outputs {
@@ -47,6 +50,7 @@ impl Outputs {
             sinks,
             store,
             last_compact: Instant::now(),
+            samples_since_compact: 0,
         })
     }
 
@@ -126,11 +130,13 @@ impl EventOutput for Outputs {
             ..SampleRow::new(name, t_unix_ms, sample.rss.0)
         };
         self.send(Write::Samples(vec![row]));
+        self.samples_since_compact += 1;
         if self.last_compact.elapsed() >= COMPACT_EVERY {
             self.last_compact = Instant::now();
+            let inserted = std::mem::take(&mut self.samples_since_compact);
             self.send(Write::Compact {
                 now_unix_ms: t_unix_ms,
-                retention: Retention::recommended(),
+                retention: Retention::recommended().keeping_up_with(inserted),
             });
         }
     }

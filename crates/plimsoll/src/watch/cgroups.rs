@@ -1,4 +1,4 @@
-//! Cgroups as targets of `watch` (`--cgroup PATH…`, `--containers`): who a cgroup is, from its
+//! Cgroups as targets of `watch` (`--cgroup PATH`…, `--containers`): who a cgroup is, from its
 //! path alone (container id, pod uid, QoS class: what joins with kube-state-metrics, no API
 //! access needed), where the containers and services of a node are (a walk of the memory
 //! hierarchy under the usual layouts), and the sampling side: one `CgroupReader` per cgroup,

@@ -9,7 +9,7 @@
 //! PIDs only, `watch` ends with status 0 once all of them are gone; with `--match` it runs
 //! until SIGINT or SIGTERM, picking up new matches within a few seconds.
 //!
-//! A cgroup (`--cgroup PATH…`, `--containers`) is a target of another kind: its own files are
+//! A cgroup (`--cgroup PATH`…, `--containers`) is a target of another kind: its own files are
 //! read every tick (`cgroups.rs`), its working set is what the levels and the detector see, its
 //! limit is the budget unless `--budget` says otherwise, and the kernel's OOM kills and the
 //! approach of the limit are events of their own (`cgroup_target.rs`). `started` and `exited`
@@ -143,7 +143,8 @@ pub(crate) fn run(args: &WatchArgs) -> Result<u8> {
         .context("cannot start the runtime")?;
     let status = runtime.block_on(async {
         let server = http::start(bound, &http_settings, &registry, &common.data_dir)?;
-        let status = watch(batch, &common, ending, &registry, &mut output).await;
+        let detector = DetectorConfig::recommended().time_scaled(args.time_scale);
+        let status = watch(batch, &common, &detector, ending, &registry, &mut output).await;
         http::stop(server).await;
         status
     });
@@ -204,6 +205,7 @@ struct Target {
 async fn watch(
     batch: Batch,
     common: &Common,
+    detector: &DetectorConfig,
     ending: Ending,
     registry: &Registry,
     output: &mut dyn EventOutput,
@@ -221,8 +223,8 @@ async fn watch(
                 Some(Message::Tick(mut report)) => {
                     let cgroups = std::mem::take(&mut report.cgroups);
                     let t_s = report.taken.saturating_duration_since(clock).as_secs_f64();
-                    handle(*report, clock, common, &mut targets, registry, output);
-                    cgroup_targets.handle(cgroups, t_s, common, registry, output);
+                    handle(*report, clock, common, detector, &mut targets, registry, output);
+                    cgroup_targets.handle(cgroups, t_s, common, detector, registry, output);
                     if ending == Ending::WhenAllGone
                         && targets.is_empty()
                         && cgroup_targets.targets.is_empty()
@@ -255,6 +257,7 @@ fn handle(
     report: Report,
     clock: Instant,
     common: &Common,
+    detector: &DetectorConfig,
     targets: &mut HashMap<u32, Target>,
     registry: &Registry,
     output: &mut dyn EventOutput,
@@ -285,7 +288,7 @@ fn handle(
             common.budget,
             common.levels,
             common.warmup,
-            DetectorConfig::recommended(),
+            detector.clone(),
         );
         // Published with no admin channel: a watched process takes no admin actions.
         let mut view = TargetView::new(&name, common.levels, false);
@@ -356,6 +359,7 @@ impl CgroupTargets {
         report: CgroupReport,
         t_s: f64,
         common: &Common,
+        detector: &DetectorConfig,
         registry: &Registry,
         output: &mut dyn EventOutput,
     ) {
@@ -403,7 +407,7 @@ impl CgroupTargets {
                 common.budget,
                 common.levels,
                 common.warmup,
-                DetectorConfig::recommended(),
+                detector.clone(),
             );
             let mut view = TargetView::new(&name, common.levels, false);
             view.status.started_unix_ms = Some(now_unix_ms());

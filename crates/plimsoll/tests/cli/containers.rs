@@ -1,7 +1,8 @@
 //! `plimsoll watch --cgroup` and `--containers` on real memory cgroups that the tests make and
 //! remove (a fake Docker container: `docker/<64 hex>` with a 64 MiB limit and a leaking Python
-//! process in it): figures in /health and /metrics, levels, the kernel's OOM kill, removal.
-//! On a host with no writable memory cgroup the tests fail, saying so.
+//! process in it): figures in /health and /metrics, levels, the kernel's OOM kill, removal; a
+//! leak confirmed (on a compressed detector clock) and `near-limit` with its time to the limit,
+//! while a flat cgroup beside it stays clear. On a host with no writable memory cgroup the tests fail, saying so.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -372,4 +373,127 @@ fn cgroups_that_are_not_there_are_refused_naming_them() {
     // Nothing was written half-way.
     let written: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
     assert!(written.is_empty(), "{written:?}");
+}
+
+/// A leak that waits for the file `go`, grows 1 MiB every 125 ms (touched, so resident) until
+/// its cgroup's working set (as the kubelet counts it) is 93 % of the limit, writes `go.full`
+/// and holds: past the 90 % mark for good, never to the OOM kill.
+fn leak_to_93_percent(cgroup: &TestCgroup, go: &Path) -> String {
+    let (usage, inactive) = match cgroup.version {
+        "v1" => ("memory.usage_in_bytes", "total_inactive_file"),
+        _ => ("memory.current", "inactive_file"),
+    };
+    format!(
+        "import os, time\n\
+         d, go = {dir:?}, {go:?}\n\
+         def working_set():\n    \
+             stat = dict(line.split() for line in open(d + '/memory.stat'))\n    \
+             return int(open(d + '/{usage}').read()) - int(stat['{inactive}'])\n\
+         open(go + '.ready', 'w').close()\n\
+         while not os.path.exists(go):\n    time.sleep(0.02)\n\
+         hold = []\n\
+         while working_set() < 0.93 * {LIMIT}:\n    \
+             hold.append(b'x' * (1 << 20))\n    time.sleep(0.125)\n\
+         open(go + '.full', 'w').close()\n\
+         while True:\n    time.sleep(1)\n",
+        dir = cgroup.dir.display().to_string(),
+        go = go.display().to_string(),
+    )
+}
+
+#[test]
+fn a_leaking_cgroup_is_confirmed_and_near_limit_and_a_flat_one_beside_it_is_not() {
+    let (leaky_id, flat_id) = (container_id(), container_id());
+    let make =
+        |id: &str| TestCgroup::make("cgroup-v1", id).or_else(|| TestCgroup::make("cgroup-v2", id));
+    let (Some(leaky), Some(flat)) = (make(&leaky_id), make(&flat_id)) else {
+        panic!(
+            "no writable memory cgroup here (v1 memory hierarchy or v2 with the memory \
+             controller): this test needs one (run as root, or mount one: \
+             mount -t cgroup -o memory none /sys/fs/cgroup/memory)"
+        );
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let go = dir.path().join("go");
+    let flat_ready = dir.path().join("flat.ready");
+    // Both processes are up and settled before the watch begins: their start is no ramp.
+    let leaker = leaky.run_python(&leak_to_93_percent(&leaky, &go));
+    let flat_process = flat.run_python(&format!(
+        "import time\nopen({:?}, 'w').close()\nwhile True:\n    time.sleep(1)\n",
+        flat_ready.display().to_string()
+    ));
+    eventually("both processes up", WITHIN, || {
+        (go.with_extension("ready").exists() && flat_ready.exists()).then_some(())
+    });
+    let (leaky_name, flat_name) = (
+        format!("docker-{}", &leaky_id[..12]),
+        format!("docker-{}", &flat_id[..12]),
+    );
+    // The detector's windows 200 times shorter: a ramp is suspected after 0.9 s and confirmed
+    // after 3.6 s; the leak's ramp lasts about 6 s.
+    let (mut watcher, addr, events) = watch(
+        &dir.path().join("watch"),
+        &[
+            "--cgroup",
+            &leaky.dir.display().to_string(),
+            "--cgroup",
+            &flat.dir.display().to_string(),
+            "--time-scale",
+            "0.005",
+        ],
+    );
+    eventually("both cgroups sampled in /health", WITHIN, || {
+        let sampled = |name: &str| {
+            health_of(&addr, name)
+                .is_some_and(|t| t["cgroup"]["working_set_bytes"].as_u64() > Some(0))
+        };
+        (sampled(&leaky_name) && sampled(&flat_name)).then_some(())
+    });
+    std::fs::write(&go, "").expect("go");
+
+    let suspected = event(&events, "leak-suspected", &leaky_name, WITHIN);
+    assert!(
+        suspected["growth_bytes_per_s"].as_f64() > Some(0.0),
+        "{suspected}"
+    );
+    let confirmed = event(&events, "leak-confirmed", &leaky_name, WITHIN);
+    assert!(confirmed["t_unix_ms"].as_i64() >= suspected["t_unix_ms"].as_i64());
+    let near = event(&events, "near-limit", &leaky_name, WITHIN);
+    assert_eq!(near["limit_bytes"], LIMIT, "{near}");
+    assert!(
+        near["working_set_bytes"].as_u64() >= Some(LIMIT * 9 / 10),
+        "{near}"
+    );
+    // 1 MiB per 125 ms, with at most ~10 % of the limit left: a few seconds at most.
+    let left = near["time_to_limit_s"]
+        .as_f64()
+        .expect("a time to the limit");
+    assert!(left > 0.0 && left < 10.0, "{near}");
+    eventually("the leak held at 93 %", WITHIN, || {
+        go.with_extension("full").exists().then_some(())
+    });
+    let shown = health_of(&addr, &leaky_name).expect("leaky in /health");
+    assert_eq!(shown["leak"]["state"], "confirmed", "{shown}");
+    assert_eq!(shown["leak"]["verdict"], "leak", "{shown}");
+    // The flat cgroup beside it: sampled all along, never suspected.
+    let flat_shown = health_of(&addr, &flat_name).expect("flat in /health");
+    assert!(
+        !matches!(
+            flat_shown["leak"]["state"].as_str(),
+            Some("suspected" | "confirmed")
+        ),
+        "{flat_shown}"
+    );
+    let flat_events: Vec<String> = read_events(&events)
+        .into_iter()
+        .filter(|e| e["target"] == flat_name.as_str())
+        .filter_map(|e| e["event"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(flat_events, ["started"], "{flat_events:?}");
+    watcher.signal("TERM");
+    assert_eq!(watcher.wait_exit(WITHIN), Some(0));
+    for mut process in [leaker, flat_process] {
+        let _ = process.kill();
+        let _ = process.wait();
+    }
 }
