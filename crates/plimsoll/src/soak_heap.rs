@@ -215,10 +215,10 @@ pub(crate) fn spacing(remaining: Duration, cost: Cost, rate: f64) -> Result<Dura
     let fits = Duration::from_secs_f64((free / 2.0).max(0.0));
     if fits < MIN_SPACING {
         return Err(format!(
-            "too little of the soak left for two more heap snapshots ({} left; the first took {} to write and {} to read)",
+            "too little of the soak left for two more heap snapshots ({} left; the first took {:.1}s to write and {:.1}s to read)",
             human_seconds(remaining.as_secs_f64()),
-            human_seconds(cost.write.as_secs_f64()),
-            human_seconds(cost.read.as_secs_f64())
+            cost.write.as_secs_f64(),
+            cost.read.as_secs_f64()
         ));
     }
     let wanted = if rate > 0.0 && rate.is_finite() {
@@ -255,10 +255,10 @@ pub(crate) async fn investigate(
     let spacing =
         spacing(end.saturating_duration_since(written), cost, rate).map_err(anyhow::Error::msg)?;
     errln!(
-        "plimsoll soak: heap snapshot 1 of 3 took {} to write and {} to read: the next two {} apart",
-        human_seconds(cost.write.as_secs_f64()),
-        human_seconds(cost.read.as_secs_f64()),
-        human_seconds(spacing.as_secs_f64())
+        "plimsoll soak: heap snapshot 1 of 3 took {:.1}s to write and {:.1}s to read: the next two {:.1}s apart",
+        cost.write.as_secs_f64(),
+        cost.read.as_secs_f64(),
+        spacing.as_secs_f64()
     );
     tokio::time::sleep_until((written + spacing).into()).await;
     let second = snapshot(&admin, 2).await?;
@@ -419,7 +419,10 @@ mod tests {
             read: Duration::from_secs(10),
         };
         let refused = spacing(Duration::from_secs(120), slow, 1e6).expect_err("no room");
-        assert!(refused.contains("the first took 1m"), "{refused}");
+        assert!(
+            refused.contains("the first took 60.0s to write"),
+            "{refused}"
+        );
         assert!(can_start(Duration::from_secs(10)).is_err());
         assert!(can_start(Duration::from_secs(20)).is_ok());
     }
