@@ -274,6 +274,8 @@ struct SoakState {
     investigation: Investigation,
     /// When the steady-state verdict first said leak, seconds into the soak.
     steady_leak_at_s: Option<f64>,
+    /// The floor's growth rate it gave then, bytes per second.
+    steady_leak_rate: f64,
     /// Events of the soak's own (the suspects) to emit with the next sample, and the snapshot
     /// each keeps as an incident.
     pending: Vec<(EventKind, Option<String>)>,
@@ -284,8 +286,8 @@ struct SoakState {
 enum Investigation {
     /// Not needed (yet).
     Idle,
-    /// Three snapshots are being taken this far apart.
-    Running { spacing: Duration },
+    /// Three snapshots are being taken, spaced from what the first cost.
+    Running,
     /// The diff named the suspects.
     Named(Findings),
     /// It could not name them, and why.
@@ -314,6 +316,7 @@ impl SoakState {
             forced_fed: 0,
             investigation: Investigation::Idle,
             steady_leak_at_s: None,
+            steady_leak_rate: 0.0,
             pending: Vec::new(),
         }
     }
@@ -573,26 +576,28 @@ async fn soak(
                     // Name the leak while there is time: the steady state rises like a leak.
                     if state.steady_leak_at_s.is_none() && now >= next_steady_check {
                         next_steady_check = now + STEADY_CHECK_EVERY;
-                        if state.detector.steady_state_verdict().verdict == Verdict::Leak {
+                        let steady = state.detector.steady_state_verdict();
+                        if steady.verdict == Verdict::Leak {
                             state.steady_leak_at_s = Some(elapsed.as_secs_f64());
+                            state.steady_leak_rate = match steady.reason {
+                                Reason::SteadyRamp { rate_bytes_per_s, .. } | Reason::Confirmed { rate_bytes_per_s } => rate_bytes_per_s,
+                                _ => 0.0,
+                            };
                         }
                     }
                     if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && state.steady_leak_at_s.is_some() {
                         {
                             let remaining = plan.duration.saturating_sub(elapsed);
-                            // The snapshots' size goes with the heap in use; the room they
-                            // need on disk and in memory with the heap's total.
-                            let used = state.heap_used.unwrap_or(state.heap_total);
+                            // The room the snapshots need on disk and in memory goes with the
+                            // heap's total; their cost is measured on the first.
                             state.investigation = match (state.heap_total, plan.settings.agent.as_ref()) {
                                 (0, _) | (_, None) => Investigation::NotNamed("no Node.js process of the target connected its agent".to_owned()),
-                                (heap, Some(agent)) => match soak_heap::spacing(remaining, used) {
-                                    Ok(spacing) => {
-                                        errln!(
-                                            "plimsoll soak: the floor rises like a leak: three heap snapshots {} apart to name it",
-                                            human_seconds(spacing.as_secs_f64())
-                                        );
-                                        investigation = Some(tokio::spawn(soak_heap::investigate(admin.clone(), agent.snapshot_dir.clone(), heap, spacing)));
-                                        Investigation::Running { spacing }
+                                (heap, Some(agent)) => match soak_heap::can_start(remaining) {
+                                    Ok(()) => {
+                                        errln!("plimsoll soak: the floor rises like a leak: three heap snapshots to name it");
+                                        let end = (clock + plan.duration).into_std();
+                                        investigation = Some(tokio::spawn(soak_heap::investigate(admin.clone(), agent.snapshot_dir.clone(), heap, end, state.steady_leak_rate)));
+                                        Investigation::Running
                                     }
                                     Err(why) => Investigation::NotNamed(why),
                                 },
@@ -615,11 +620,8 @@ async fn soak(
     if let Some(task) = investigation.take() {
         // The soak ends on time: snapshots still being taken are given up.
         task.abort();
-        if let Investigation::Running { spacing } = state.borrow().investigation {
-            tracing::warn!(
-                spacing_s = spacing.as_secs_f64(),
-                "soak: the leak investigation did not finish before the end"
-            );
+        if let Investigation::Running = state.borrow().investigation {
+            tracing::warn!("soak: the leak investigation did not finish before the end");
         }
         state.borrow_mut().investigation = Investigation::NotNamed(
             "the heap snapshots did not finish before the end of the soak".to_owned(),
@@ -866,7 +868,7 @@ impl Finding {
             _ if steady.verdict == Verdict::NoLeak => (None, None),
             Investigation::Named(findings) => (Some(findings.suspects["top"].clone()), None),
             Investigation::NotNamed(why) => (None, Some(why.clone())),
-            Investigation::Idle | Investigation::Running { .. } => (None, None),
+            Investigation::Idle | Investigation::Running => (None, None),
         };
         let forced_gc = state.forced.as_ref().map(|f| f.describe(outcome.ran_s));
         let mut json = verdict_json(&status, state.budget, time_to_budget_s);

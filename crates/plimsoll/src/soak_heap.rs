@@ -5,28 +5,33 @@
 //! time that is left, diffed to name the suspects before the soak ends.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use plimsoll_heap::Census;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::registry::{AdminAction, AdminReply, AdminRequest};
+use crate::stdout::errln;
 use crate::supervise::investigate::{self, Findings};
 use crate::units::{human_bytes, human_seconds};
 
 /// The longest spacing between the snapshots of a soak's investigation (the automatic
 /// investigation's own).
 pub(crate) const MAX_SPACING: Duration = crate::supervise::INVESTIGATION_SPACING;
-/// The shortest spacing worth taking: below it, too little of a leak is born between snapshots.
-const MIN_SPACING: Duration = Duration::from_secs(2);
-/// A snapshot file is about this many times the heap in use (measured: 1.5 to 2.4).
-const SNAPSHOT_PER_HEAP_BYTE: f64 = 2.5;
-/// Snapshot bytes the app writes per second (measured on two busy cores: about 10 MB/s).
-const SNAPSHOT_WRITE_BYTES_PER_S: f64 = 8e6;
-/// Snapshot bytes the diff parses per second (measured: about 3 MB/s in a debug build; a
-/// release build is about ten times faster).
-const SNAPSHOT_PARSE_BYTES_PER_S: f64 = if cfg!(debug_assertions) { 2.5e6 } else { 25e6 };
+/// The shortest spacing taken: objects of a few seconds' life born between the first two
+/// snapshots must be dead by the third.
+const MIN_SPACING: Duration = Duration::from_secs(5);
+/// What the leak should add between two snapshots for its objects to stand well above those
+/// the app keeps anyway (a heap read after a forced GC moves by a few MB at most).
+const GROWTH_BETWEEN: f64 = 20e6;
+/// The plan counts the measured cost of the first snapshot this many times over (a loaded
+/// machine, a heap that grows).
+const COST_MARGIN: f64 = 1.5;
+/// The diff after the third snapshot costs about this many readings of one snapshot (the
+/// third's reading and dominators; the first two are read while waiting).
+const DIFF_PER_READING: f64 = 3.0;
 /// Time kept free at the end of the soak besides the snapshots and the diff.
 const RESERVE: Duration = Duration::from_secs(5);
 
@@ -177,65 +182,136 @@ pub(crate) fn request_gc(
         .map(|()| answer)
 }
 
-/// The spacing of the three snapshots that fits in `remaining` seconds of soak for a heap of
-/// `heap_bytes`: at most [`MAX_SPACING`], with room after the last snapshot to write it and
-/// diff the three; `Err` with the reason when it does not fit.
-pub(crate) fn spacing(remaining: Duration, heap_bytes: u64) -> Result<Duration, String> {
-    let file = heap_bytes as f64 * SNAPSHOT_PER_HEAP_BYTE;
-    let work = Duration::from_secs_f64(
-        3.0 * (file / SNAPSHOT_WRITE_BYTES_PER_S + file / SNAPSHOT_PARSE_BYTES_PER_S),
-    );
-    let needed = RESERVE + work + 2 * MIN_SPACING;
+/// Whether an investigation can start with `remaining` of the soak left: room for the first
+/// snapshot and two of the shortest spacings; `Err` with the reason when not.
+pub(crate) fn can_start(remaining: Duration) -> Result<(), String> {
+    let needed = RESERVE + 2 * MIN_SPACING;
     if remaining < needed {
         return Err(format!(
-            "too little of the soak left for three snapshots of a {} heap ({} left, {} needed)",
-            human_bytes(heap_bytes as f64),
+            "too little of the soak left for three heap snapshots ({} left, {} needed)",
             human_seconds(remaining.as_secs_f64()),
             human_seconds(needed.as_secs_f64())
         ));
     }
-    Ok(((remaining - RESERVE - work) / 2).min(MAX_SPACING))
+    Ok(())
 }
 
-/// Takes three snapshots through the loop, `spacing` apart, into `dir`, and diffs them (the
-/// automatic investigation's method, `investigate::findings`).
+/// What the first snapshot cost: the time the app took to write it and the time to read it
+/// (its census).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cost {
+    pub(crate) write: Duration,
+    pub(crate) read: Duration,
+}
+
+/// The spacing of the next two snapshots, planned from the measured cost of the first with
+/// `remaining` of the soak left after it: long enough for a leak growing `rate` bytes per second
+/// to add [`GROWTH_BETWEEN`] (between [`MIN_SPACING`] and [`MAX_SPACING`]), short enough that two
+/// more snapshots and the diff end before the soak; `Err` with the reason when that does not fit.
+pub(crate) fn spacing(remaining: Duration, cost: Cost, rate: f64) -> Result<Duration, String> {
+    let work =
+        (2.0 * cost.write.as_secs_f64() + DIFF_PER_READING * cost.read.as_secs_f64()) * COST_MARGIN;
+    let free = remaining.as_secs_f64() - RESERVE.as_secs_f64() - work;
+    let fits = Duration::from_secs_f64((free / 2.0).max(0.0));
+    if fits < MIN_SPACING {
+        return Err(format!(
+            "too little of the soak left for two more heap snapshots ({} left; the first took {:.1}s to write and {:.1}s to read)",
+            human_seconds(remaining.as_secs_f64()),
+            cost.write.as_secs_f64(),
+            cost.read.as_secs_f64()
+        ));
+    }
+    let wanted = if rate > 0.0 && rate.is_finite() {
+        Duration::from_secs_f64((GROWTH_BETWEEN / rate).min(MAX_SPACING.as_secs_f64()))
+    } else {
+        MAX_SPACING
+    };
+    Ok(wanted.clamp(MIN_SPACING, MAX_SPACING).min(fits))
+}
+
+/// Takes three heap snapshots through the loop into `dir` and diffs them (the automatic
+/// investigation's method): the first at once, the next two spaced by [`spacing`] from what the
+/// first cost, so that all ends by `end`, the soak's end, for a leak growing `rate` bytes per
+/// second. Each snapshot is read while the next is awaited.
 pub(crate) async fn investigate(
     admin: mpsc::Sender<AdminRequest>,
     dir: PathBuf,
     heap_bytes: u64,
-    spacing: Duration,
+    end: Instant,
+    rate: f64,
 ) -> Result<Findings> {
     investigate::check_room(&dir, heap_bytes)?;
     // Deleted if the soak ends first and drops this future.
     let mut paths = Unfinished(Vec::with_capacity(3));
-    for i in 0..3 {
-        if i > 0 {
-            tokio::time::sleep(spacing).await;
-        }
-        let (reply, answer) = oneshot::channel();
-        admin
-            .send(AdminRequest {
-                action: AdminAction::Snapshot,
-                reply,
-            })
-            .await
-            .context("the supervisor stopped")?;
-        match answer.await.context("the supervisor stopped")? {
-            AdminReply::Done(done) => match done["path"].as_str() {
-                Some(path) => paths.0.push(PathBuf::from(path)),
-                None => bail!("the snapshot's reply has no path: {done}"),
-            },
-            AdminReply::Failed(why) | AdminReply::Unsupported(why) => {
-                bail!("snapshot {} of 3: {why}", i + 1)
-            }
+    let started = Instant::now();
+    let first = snapshot(&admin, 1).await?;
+    let written = Instant::now();
+    paths.0.push(first.clone());
+    let baseline = read(first).await?;
+    let cost = Cost {
+        write: written - started,
+        read: written.elapsed(),
+    };
+    let spacing =
+        spacing(end.saturating_duration_since(written), cost, rate).map_err(anyhow::Error::msg)?;
+    errln!(
+        "plimsoll soak: heap snapshot 1 of 3 took {:.1}s to write and {:.1}s to read: the next two {:.1}s apart",
+        cost.write.as_secs_f64(),
+        cost.read.as_secs_f64(),
+        spacing.as_secs_f64()
+    );
+    tokio::time::sleep_until((written + spacing).into()).await;
+    let second = snapshot(&admin, 2).await?;
+    let written = Instant::now();
+    paths.0.push(second.clone());
+    let target = tokio::spawn(read(second));
+    tokio::time::sleep_until((written + spacing).into()).await;
+    let third = snapshot(&admin, 3).await?;
+    paths.0.push(third);
+    let target = target.await.context("reading the second snapshot")??;
+    let files = paths.0.clone();
+    let diff = tokio::task::spawn_blocking(move || {
+        crate::heap::three_way_json_of(
+            baseline,
+            target,
+            [files[0].as_path(), files[1].as_path(), files[2].as_path()],
+            investigate::TOP,
+        )
+    })
+    .await
+    .context("the snapshot diff")??;
+    let found = investigate::kept(&paths.0, &diff);
+    // The first two are deleted; the last stays as evidence.
+    paths.0.clear();
+    Ok(found)
+}
+
+/// Snapshot `n` of 3, through the loop: its path.
+async fn snapshot(admin: &mpsc::Sender<AdminRequest>, n: usize) -> Result<PathBuf> {
+    let (reply, answer) = oneshot::channel();
+    admin
+        .send(AdminRequest {
+            action: AdminAction::Snapshot,
+            reply,
+        })
+        .await
+        .context("the supervisor stopped")?;
+    match answer.await.context("the supervisor stopped")? {
+        AdminReply::Done(done) => match done["path"].as_str() {
+            Some(path) => Ok(PathBuf::from(path)),
+            None => bail!("the snapshot's reply has no path: {done}"),
+        },
+        AdminReply::Failed(why) | AdminReply::Unsupported(why) => {
+            bail!("snapshot {n} of 3: {why}")
         }
     }
-    let found = investigate::findings(paths.0.clone()).await;
-    if found.is_ok() {
-        // The diff deleted the first two and keeps the last as evidence.
-        paths.0.clear();
-    }
-    found
+}
+
+/// The census of a snapshot, read on the blocking pool.
+async fn read(path: PathBuf) -> Result<Census> {
+    tokio::task::spawn_blocking(move || crate::heap::census(&path))
+        .await
+        .context("reading a heap snapshot")?
 }
 
 /// Snapshots of an investigation that did not get to its end: deleted when dropped.
@@ -306,21 +382,48 @@ mod tests {
     }
 
     #[test]
-    fn the_snapshots_fit_in_what_is_left_of_the_soak() {
-        // A small heap in a long soak: the investigation's own spacing.
+    fn the_snapshots_are_spaced_from_what_the_first_cost_and_fit_before_the_end() {
+        // Measured: node-fast-leak's 374 MiB heap (48 KB records) writes in 2 s as a 6.3 MB
+        // snapshot, read in under 1 s.
+        let fast = Cost {
+            write: Duration::from_secs(2),
+            read: Duration::from_secs(1),
+        };
+        // A fast leak (2.17 MB/s) seen at 191 s of 600: short spacing, 20 MB grown between.
+        let got = spacing(Duration::from_secs(407), fast, 2.17e6).expect("fits");
+        assert!((got.as_secs_f64() - 20e6 / 2.17e6).abs() < 1e-6, "{got:?}");
+        // A slow leak (28 KB/s) seen at 439 s of 600: the longest spacing still fits.
         assert_eq!(
-            spacing(Duration::from_secs(600), 20_000_000),
+            spacing(Duration::from_secs(159), fast, 28e3),
             Ok(MAX_SPACING)
         );
-        // What is left after the reserve and the work, split in two.
-        let file = 4e6 * SNAPSHOT_PER_HEAP_BYTE;
-        let work = 3.0 * (file / SNAPSHOT_WRITE_BYTES_PER_S + file / SNAPSHOT_PARSE_BYTES_PER_S);
-        let got = spacing(Duration::from_secs(100), 4_000_000).expect("fits");
+        // Seen later still: what is left after the reserve and the work, split in two.
+        let got = spacing(Duration::from_secs(60), fast, 28e3).expect("fits");
+        let work = (2.0 * 2.0 + DIFF_PER_READING * 1.0) * COST_MARGIN;
         assert!(
-            (got.as_secs_f64() - (95.0 - work) / 2.0).abs() < 1e-6,
-            "{got:?} for {work} s of work"
+            (got.as_secs_f64() - (60.0 - 5.0 - work) / 2.0).abs() < 1e-6,
+            "{got:?}"
         );
-        let refused = spacing(Duration::from_secs(10), 200_000_000).expect_err("no room");
-        assert!(refused.contains("too little of the soak left"), "{refused}");
+        // Never closer than the shortest spacing, however fast the leak.
+        assert_eq!(
+            spacing(Duration::from_secs(400), fast, 1e9),
+            Ok(MIN_SPACING)
+        );
+        assert_eq!(
+            spacing(Duration::from_secs(400), fast, 0.0),
+            Ok(MAX_SPACING)
+        );
+        // A heap whose snapshot costs a minute to write: it does not fit in two minutes.
+        let slow = Cost {
+            write: Duration::from_secs(60),
+            read: Duration::from_secs(10),
+        };
+        let refused = spacing(Duration::from_secs(120), slow, 1e6).expect_err("no room");
+        assert!(
+            refused.contains("the first took 60.0s to write"),
+            "{refused}"
+        );
+        assert!(can_start(Duration::from_secs(10)).is_err());
+        assert!(can_start(Duration::from_secs(20)).is_ok());
     }
 }

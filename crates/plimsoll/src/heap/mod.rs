@@ -138,7 +138,7 @@ fn diff(args: &HeapDiffArgs) -> Result<u8> {
     }
 }
 
-fn census(path: &Path) -> Result<Census> {
+pub(crate) fn census(path: &Path) -> Result<Census> {
     let snap = load(path)?;
     Ok(Census::new(&snap))
 }
@@ -215,8 +215,17 @@ fn suspect_json(snap: &Snapshot, s: &plimsoll_heap::Suspect) -> Value {
 /// The three-snapshot diff (baseline, target, final) as the JSON of `heap diff A B C --json`;
 /// also what the automatic leak investigation reports.
 pub(crate) fn three_way_json(a: &Path, b: &Path, c: &Path, top: usize) -> Result<Value> {
-    let baseline = census(a)?;
-    let target = census(b)?;
+    three_way_json_of(census(a)?, census(b)?, [a, b, c], top)
+}
+
+/// [`three_way_json`] with the first two snapshots' censuses already taken (the soak takes
+/// each while it waits for the next snapshot).
+pub(crate) fn three_way_json_of(
+    baseline: Census,
+    target: Census,
+    [a, b, c]: [&Path; 3],
+    top: usize,
+) -> Result<Value> {
     let last = load(c)?;
     let analysis = Analysis::new(&last);
     let growth = plimsoll_heap::diff_two(&baseline, &Census::new(&last), top);

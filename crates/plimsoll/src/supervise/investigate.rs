@@ -16,7 +16,7 @@ use crate::units::human_bytes;
 /// How many snapshots an investigation takes.
 const SNAPSHOTS: usize = 3;
 /// How many suspects it reports, by constructor and by retainer path.
-const TOP: usize = 10;
+pub(crate) const TOP: usize = 10;
 /// How many suspects the verdict and the events name.
 const NAMED: usize = 5;
 
@@ -68,13 +68,19 @@ pub(crate) async fn findings(paths: Vec<PathBuf>) -> Result<Findings> {
     let diff = tokio::task::spawn_blocking(move || crate::heap::three_way_json(&a, &b, &c, TOP))
         .await
         .context("the snapshot diff")??;
-    for path in &paths[..SNAPSHOTS - 1] {
+    Ok(kept(&paths, &diff))
+}
+
+/// The findings of `diff`, the three-way diff of `paths`: deletes the first two snapshots and
+/// keeps the last as evidence.
+pub(crate) fn kept(paths: &[PathBuf], diff: &Value) -> Findings {
+    for path in &paths[..paths.len().saturating_sub(1)] {
         let _ = std::fs::remove_file(path);
     }
-    Ok(Findings {
-        snapshot: paths[SNAPSHOTS - 1].clone(),
-        suspects: trim(&diff),
-    })
+    Findings {
+        snapshot: paths.last().cloned().unwrap_or_default(),
+        suspects: trim(diff),
+    }
 }
 
 /// Refuses to start when a snapshot might not fit: it needs about the heap's size in free
