@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
 use crate::bounded::{excerpt, excerpt_message};
+use crate::supervise::contain;
 
 /// How long the file may take to load, from when node is ready to load it.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,6 +72,9 @@ pub(crate) fn evaluate(path: &Path) -> Result<Value> {
 fn evaluate_within(path: &Path, limit: Duration) -> Result<Value> {
     let shown = path.display();
     let dir = path.parent().unwrap_or(Path::new("/"));
+    // While the file is read, orphans of what it starts (a `setsid` or `detached` child)
+    // re-parent to this process, so that `end_what_it_started` finds and ends them all.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
     let mut child = Command::new("node")
         .arg("-e")
         .arg(SCRIPT)
@@ -98,6 +102,9 @@ fn evaluate_within(path: &Path, limit: Duration) -> Result<Value> {
         .take()
         .map(|s| drain(s, MAX_STDERR, Some(loading)));
     let finished = wait_for(&mut child, &started, STARTUP, limit);
+    // Reading a config starts nothing that lasts: whatever the file started dies with node.
+    end_what_it_started(child.id() as i32);
+    let _ = nix::sys::prctl::set_child_subreaper(false);
     // Something the file started in a session of its own may hold the pipes open: wait for
     // the rest of the output a little, not forever.
     let (out, out_overflow) = stdout
@@ -241,6 +248,32 @@ fn wait_for(
     Waited::TimedOut { loading }
 }
 
+/// Kills and reaps what is left of node's process `group` and of this process's descendants
+/// (node's orphans, adopted as the child subreaper), until none is left or 2 s have passed.
+fn end_what_it_started(group: i32) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
+    let me = std::process::id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = contain::tree_and_group(&contain::processes(), me, group);
+        for process in &left {
+            let _ = kill(Pid::from_raw(process.pid), Signal::SIGKILL);
+        }
+        // Reap the killed orphans (node itself was reaped by `wait_for`).
+        while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            if status == WaitStatus::StillAlive {
+                break;
+            }
+        }
+        if left.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +315,38 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(alive(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn what_the_file_starts_in_a_session_of_its_own_does_not_outlive_the_import() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = format!("plimsoll-import-orphan-{}", std::process::id());
+        let file = dir.path().join("daemon.config.js");
+        // A detached shell (its own session) and its sleep: both must be gone after import.
+        std::fs::write(
+            &file,
+            format!(
+                "require('child_process').spawn('sh', ['-c', 'sleep 1000; : {marker}'], \
+                 {{ detached: true, stdio: 'ignore' }}).unref();\n\
+                 module.exports = {{ apps: [{{ script: 'a.js' }}] }};\n"
+            ),
+        )
+        .expect("write");
+        let value = evaluate_within(&file, TIMEOUT).expect("loads");
+        assert_eq!(value["apps"][0]["script"], "a.js");
+        let alive = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let cmdline = std::fs::read(path.join("cmdline")).ok()?;
+                let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+                let zombie = stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'));
+                (!zombie && String::from_utf8_lossy(&cmdline).contains(&marker)).then_some(path)
+            })
+            .collect::<Vec<_>>();
+        assert!(alive.is_empty(), "left running: {alive:?}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 mod backoff;
 mod child;
-mod contain;
+pub(crate) mod contain;
 pub(crate) mod investigate;
 pub(crate) mod keeper;
 pub(crate) mod monitor;
