@@ -253,6 +253,29 @@ async fn watch(
 }
 
 /// Turns one tick into events: new targets, samples through their monitors, exits.
+/// A new watched target (a process, or a cgroup without `pid`): its monitor, and its view
+/// published with no admin channel (a watched target takes no admin actions).
+fn published(
+    name: &str,
+    pid: Option<u32>,
+    common: &Common,
+    detector: &DetectorConfig,
+    registry: &Registry,
+) -> Monitor {
+    let mut view = TargetView::new(name, common.levels, false);
+    view.status.pid = pid;
+    view.status.started_unix_ms = Some(now_unix_ms());
+    view.status.budget_bytes = common.budget;
+    registry.insert(view);
+    Monitor::new(
+        name,
+        common.budget,
+        common.levels,
+        common.warmup,
+        detector.clone(),
+    )
+}
+
 fn handle(
     report: Report,
     clock: Instant,
@@ -283,19 +306,7 @@ fn handle(
                 containment: None,
             },
         });
-        let monitor = Monitor::new(
-            &name,
-            common.budget,
-            common.levels,
-            common.warmup,
-            detector.clone(),
-        );
-        // Published with no admin channel: a watched process takes no admin actions.
-        let mut view = TargetView::new(&name, common.levels, false);
-        view.status.pid = Some(found.pid);
-        view.status.started_unix_ms = Some(now_unix_ms());
-        view.status.budget_bytes = common.budget;
-        registry.insert(view);
+        let monitor = published(&name, Some(found.pid), common, detector, registry);
         targets.insert(
             found.pid,
             Target {
@@ -402,17 +413,7 @@ impl CgroupTargets {
                     identity: identity.clone(),
                 },
             });
-            let monitor = Monitor::new(
-                &name,
-                common.budget,
-                common.levels,
-                common.warmup,
-                detector.clone(),
-            );
-            let mut view = TargetView::new(&name, common.levels, false);
-            view.status.started_unix_ms = Some(now_unix_ms());
-            view.status.budget_bytes = common.budget;
-            registry.insert(view);
+            let monitor = published(&name, None, common, detector, registry);
             self.targets.insert(
                 found.dir,
                 CgroupTarget::new(name, monitor, found.path, identity),
