@@ -75,26 +75,34 @@ fn evaluate_within(path: &Path, limit: Duration) -> Result<Value> {
     // While the file is read, orphans of what it starts (a `setsid` or `detached` child)
     // re-parent to this process, so that `end_what_it_started` finds and ends them all.
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    let mut child = Command::new("node")
-        .arg("-e")
+    let mut node = Command::new("node");
+    node.arg("-e")
         .arg(SCRIPT)
         .arg(path)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                anyhow!(
-                    "cannot read '{shown}': it is JavaScript and `node` was not found on PATH \
+        .process_group(0);
+    // Node dies with import, even when import is killed with SIGKILL. The closure runs
+    // between fork and exec: one prctl, async-signal-safe, no allocation.
+    #[allow(unsafe_code)]
+    unsafe {
+        node.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            Ok(())
+        });
+    }
+    let mut child = node.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow!(
+                "cannot read '{shown}': it is JavaScript and `node` was not found on PATH \
                      (install Node.js, or convert the file to .json or .yaml)"
-                )
-            } else {
-                anyhow!("cannot read '{shown}': cannot start `node`: {e}")
-            }
-        })?;
+            )
+        } else {
+            anyhow!("cannot read '{shown}': cannot start `node`: {e}")
+        }
+    })?;
     let (loading, started) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().map(|s| drain(s, MAX_STDOUT, None));
     let stderr = child

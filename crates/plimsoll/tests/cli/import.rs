@@ -441,3 +441,51 @@ fn the_cwd_is_written_relative_to_the_config_or_absolute_without_dot_dots() {
         printed.stdout
     );
 }
+
+#[test]
+fn node_reading_the_file_dies_with_an_import_killed_by_sigkill() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = format!("plimsoll-import-hang-{}.config.js", std::process::id());
+    let file = write_file(dir.path(), &marker, "while (true) {}\n");
+    let mut import = std::process::Command::new(env!("CARGO_BIN_EXE_plimsoll"))
+        .args(["import", "pm2"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("plimsoll import");
+    let nodes = || -> usize {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let cmdline = std::fs::read(path.join("cmdline")).ok()?;
+                let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+                let zombie = stat
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('Z'));
+                // node itself, not the import whose arguments name the file too.
+                let is_node = cmdline
+                    .split(|&b| b == 0)
+                    .next()
+                    .is_some_and(|arg0| arg0.ends_with(b"node"));
+                (!zombie && is_node && String::from_utf8_lossy(&cmdline).contains(&marker))
+                    .then_some(())
+            })
+            .count()
+    };
+    // Node is reading the endless file (it shows in /proc with the file's name).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodes() == 0 {
+        assert!(Instant::now() < deadline, "node never started on {marker}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    import.kill().expect("SIGKILL");
+    import.wait().expect("reap");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nodes() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(nodes(), 0, "node outlived the import killed by SIGKILL");
+}
