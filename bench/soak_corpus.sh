@@ -9,9 +9,14 @@
 #   bench/soak_corpus.sh --only c-leak --only py-slow-leak
 #   PLIMSOLL=target/debug/plimsoll bench/soak_corpus.sh   # a binary already built (else: release build)
 #   bench/soak_corpus.sh --duration 90s --warmup 10s --time-scale 0.1   # smoke run of the script
+#   bench/soak_corpus.sh --record bench/soak_traces   # also keep what each soak's detector saw
 #
 # Everything it writes goes to bench/out/soak/ (git-ignored): per workload the verdict JSON,
 # stderr, and the data dir (samples, heap snapshots), which is deleted at the end unless --keep.
+# --record DIR writes, per workload, DIR/<name>.csv from its store: the seconds since the soak
+# started, RSS, and the heap right after each forced GC (on the sample that first carried it,
+# empty elsewhere), which is what the soak's detector was fed; `score_corpus --soak 10m
+# --traces DIR --forced-gc` replays them (bench/README.md, "Recorded soaks").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -21,6 +26,7 @@ warmup=1m
 extra=()
 only=()
 keep=0
+record=
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="$2"; shift 2 ;;
@@ -28,7 +34,8 @@ while [ $# -gt 0 ]; do
         --time-scale) extra+=(--time-scale "$2"); shift 2 ;;
         --only) only+=("$2"); shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --record) record="$2"; shift 2 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "soak_corpus.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -90,7 +97,8 @@ done <"$out/plan.tsv"
 wait "${pids[@]}" || true
 trap - INT TERM
 
-python3 - "$out" <<'PY'
+status=0
+python3 - "$out" <<'PY' || status=$?
 import json, os, sys
 out = sys.argv[1]
 rows, bad = [], []
@@ -137,7 +145,33 @@ if bad:
     print("missed the bar: " + ", ".join(bad))
 sys.exit(1 if bad else 0)
 PY
-status=$?
+if [ -n "$record" ]; then
+    mkdir -p "$record"
+    python3 - "$out" "$record" <<'PY'
+import os, sqlite3, sys
+out, record = sys.argv[1], sys.argv[2]
+for line in open(os.path.join(out, "plan.tsv")):
+    name = line.split("\t")[0]
+    db = os.path.join(out, name + ".data", "plimsoll.db")
+    if not os.path.exists(db):
+        print("soak_corpus.sh: no store for %s, not recorded" % name, file=sys.stderr)
+        continue
+    conn = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+    start = conn.execute("SELECT MIN(t_unix_ms) FROM events WHERE kind = 'started'").fetchone()[0]
+    rows = conn.execute(
+        "SELECT t_unix_ms, rss_bytes, heap_used_after_gc_bytes FROM samples ORDER BY t_unix_ms").fetchall()
+    if start is None and rows:
+        start = rows[0][0]
+    with open(os.path.join(record, name + ".csv"), "w") as f:
+        f.write("t_s,rss_bytes,pss_bytes,heap_used_bytes,heap_used_after_gc_bytes\n")
+        previous = None
+        for t, rss, heap in rows:
+            fresh = heap if heap is not None and heap != previous else None
+            previous = heap
+            f.write("%.3f,%d,,,%s\n" % ((t - start) / 1000.0, rss, "" if fresh is None else fresh))
+    print("recorded %s (%d samples)" % (os.path.join(record, name + ".csv"), len(rows)))
+PY
+fi
 if [ "$keep" -eq 0 ]; then
     rm -rf "$out"/*.data
 fi

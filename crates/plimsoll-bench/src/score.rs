@@ -116,9 +116,18 @@ pub fn evaluate(
 
 /// Replays a recorded series as a soak of `soak_s` seconds with a declared warm-up of
 /// `warmup_s`: the samples in between (seconds after the first) go to a detector with the
-/// recommended settings, and the soak's steady-state verdict comes back.
-pub fn soak_replay(observations: &[Observation], soak_s: f64, warmup_s: f64) -> SteadyVerdict {
-    let mut detector = LeakDetector::new(DetectorConfig::recommended());
+/// recommended settings, and the soak's steady-state verdict comes back. `forced_gc`: the heap
+/// readings were taken right after forced full GCs, exact as in a soak of a Node target.
+pub fn soak_replay(
+    observations: &[Observation],
+    soak_s: f64,
+    warmup_s: f64,
+    forced_gc: bool,
+) -> SteadyVerdict {
+    let mut detector = LeakDetector::new(DetectorConfig {
+        exact_heap: forced_gc,
+        ..DetectorConfig::recommended()
+    });
     if let Some(first) = observations.first().map(|o| o.t_s) {
         for observation in observations
             .iter()

@@ -81,7 +81,7 @@ fn the_soak_verdict_on_recorded_traces_never_passes_a_leak() {
     for entry in &entries {
         let path = bench.join("traces").join(format!("{}.csv", entry.name));
         let observations = read_trace(&path).expect("trace");
-        let verdict = soak_replay(&observations, 600.0, 60.0);
+        let verdict = soak_replay(&observations, 600.0, 60.0, false);
         let ok = match entry.label {
             Label::Leak => verdict.verdict == Verdict::Leak,
             Label::NoLeak => verdict.verdict != Verdict::Leak,

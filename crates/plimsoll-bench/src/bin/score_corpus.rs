@@ -50,6 +50,10 @@ struct Args {
     /// The declared warm-up of `--soak`.
     #[arg(long, value_parser = parse_span, default_value = "1m")]
     warmup: f64,
+    /// The traces' heap column holds the heap right after each forced full GC (recorded from
+    /// real soaks by `soak_corpus.sh --record`): the replay reads it as exact, as the soak does.
+    #[arg(long)]
+    forced_gc: bool,
 }
 
 /// A duration as seconds (`900`, `900s`) or minutes (`15m`), in seconds.
@@ -173,7 +177,7 @@ fn soak_table(args: &Args, entries: &[Entry], soak_s: f64) -> anyhow::Result<()>
                 })
                 .collect(),
         };
-        let verdict = soak_replay(&observations, soak_s, args.warmup);
+        let verdict = soak_replay(&observations, soak_s, args.warmup, args.forced_gc);
         match entry.label {
             Label::Leak => {
                 leaks += 1;

@@ -132,7 +132,7 @@ fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
                 // A leak that starts within the soak is not steady load, but it must not pass
                 // either unless it started too late to be seen.
                 late += 1;
-                let soak = soak_replay(&series.observations, soak_s, args.warmup);
+                let soak = soak_replay(&series.observations, soak_s, args.warmup, false);
                 let visible = series
                     .truth
                     .leak_start_s
@@ -151,7 +151,7 @@ fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
                 continue;
             }
             n += 1;
-            let soak = soak_replay(&series.observations, soak_s, args.warmup);
+            let soak = soak_replay(&series.observations, soak_s, args.warmup, false);
             match soak.verdict {
                 Verdict::Leak => leak += 1,
                 Verdict::NoLeak => pass += 1,
