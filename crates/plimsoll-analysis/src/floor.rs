@@ -78,6 +78,14 @@ impl FloorSeries {
         closed
     }
 
+    /// Closes the open block now: for a series whose every value is exact and sparse (one
+    /// reading per forced GC), a reading is a block of its own and counts at once.
+    pub(crate) fn seal(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.close(open);
+        }
+    }
+
     fn close(&mut self, open: OpenBlock) {
         for block in self.blocks.iter_mut().rev() {
             if block.floor <= open.min {
@@ -168,6 +176,17 @@ impl FloorSeries {
             .take_while(|b| b.t_s < end_s)
             .map(|b| b.min)
             .reduce(f64::min)
+    }
+
+    /// Largest value of the closed blocks that start in `[start_s, end_s)`; `None` when none
+    /// does.
+    pub(crate) fn max_between(&self, start_s: f64, end_s: f64) -> Option<f64> {
+        let first = self.blocks.partition_point(|b| b.t_s < start_s);
+        self.blocks
+            .range(first..)
+            .take_while(|b| b.t_s < end_s)
+            .map(|b| b.max)
+            .reduce(f64::max)
     }
 
     /// Largest value over the newest `span_s` seconds of closed blocks.
@@ -309,6 +328,15 @@ impl CycleTracker {
             trough: drop.trough,
             rise: (drop.after_trough - drop.trough).max(0.0),
         });
+    }
+
+    /// The longest period among the cycles whose trough came at or after `since_s`, seconds.
+    pub(crate) fn longest_period_since(&self, since_s: f64) -> Option<f64> {
+        self.cycles
+            .iter()
+            .filter(|c| c.trough_t_s >= since_s)
+            .map(|c| c.period_s)
+            .reduce(f64::max)
     }
 
     /// The uncertainty of the newest troughs; zero before two cycles were seen.

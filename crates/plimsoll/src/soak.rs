@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use plimsoll_analysis::{
-    DetectorConfig, LeakDetector, LeakState, LeakStatus, Level, Observation, Reason, SteadyVerdict,
-    Verdict,
+    DetectorConfig, LeakDetector, LeakState, LeakStatus, Level, Observation, Reason, Signal,
+    SteadyVerdict, Verdict,
 };
 use plimsoll_probe::Sample;
 use serde_json::{json, Value};
@@ -274,6 +274,8 @@ struct SoakState {
     investigation: Investigation,
     /// When the steady-state verdict first said leak, seconds into the soak.
     steady_leak_at_s: Option<f64>,
+    /// The series that rose like a leak then.
+    steady_leak_signal: Option<Signal>,
     /// The floor's growth rate it gave then, bytes per second.
     steady_leak_rate: f64,
     /// Events of the soak's own (the suspects) to emit with the next sample, and the snapshot
@@ -316,6 +318,7 @@ impl SoakState {
             forced_fed: 0,
             investigation: Investigation::Idle,
             steady_leak_at_s: None,
+            steady_leak_signal: None,
             steady_leak_rate: 0.0,
             pending: Vec::new(),
         }
@@ -574,18 +577,26 @@ async fn soak(
                         }
                     }
                     // Name the leak while there is time: the steady state rises like a leak.
-                    if state.steady_leak_at_s.is_none() && now >= next_steady_check {
+                    // Until the snapshots start: a leak seen in RSS alone beside a live heap
+                    // is looked at again, the heap may follow.
+                    let watching = state.steady_leak_at_s.is_none() || (state.steady_leak_signal == Some(Signal::Rss) && matches!(state.investigation, Investigation::Idle));
+                    if watching && now >= next_steady_check {
                         next_steady_check = now + STEADY_CHECK_EVERY;
                         let steady = state.detector.steady_state_verdict();
                         if steady.verdict == Verdict::Leak {
-                            state.steady_leak_at_s = Some(elapsed.as_secs_f64());
+                            state.steady_leak_at_s.get_or_insert(elapsed.as_secs_f64());
+                            state.steady_leak_signal = steady.signal;
                             state.steady_leak_rate = match steady.reason {
                                 Reason::SteadyRamp { rate_bytes_per_s, .. } | Reason::Confirmed { rate_bytes_per_s } => rate_bytes_per_s,
                                 _ => 0.0,
                             };
                         }
                     }
-                    if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && state.steady_leak_at_s.is_some() {
+                    // Heap snapshots name what the JS heap holds: not taken while the leak is
+                    // seen in RSS alone and the heap is read (native memory, which they cannot
+                    // show, and whose RSS they would raise themselves).
+                    let rss_alone = state.steady_leak_signal == Some(Signal::Rss) && state.heap_after_gc.is_some();
+                    if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && state.steady_leak_at_s.is_some() && !rss_alone {
                         {
                             let remaining = plan.duration.saturating_sub(elapsed);
                             // The room the snapshots need on disk and in memory goes with the
@@ -868,6 +879,14 @@ impl Finding {
             _ if steady.verdict == Verdict::NoLeak => (None, None),
             Investigation::Named(findings) => (Some(findings.suspects["top"].clone()), None),
             Investigation::NotNamed(why) => (None, Some(why.clone())),
+            Investigation::Idle
+                if steady.verdict == Verdict::Leak
+                    && steady.signal == Some(Signal::Rss)
+                    && state.heap_after_gc.is_some() =>
+            {
+                let why = "the growth is in RSS alone, beside the live heap: native memory, which a heap snapshot does not show";
+                (None, Some(why.to_owned()))
+            }
             Investigation::Idle | Investigation::Running => (None, None),
         };
         let forced_gc = state.forced.as_ref().map(|f| f.describe(outcome.ran_s));
@@ -1018,6 +1037,13 @@ fn steady_reason(steady: &SteadyVerdict, warmup: Duration) -> String {
             "still rising at the end: a leak, or a warm-up longer than --warmup {warmup} ({})",
             steady.reason
         ),
+        // A flat verdict says which series was flat: the live heap after forced GCs, or RSS.
+        Reason::Flat { .. } if steady.signal == Some(Signal::HeapAfterGc) => {
+            format!(
+                "live heap {}",
+                steady.reason.to_string().replacen("floor ", "", 1)
+            )
+        }
         reason => reason.to_string(),
     }
 }
@@ -1089,7 +1115,6 @@ fn report_input(plan: &Plan, state: &SoakState, finding: &Finding) -> Result<Rep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plimsoll_analysis::Signal;
 
     #[test]
     fn a_floor_still_rising_after_the_warm_up_names_the_warm_up() {
@@ -1100,6 +1125,7 @@ mod tests {
                 signal: Signal::Rss,
             },
             needs_more_s: Some(270.0),
+            signal: Some(Signal::Rss),
         };
         let text = steady_reason(&unsettled, Duration::from_secs(60));
         assert!(
@@ -1116,9 +1142,31 @@ mod tests {
                 signal: Signal::Rss,
             },
             needs_more_s: None,
+            signal: Some(Signal::Rss),
         };
         let text = steady_reason(&ramp, Duration::from_secs(60));
         assert!(text.contains("0.07 MB/s"), "{text}");
         assert!(text.contains("warm-up longer than --warmup 1m"), "{text}");
+    }
+
+    #[test]
+    fn a_flat_live_heap_is_named_as_such() {
+        let flat = SteadyVerdict {
+            verdict: Verdict::NoLeak,
+            reason: Reason::Flat {
+                growth_bytes: 400_000.0,
+                stretch_s: 228.0,
+            },
+            needs_more_s: None,
+            signal: Some(Signal::HeapAfterGc),
+        };
+        let text = steady_reason(&flat, Duration::from_secs(60));
+        assert_eq!(text, "live heap flat within 0.4 MB over the last 3.8 min");
+        let rss = SteadyVerdict {
+            signal: Some(Signal::Rss),
+            ..flat
+        };
+        let text = steady_reason(&rss, Duration::from_secs(60));
+        assert_eq!(text, "floor flat within 0.4 MB over the last 3.8 min");
     }
 }
