@@ -189,6 +189,19 @@ impl FloorSeries {
             .reduce(f64::max)
     }
 
+    /// Median of the least values of the closed blocks that start in `[start_s, end_s)` (of
+    /// the readings themselves, for a series sealed at each reading); `None` when none does.
+    pub(crate) fn median_between(&self, start_s: f64, end_s: f64) -> Option<f64> {
+        let first = self.blocks.partition_point(|b| b.t_s < start_s);
+        let mut values: Vec<f64> = self
+            .blocks
+            .range(first..)
+            .take_while(|b| b.t_s < end_s)
+            .map(|b| b.min)
+            .collect();
+        crate::robust::median(&mut values)
+    }
+
     /// Largest value over the newest `span_s` seconds of closed blocks.
     pub(crate) fn recent_max(&self, span_s: f64) -> Option<f64> {
         let end = self.newest_end_s()?;
