@@ -485,3 +485,50 @@ fn chromium_dom(page: &Path) -> String {
         .arg(format!("file://{}", page.display()).replace(' ', "%20"));
     run_bounded(dump, Duration::from_secs(60))
 }
+
+/// A real soak of a Node program whose cache fills for nine seconds after the declared
+/// warm-up and then stays full: the live heap rose like a leak (the soak took its heap
+/// snapshots, which leave native memory in RSS) and levelled off, so the soak passes on the
+/// live heap read after its forced GCs, and says the warm-up outlasted the declared one.
+#[test]
+fn a_node_cache_that_fills_past_the_warm_up_and_levels_off_passes_on_its_live_heap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("cache.js");
+    std::fs::write(
+        &script,
+        r#"
+const cache = new Map();
+let i = 0;
+setInterval(() => {
+  if (cache.size < 3000) for (let k = 0; k < 25; k++) { cache.set(i, 'x'.repeat(5000) + i); i++; }
+  let junk = [];
+  for (let k = 0; k < 2000; k++) junk.push({ k, s: 'j' + k });
+}, 100);
+"#,
+    )
+    .expect("write target");
+    let out = soak_in(dir.path(), "60s")
+        .deadline(Duration::from_secs(100))
+        .arg("--warmup")
+        .arg("3s")
+        .arg("--gc-every")
+        .arg("1s")
+        .arg("--json")
+        .arg("--")
+        .arg("node")
+        .arg(&script)
+        .expect_exit(0);
+    let verdict = out.json();
+    assert_eq!(verdict["verdict"], "no-leak", "{verdict}");
+    assert_eq!(verdict["heap_channel"], "forced-gc", "{verdict}");
+    let reason = verdict["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("live heap flat within"), "{reason}");
+    if verdict["leak_seen_after_s"].is_number() {
+        assert!(
+            reason.contains("levelled off: a warm-up longer than --warmup 3s"),
+            "{reason}"
+        );
+    }
+    // No suspects for a heap that came out flat.
+    assert_eq!(verdict["suspects"], serde_json::Value::Null, "{verdict}");
+}
