@@ -1361,6 +1361,8 @@ pub struct LeakDetector {
     state: LeakState,
     suspected_at: Option<f64>,
     confirmed_at: Option<f64>,
+    /// See [`LeakDetector::rss_disturbed`].
+    rss_disturbed: bool,
 }
 
 impl LeakDetector {
@@ -1378,12 +1380,20 @@ impl LeakDetector {
             state: LeakState::Clear,
             suspected_at: None,
             confirmed_at: None,
+            rss_disturbed: false,
         }
     }
 
     /// The settings this detector runs with.
     pub fn config(&self) -> &DetectorConfig {
         &self.config
+    }
+
+    /// Says that RSS from now on carries memory the observer itself made the target hold (a
+    /// soak's heap snapshots leave native memory the allocator keeps): beside an exact heap,
+    /// RSS can then no longer fail a soak on its own.
+    pub fn rss_disturbed(&mut self) {
+        self.rss_disturbed = true;
     }
 
     /// Feeds one observation; returns the event when the detector's state changed. Observations
@@ -1543,9 +1553,10 @@ impl LeakDetector {
             // fails the soak by a ramp over the whole steady state, and says nothing else. V8
             // growing and shrinking its heap's pages, and the soak's own heap snapshots
             // (native memory the allocator keeps), step and wander but do not ramp from the
-            // warm-up's end on.
+            // warm-up's end on, unless the soak's own snapshots disturbed it.
             self.rss
                 .ramp_over_steady_state(&self.config)
+                .filter(|_| !self.rss_disturbed)
                 .map(|ramp| (Signal::Rss, (Verdict::Leak, ramp, 0.0)))
         } else {
             let (mut v, mut reason, more) = self.rss.judge_steady(&self.config, self.last_t_s);
@@ -2305,6 +2316,25 @@ mod tests {
         );
         assert_eq!(native.verdict, Verdict::Leak, "{native:?}");
         assert_eq!(native.signal, Some(Signal::Rss));
+        // Once the soak's own heap snapshots have put memory into RSS, RSS alone no longer
+        // fails it: the live heap decides.
+        let mut detector = LeakDetector::new(DetectorConfig {
+            exact_heap: true,
+            ..DetectorConfig::recommended()
+        });
+        for i in 0..540u32 {
+            let t = f64::from(i);
+            if i == 200 {
+                detector.rss_disturbed();
+            }
+            detector.push(&Observation {
+                t_s: t,
+                rss_bytes: (230.0 * MB + 1.5 * MB * t / 60.0) as u64,
+                heap_used_after_gc_bytes: (i % 15 == 0).then_some((120.0 * MB) as u64),
+            });
+        }
+        let disturbed = detector.steady_state_verdict();
+        assert_eq!(disturbed.verdict, Verdict::NoLeak, "{disturbed:?}");
     }
 
     #[test]

@@ -573,7 +573,7 @@ async fn soak(
                     if state.forced.is_some() && gc_pending.is_none() && now >= next_gc && state.heap_total > 0 {
                         if let Some(answer) = soak_heap::request_gc(&admin) {
                             gc_pending = Some(answer);
-                            next_gc = now + plan.forced_gc.unwrap_or(PLAIN_PROGRESS_EVERY);
+                            next_gc = now + jittered(plan.forced_gc.unwrap_or(PLAIN_PROGRESS_EVERY));
                         }
                     }
                     // Name the leak while there is time: the steady state rises like a leak.
@@ -606,6 +606,8 @@ async fn soak(
                                 (heap, Some(agent)) => match soak_heap::can_start(remaining) {
                                     Ok(()) => {
                                         errln!("plimsoll soak: the floor rises like a leak: three heap snapshots to name it");
+                                        // The snapshots' own native memory stays in RSS.
+                                        state.detector.rss_disturbed();
                                         let end = (clock + plan.duration).into_std();
                                         investigation = Some(tokio::spawn(soak_heap::investigate(admin.clone(), agent.snapshot_dir.clone(), heap, end, state.steady_leak_rate)));
                                         Investigation::Running
@@ -1048,6 +1050,18 @@ fn steady_reason(steady: &SteadyVerdict, warmup: Duration) -> String {
     }
 }
 
+/// `every` give or take up to 30 %, at random: a forced GC that kept step with the app's own
+/// timers would find the same in-flight objects alive at every reading for minutes on end, a
+/// level that is no more retained than the next.
+fn jittered(every: Duration) -> Duration {
+    // The clock's nanoseconds are random enough to spread a few dozen GCs.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let unit = f64::from(nanos % 1_000_000) / 1_000_000.0;
+    every.mul_f64(0.7 + 0.6 * unit)
+}
+
 fn stop_name(stop: Stop) -> &'static str {
     match stop {
         Stop::Done => "duration",
@@ -1147,6 +1161,22 @@ mod tests {
         let text = steady_reason(&ramp, Duration::from_secs(60));
         assert!(text.contains("0.07 MB/s"), "{text}");
         assert!(text.contains("warm-up longer than --warmup 1m"), "{text}");
+    }
+
+    #[test]
+    fn forced_gcs_are_spaced_with_jitter() {
+        let every = Duration::from_secs(15);
+        let spacings: Vec<Duration> = (0..200)
+            .map(|_| {
+                std::thread::sleep(Duration::from_micros(37));
+                jittered(every)
+            })
+            .collect();
+        assert!(spacings
+            .iter()
+            .all(|d| *d >= every.mul_f64(0.7) && *d <= every.mul_f64(1.3)));
+        let distinct: std::collections::BTreeSet<_> = spacings.iter().collect();
+        assert!(distinct.len() > 100, "{} distinct spacings", distinct.len());
     }
 
     #[test]
