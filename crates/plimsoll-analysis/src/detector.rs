@@ -824,8 +824,9 @@ impl Channel {
         };
         let history = now - oldest;
         let part = (history / 2.0).max(config.early_window_s);
-        let least_span = TROUGH_MARGIN * EXACT_FLAT_FLOOR / config.soak_flat_rate_bytes_per_s;
-        if history < part.max(least_span) {
+        // A ramp can show over the early window; flatness takes longer (`flat_envelope`).
+        if history < part {
+            let least_span = TROUGH_MARGIN * EXACT_FLAT_FLOOR / config.soak_flat_rate_bytes_per_s;
             let needed_s = part.max(least_span);
             let reason = Reason::TooShort {
                 observed_s: history,
@@ -859,7 +860,7 @@ impl Channel {
         // Memory handed back in long cycles (a periodic clear: the troughs themselves fall by
         // a quarter or more): each window of the flat test must hold a trough, and it needs
         // four.
-        let troughs = self.envelope_troughs(config, oldest, now);
+        let troughs = self.envelope_troughs(config.early_window_s / 2.0, oldest, now);
         let clears = troughs
             .iter()
             .scan(f64::NEG_INFINITY, |high, &(_, v)| {
@@ -918,9 +919,8 @@ impl Channel {
     }
 
     /// The troughs of an exact channel over `[start, end]`: the least reading of each window
-    /// of half the early window, tiled back from `end`, at the windows' middles.
-    fn envelope_troughs(&self, config: &DetectorConfig, start: f64, end: f64) -> Vec<(f64, f64)> {
-        let window = config.early_window_s / 2.0;
+    /// of `window` seconds, tiled back from `end`, at the windows' middles.
+    fn envelope_troughs(&self, window: f64, start: f64, end: f64) -> Vec<(f64, f64)> {
         let count = ((end - start) / window + 1e-9).floor() as usize;
         (0..count)
             .rev()
@@ -936,12 +936,12 @@ impl Channel {
     /// How far an exact channel's troughs over `[start, end]` scatter about their Theil–Sen
     /// line: the upper quartile of the absolute residuals, bytes; zero with fewer than three.
     fn envelope_scatter(&self, config: &DetectorConfig, start: f64, end: f64) -> f64 {
-        let troughs = self.envelope_troughs(config, start, end);
+        let troughs = self.envelope_troughs(config.early_window_s / 2.0, start, end);
         trend_and_scatter(&troughs).map_or(0.0, |(_, scatter)| scatter)
     }
 
     /// A ramp of an exact channel over `[start, end]`, judged on its troughs (the least
-    /// reading of each minute, [`Channel::envelope_troughs`]) rather than on the suffix
+    /// reading of each half minute, [`Channel::envelope_troughs`]) rather than on the suffix
     /// minimum, which one low reading near the end flattens: their Theil–Sen trend grows at
     /// least `min_growth_bytes` and three times their scatter over the window, at no less than
     /// `min_rate_bytes_per_s`; both halves rise (the newer at least half as fast as the whole:
@@ -949,12 +949,30 @@ impl Channel {
     /// from one trough to the next holds half the growth (not a single step). The rate, bytes
     /// per second, when it is one.
     fn envelope_ramp(&self, config: &DetectorConfig, start: f64, end: f64) -> Option<f64> {
-        let troughs = self.envelope_troughs(config, start, end);
+        // Half-minute windows (two readings at the default 15 s: four fit in the early window),
+        // then minute windows (steadier troughs when the heap switches between levels).
+        [4.0, 2.0].into_iter().find_map(|parts| {
+            let window = config.early_window_s / parts;
+            self.troughs_ramp(
+                config,
+                &self.envelope_troughs(window, start, end),
+                end - start,
+            )
+        })
+    }
+
+    /// [`Channel::envelope_ramp`] over one tiling of troughs spanning `span` seconds.
+    fn troughs_ramp(
+        &self,
+        config: &DetectorConfig,
+        troughs: &[(f64, f64)],
+        span: f64,
+    ) -> Option<f64> {
         if troughs.len() < 4 {
             return None;
         }
-        let (slope, scatter) = trend_and_scatter(&troughs)?;
-        let growth = slope * (end - start);
+        let (slope, scatter) = trend_and_scatter(troughs)?;
+        let growth = slope * span;
         if growth < config.min_growth_bytes.max(3.0 * scatter)
             || slope < config.min_rate_bytes_per_s
         {
@@ -990,11 +1008,11 @@ impl Channel {
                         .into_iter()
                         .map(|e| self.flat_over(config, start, now, window, EXACT_FLAT_FLOOR, e))
                         .collect();
-                // One envelope flat, and the troughs (the retained floor) not trending beyond
-                // their own noise: a leak under two levels can leave the medians (or the
-                // peaks) level while the troughs climb.
+                // One envelope flat, and none trending beyond its own noise: a leak under two
+                // levels can leave the medians (or the peaks) level while the troughs climb,
+                // or the troughs level while the rest climbs.
                 if let Some(fits) = fits {
-                    let consistent = fits[0].trend < fits[0].allowance;
+                    let consistent = fits.iter().all(|fit| fit.trend < fit.allowance);
                     if let Some(fit) = fits.iter().find(|fit| fit.flat).filter(|_| consistent) {
                         return Some(fit.reason());
                     }

@@ -155,8 +155,9 @@ pub(crate) struct SoakArgs {
     /// Do not preload the Node.js agent into a Node command
     #[arg(long)]
     pub(crate) no_agent: bool,
-    /// A Node target's heap is read right after a full GC forced through the agent this often
-    /// (the verdict's heap channel: the exact live heap, no GC sawtooth): 100ms to 10m
+    /// A Node target's heap is read right after a full GC forced through the agent this often,
+    /// give or take 30 % at random (the verdict's heap channel: the exact live heap, no GC
+    /// sawtooth): 100ms to 10m
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_interval)]
     pub(crate) gc_every: Duration,
     /// Do not force GCs: the heap channel is the heap after the target's own major GCs

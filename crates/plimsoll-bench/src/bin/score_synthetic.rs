@@ -47,6 +47,11 @@ struct Args {
     /// soak's verdict says leak (growth) or no leak (flat); median and max over the seeds.
     #[arg(long, conflicts_with = "soak")]
     min_soak: bool,
+    /// With `--min-soak`: the same for a Node soak's heap channel, one exact reading per forced
+    /// GC (every 15 s ± 30 %), with quiet readings, two live levels 7 MiB apart (each kept
+    /// 30–120 s), or a spike of 50–200 MiB at one reading in ten; RSS a flat sawtooth.
+    #[arg(long, requires = "min_soak")]
+    forced_gc: bool,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +79,10 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     if let Some(soak_s) = args.soak {
         soak_table(&patterns, args, soak_s);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.min_soak && args.forced_gc {
+        min_soak_exact_table(args.seeds);
         return Ok(ExitCode::SUCCESS);
     }
     if args.min_soak {
@@ -265,6 +274,110 @@ fn min_soak_table(seeds: u64) {
             table.row(vec![
                 format!("{rate}"),
                 noise_name.to_owned(),
+                verdict_name(expected).to_owned(),
+                minutes(times.get(times.len() / 2)),
+                minutes(times.last()),
+                format!("{never}/{seeds}"),
+                if rate > 0.0 {
+                    format!("{passed}/{seeds}")
+                } else {
+                    "-".to_owned()
+                },
+            ]);
+        }
+    }
+    println!("{table}");
+}
+
+/// `--min-soak --forced-gc`: [`min_soak_table`] for the exact heap channel of a Node soak.
+fn min_soak_exact_table(seeds: u64) {
+    use plimsoll_analysis::{DetectorConfig, LeakDetector, Observation};
+    use rand::{Rng, SeedableRng};
+    const MIB: f64 = 1024.0 * 1024.0;
+    const LIMIT_S: u32 = 1800;
+    println!(
+        "minimum soak (steady state until the verdict), heap read after a forced GC every 15 s ± 30 %, seeds 0..{seeds}\n"
+    );
+    let mut table = Table::new(&[
+        ("growth MiB/min", Align::Right),
+        ("live heap at the GCs", Align::Left),
+        ("verdict timed", Align::Left),
+        ("median", Align::Right),
+        ("max", Align::Right),
+        ("never within 30 min", Align::Right),
+        ("passed as flat", Align::Right),
+    ]);
+    for noise in ["quiet ±0.3 MiB", "two levels 7 MiB apart", "spikes 1 in 10"] {
+        for rate in [0.0, 0.25, 0.5, 1.0, 2.0, 5.0] {
+            let expected = if rate > 0.0 {
+                Verdict::Leak
+            } else {
+                Verdict::NoLeak
+            };
+            let mut times = Vec::new();
+            let (mut never, mut passed) = (0, 0);
+            for seed in 0..seeds {
+                let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x9c);
+                let mut detector = LeakDetector::new(DetectorConfig {
+                    exact_heap: true,
+                    ..DetectorConfig::recommended()
+                });
+                let (mut next_gc, mut high, mut until) = (0.0, false, 0.0);
+                let mut found = None;
+                let mut flat_seen = false;
+                for i in 0..LIMIT_S {
+                    let t = f64::from(i);
+                    let reading = (t >= next_gc).then(|| {
+                        next_gc = t + 15.0 * rng.random_range(0.7..=1.3);
+                        let live = match noise {
+                            "two levels 7 MiB apart" => {
+                                if t >= until {
+                                    high = !high;
+                                    until = t + rng.random_range(30.0..=120.0);
+                                }
+                                if high {
+                                    7.0 * MIB
+                                } else {
+                                    0.0
+                                }
+                            }
+                            "spikes 1 in 10" if rng.random_bool(0.1) => {
+                                rng.random_range(50.0 * MIB..=200.0 * MIB)
+                            }
+                            _ => 0.0,
+                        };
+                        (120.0 * MIB
+                            + rate * MIB * t / 60.0
+                            + live
+                            + rng.random_range(-0.3 * MIB..=0.3 * MIB))
+                            as u64
+                    });
+                    detector.push(&Observation {
+                        t_s: t,
+                        rss_bytes: (300.0 * MIB + 40.0 * MIB * (t % 20.0) / 20.0) as u64,
+                        heap_used_after_gc_bytes: reading,
+                    });
+                    if i % 5 == 4 {
+                        let verdict = detector.steady_state_verdict().verdict;
+                        flat_seen |= rate > 0.0 && verdict == Verdict::NoLeak;
+                        if verdict == expected {
+                            found = Some(t + 1.0);
+                            break;
+                        }
+                    }
+                }
+                passed += usize::from(flat_seen);
+                match found {
+                    Some(at) => times.push(at),
+                    None => never += 1,
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            let minutes =
+                |s: Option<&f64>| s.map_or("-".to_owned(), |s| format!("{:.1} min", s / 60.0));
+            table.row(vec![
+                format!("{rate}"),
+                noise.to_owned(),
                 verdict_name(expected).to_owned(),
                 minutes(times.get(times.len() / 2)),
                 minutes(times.last()),
