@@ -112,8 +112,8 @@ fn the_soak_verdict_on_recorded_traces_never_passes_a_leak() {
 
 /// What real soaks' detectors were fed (`bench/soak_traces/run*`, recorded by
 /// `soak_corpus.sh --record` from `plimsoll soak --duration 10m --warmup 1m` on every workload,
-/// Node ones with a forced GC every 15 s; two runs), replayed: every leak fails, no healthy
-/// workload fails, and at least six of the nine healthy ones pass. Those that do not must
+/// Node ones with a forced GC every 15 s; four runs, the last with the GCs jittered), replayed: every leak fails, no healthy
+/// workload fails, and at least five of the nine healthy ones pass. Those that do not must
 /// say why in words that hold: a cache still filling, a clear every 3.5 min, a heap still
 /// rising (not as a ramp) at the end.
 #[test]
@@ -124,7 +124,37 @@ fn the_soak_verdict_on_recorded_soaks_gives_the_labels() {
 
     let bench = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench");
     let entries = read_manifest(&bench.join("corpus.json")).expect("manifest");
-    for run in ["run1", "run2"] {
+    // Healthy workloads without a warm-up longer than the declared minute: no soak from four
+    // minutes on, however long, fails them (a wandering live heap once read as four troughs
+    // in a row at 6.5 min; a periodic clear's next cycle once read as a ramp).
+    let steady = [
+        "node-gc-sawtooth",
+        "node-spiky-transient",
+        "node-periodic-clear",
+        "node-one-time-step",
+        "py-periodic-clear",
+        "c-steady-trim",
+        "c-steady-fragmented",
+    ];
+    for run in ["run1", "run2", "run3", "run4"] {
+        for name in steady {
+            let path = bench
+                .join("soak_traces")
+                .join(run)
+                .join(format!("{name}.csv"));
+            let observations = read_trace(&path).expect("recorded soak");
+            for soak_s in (240..=600).step_by(20) {
+                let verdict = soak_replay(&observations, f64::from(soak_s), 60.0, true);
+                assert_ne!(
+                    verdict.verdict,
+                    Verdict::Leak,
+                    "{run} {name} as a soak of {soak_s} s: {}",
+                    verdict.reason
+                );
+            }
+        }
+    }
+    for run in ["run1", "run2", "run3", "run4"] {
         let mut wrong = Vec::new();
         let mut passed = 0;
         for entry in &entries {
@@ -151,6 +181,6 @@ fn the_soak_verdict_on_recorded_soaks_gives_the_labels() {
             }
         }
         assert!(wrong.is_empty(), "{run}: {wrong:#?}");
-        assert!(passed >= 6, "{run}: {passed} of 9 healthy soaks passed");
+        assert!(passed >= 5, "{run}: {passed} of 9 healthy soaks passed");
     }
 }
