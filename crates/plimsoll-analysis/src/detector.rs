@@ -701,24 +701,11 @@ impl Channel {
             .min_growth_bytes
             .max(1.5 * noise.alias)
             .max(2.0 * noise.jitter);
-        // The last part: the newer half of the settled steady state, at least the early window.
-        let part = (history / 2.0).max(config.early_window_s);
-        if history < part {
-            let needed_s = part.max(flat_allowance / config.soak_flat_rate_bytes_per_s);
-            let reason = Reason::TooShort {
-                observed_s: history,
-                needed_s,
-            };
-            return (Verdict::Inconclusive, reason, needed_s - history);
-        }
-        let gap = self.floor.largest_gap(end - part, last_t_s);
-        if gap > part / SEGMENTS as f64 {
-            return (
-                Verdict::Inconclusive,
-                Reason::Sparse { gap_s: gap, signal },
-                part,
-            );
-        }
+        let flat_s = flat_allowance / config.soak_flat_rate_bytes_per_s;
+        let part = match self.last_part(config, history, end, last_t_s, flat_s) {
+            Ok(part) => part,
+            Err(judged) => return judged,
+        };
         // A ramp over any window from the whole steady state down to the last part, each
         // judged against the noise of its own cycles: a noisy stretch before the window (the
         // app in another regime) does not hide a ramp inside it.
@@ -803,6 +790,35 @@ impl Channel {
         (Verdict::Inconclusive, reason, part)
     }
 
+    /// The last part of a steady state of `history` seconds ending at `end`: its newer half,
+    /// at least the early window. Inconclusive while the history is shorter than that (with
+    /// `flat_s`, what a flat verdict will need, in the time asked for) or its samples sparse.
+    fn last_part(
+        &self,
+        config: &DetectorConfig,
+        history: f64,
+        end: f64,
+        last_t_s: f64,
+        flat_s: f64,
+    ) -> Result<f64, (Verdict, Reason, f64)> {
+        let part = (history / 2.0).max(config.early_window_s);
+        if history < part {
+            let needed_s = part.max(flat_s);
+            let reason = Reason::TooShort {
+                observed_s: history,
+                needed_s,
+            };
+            return Err((Verdict::Inconclusive, reason, needed_s - history));
+        }
+        let gap = self.floor.largest_gap(end - part, last_t_s);
+        if gap > part / SEGMENTS as f64 {
+            let signal = self.signal;
+            let reason = Reason::Sparse { gap_s: gap, signal };
+            return Err((Verdict::Inconclusive, reason, part));
+        }
+        Ok(part)
+    }
+
     /// [`Channel::judge_steady`] for an exact channel (the live heap read right after forced
     /// full GCs): no sampling alias and no unfinished tooth, so the noise is what the readings
     /// themselves scatter by. A ramp of the floor over any window from the whole steady state
@@ -823,25 +839,12 @@ impl Channel {
             return (Verdict::Inconclusive, reason, needed_s);
         };
         let history = now - oldest;
-        let part = (history / 2.0).max(config.early_window_s);
         // A ramp can show over the early window; flatness takes longer (`flat_envelope`).
-        if history < part {
-            let least_span = TROUGH_MARGIN * EXACT_FLAT_FLOOR / config.soak_flat_rate_bytes_per_s;
-            let needed_s = part.max(least_span);
-            let reason = Reason::TooShort {
-                observed_s: history,
-                needed_s,
-            };
-            return (Verdict::Inconclusive, reason, needed_s - history);
-        }
-        let gap = self.floor.largest_gap(now - part, last_t_s);
-        if gap > part / SEGMENTS as f64 {
-            return (
-                Verdict::Inconclusive,
-                Reason::Sparse { gap_s: gap, signal },
-                part,
-            );
-        }
+        let flat_s = TROUGH_MARGIN * EXACT_FLAT_FLOOR / config.soak_flat_rate_bytes_per_s;
+        let part = match self.last_part(config, history, now, last_t_s, flat_s) {
+            Ok(part) => part,
+            Err(judged) => return judged,
+        };
         // Memory handed back in long cycles (a periodic clear: the troughs themselves fall by
         // a quarter or more). The rise since the last clear is the next cycle, not a ramp:
         // with clears, only the flat test (over windows that each hold a trough) can decide.

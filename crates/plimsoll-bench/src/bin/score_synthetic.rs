@@ -268,25 +268,40 @@ fn min_soak_table(seeds: u64) {
                     None => never += 1,
                 }
             }
-            times.sort_by(f64::total_cmp);
-            let minutes =
-                |s: Option<&f64>| s.map_or("-".to_owned(), |s| format!("{:.1} min", s / 60.0));
-            table.row(vec![
-                format!("{rate}"),
-                noise_name.to_owned(),
-                verdict_name(expected).to_owned(),
-                minutes(times.get(times.len() / 2)),
-                minutes(times.last()),
-                format!("{never}/{seeds}"),
-                if rate > 0.0 {
-                    format!("{passed}/{seeds}")
-                } else {
-                    "-".to_owned()
-                },
-            ]);
+            table.row(min_soak_row(
+                rate, noise_name, expected, times, never, passed, seeds,
+            ));
         }
     }
     println!("{table}");
+}
+
+/// One row of a minimum-soak table: when the verdict came (median and max over the seeds that
+/// gave it), how many never did, and how many leaks passed as flat at some moment.
+fn min_soak_row(
+    rate: f64,
+    noise: &str,
+    expected: Verdict,
+    mut times: Vec<f64>,
+    never: u64,
+    passed: usize,
+    seeds: u64,
+) -> Vec<String> {
+    times.sort_by(f64::total_cmp);
+    let minutes = |s: Option<&f64>| s.map_or("-".to_owned(), |s| format!("{:.1} min", s / 60.0));
+    vec![
+        format!("{rate}"),
+        noise.to_owned(),
+        verdict_name(expected).to_owned(),
+        minutes(times.get(times.len() / 2)),
+        minutes(times.last()),
+        format!("{never}/{seeds}"),
+        if rate > 0.0 {
+            format!("{passed}/{seeds}")
+        } else {
+            "-".to_owned()
+        },
+    ]
 }
 
 /// `--min-soak --forced-gc`: [`min_soak_table`] for the exact heap channel of a Node soak.
@@ -372,22 +387,9 @@ fn min_soak_exact_table(seeds: u64) {
                     None => never += 1,
                 }
             }
-            times.sort_by(f64::total_cmp);
-            let minutes =
-                |s: Option<&f64>| s.map_or("-".to_owned(), |s| format!("{:.1} min", s / 60.0));
-            table.row(vec![
-                format!("{rate}"),
-                noise.to_owned(),
-                verdict_name(expected).to_owned(),
-                minutes(times.get(times.len() / 2)),
-                minutes(times.last()),
-                format!("{never}/{seeds}"),
-                if rate > 0.0 {
-                    format!("{passed}/{seeds}")
-                } else {
-                    "-".to_owned()
-                },
-            ]);
+            table.row(min_soak_row(
+                rate, noise, expected, times, never, passed, seeds,
+            ));
         }
     }
     println!("{table}");
