@@ -902,11 +902,10 @@ impl Channel {
             return (Verdict::Inconclusive, reason, needed_s);
         };
         if last - first >= allowance {
-            let rate = self
-                .robust_rate(now - part, now)
-                .unwrap_or((last - first) / part);
+            // The average over the last part: a step at its end has a nil Theil–Sen rate, and
+            // "still rising 0.0 KB/s" says nothing.
             let reason = Reason::SteadyUnsettled {
-                rate_bytes_per_s: rate,
+                rate_bytes_per_s: (last - first) / part,
                 signal,
             };
             return (Verdict::Inconclusive, reason, part);
