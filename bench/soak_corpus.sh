@@ -9,7 +9,7 @@
 #   bench/soak_corpus.sh --only c-leak --only py-slow-leak
 #   PLIMSOLL=target/debug/plimsoll bench/soak_corpus.sh   # a binary already built (else: release build)
 #   bench/soak_corpus.sh --duration 90s --warmup 10s --time-scale 0.1   # smoke run of the script
-#   bench/soak_corpus.sh --record bench/soak_traces   # also keep what each soak's detector saw
+#   bench/soak_corpus.sh --record bench/soak_traces/run6   # also keep what each detector was fed
 #
 # Everything it writes goes to bench/out/soak/ (git-ignored): per workload the verdict JSON,
 # stderr, and the data dir (samples, heap snapshots), which is deleted at the end unless --keep.
@@ -29,6 +29,10 @@ keep=0
 record=
 while [ $# -gt 0 ]; do
     case "$1" in
+        --duration|--warmup|--time-scale|--only|--record)
+            [ $# -ge 2 ] || { echo "soak_corpus.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;
+    esac
+    case "$1" in
         --duration) duration="$2"; shift 2 ;;
         --warmup) warmup="$2"; shift 2 ;;
         --time-scale) extra+=(--time-scale "$2"); shift 2 ;;
@@ -39,6 +43,11 @@ while [ $# -gt 0 ]; do
         *) echo "soak_corpus.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
+
+# Where the recordings go is checked before ten minutes of soaks, not after.
+if [ -n "$record" ]; then
+    mkdir -p "$record" && [ -w "$record" ] || { echo "soak_corpus.sh: cannot write to --record '$record'" >&2; exit 2; }
+fi
 
 for tool in python3 node gcc; do
     command -v "$tool" >/dev/null 2>&1 || { echo "soak_corpus.sh: $tool not found" >&2; exit 2; }

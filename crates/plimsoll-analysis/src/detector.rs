@@ -1412,6 +1412,14 @@ impl LeakDetector {
         &self.config
     }
 
+    /// Whether the soak's heap channel (the samples after the warm-up) is flat by its own
+    /// judgement: a leak then seen in RSS is outside the heap.
+    pub fn live_heap_flat(&self) -> bool {
+        self.heap
+            .as_ref()
+            .is_some_and(|heap| heap.judge_steady(&self.config, self.last_t_s).0 == Verdict::NoLeak)
+    }
+
     /// Says that RSS from now on carries memory the observer itself made the target hold (a
     /// soak's heap snapshots leave native memory the allocator keeps): beside an exact heap,
     /// RSS can then no longer fail a soak on its own.

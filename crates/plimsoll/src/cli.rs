@@ -157,9 +157,9 @@ pub(crate) struct SoakArgs {
     pub(crate) no_agent: bool,
     /// A Node target's heap is read right after a full GC forced through the agent this often,
     /// give or take 30 % at random (the verdict's heap channel: the exact live heap, no GC
-    /// sawtooth): 100ms to 10m
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_interval)]
-    pub(crate) gc_every: Duration,
+    /// sawtooth): 100ms to 10m [default: 15s, times --time-scale]
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub(crate) gc_every: Option<Duration>,
     /// Do not force GCs: the heap channel is the heap after the target's own major GCs
     #[arg(long, conflicts_with = "gc_every")]
     pub(crate) no_forced_gc: bool,

@@ -50,6 +50,8 @@ const BAR_PROGRESS_EVERY: Duration = Duration::from_millis(500);
 const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// How often the soak asks the steady-state verdict whether to name a leak.
 const STEADY_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// A full GC is forced this often by default (`--gc-every`), at full time scale.
+const DEFAULT_GC_EVERY: Duration = Duration::from_secs(15);
 /// The load command's group gets this long after SIGTERM before SIGKILL.
 const LOAD_GRACE: Duration = Duration::from_secs(5);
 
@@ -216,7 +218,14 @@ impl Plan {
         // The soak names a leak by its own steady-state verdict, in time to end on time
         // (soak_heap.rs), not at the online detector's confirmation.
         settings.investigation_spacing = None;
-        let forced_gc = (!args.no_forced_gc && settings.agent.is_some()).then_some(args.gc_every);
+        // On a compressed clock the default spacing is compressed too (at least 100 ms): the
+        // heap channel needs as many readings per window as at full scale.
+        let gc_every = args.gc_every.unwrap_or_else(|| {
+            DEFAULT_GC_EVERY
+                .mul_f64(args.time_scale)
+                .max(Duration::from_millis(100))
+        });
+        let forced_gc = (!args.no_forced_gc && settings.agent.is_some()).then_some(gc_every);
         Ok(Plan {
             monitor,
             data_dir: common.data_dir,
@@ -593,9 +602,9 @@ async fn soak(
                         }
                     }
                     // Heap snapshots name what the JS heap holds: not taken while the leak is
-                    // seen in RSS alone and the heap is read (native memory, which they cannot
+                    // seen in RSS beside a flat live heap (native memory, which they cannot
                     // show, and whose RSS they would raise themselves).
-                    let rss_alone = state.steady_leak_signal == Some(Signal::Rss) && state.heap_after_gc.is_some();
+                    let rss_alone = state.steady_leak_signal == Some(Signal::Rss) && state.detector.live_heap_flat();
                     if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && state.steady_leak_at_s.is_some() && !rss_alone {
                         {
                             let remaining = plan.duration.saturating_sub(elapsed);
@@ -884,9 +893,9 @@ impl Finding {
             Investigation::Idle
                 if steady.verdict == Verdict::Leak
                     && steady.signal == Some(Signal::Rss)
-                    && state.heap_after_gc.is_some() =>
+                    && state.detector.live_heap_flat() =>
             {
-                let why = "the growth is in RSS alone, beside the live heap: native memory, which a heap snapshot does not show";
+                let why = "the growth is in RSS alone, beside a flat live heap: native memory, which a heap snapshot does not show";
                 (None, Some(why.to_owned()))
             }
             Investigation::Idle | Investigation::Running => (None, None),

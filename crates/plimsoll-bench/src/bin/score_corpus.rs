@@ -52,7 +52,7 @@ struct Args {
     warmup: f64,
     /// The traces' heap column holds the heap right after each forced full GC (recorded from
     /// real soaks by `soak_corpus.sh --record`): the replay reads it as exact, as the soak does.
-    #[arg(long)]
+    #[arg(long, requires = "soak")]
     forced_gc: bool,
 }
 
