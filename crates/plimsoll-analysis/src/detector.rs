@@ -821,12 +821,13 @@ impl Channel {
 
     /// [`Channel::judge_steady`] for an exact channel (the live heap read right after forced
     /// full GCs): no sampling alias and no unfinished tooth, so the noise is what the readings
-    /// themselves scatter by. A ramp of the floor over any window from the whole steady state
-    /// down to its newer half is a leak, as for RSS, judged against that scatter. No leak when
-    /// the lower or the upper envelope of the readings lies flat over a stretch at the end
-    /// ([`Channel::flat_envelope`]): a floor that rose early in the steady state and then
-    /// levelled off passes (the soak says so), and a live heap that switches between two levels
-    /// (a cache's table resized, a structure replaced) is judged by the level it keeps
+    /// themselves scatter by. A ramp of the troughs over any window from the whole steady state
+    /// down to its newer half is a leak ([`Channel::envelope_ramp`]), unless the troughs fell
+    /// by a quarter somewhere (a periodic clear: the rise since is the next cycle). No leak
+    /// when the troughs, the peaks or the medians of the readings lie flat over a stretch at
+    /// the end ([`Channel::flat_envelope`]): a floor that rose early in the steady state and
+    /// then levelled off passes (the soak says so), and a live heap that switches between two
+    /// levels (a cache's table resized, a structure replaced) is judged by the level it keeps
     /// returning to, or by its peaks.
     fn judge_steady_exact(&self, config: &DetectorConfig, last_t_s: f64) -> (Verdict, Reason, f64) {
         let signal = self.signal;
@@ -857,8 +858,8 @@ impl Channel {
                 Some(fall >= (0.25 * *high).max(2.0 * config.min_growth_bytes))
             })
             .any(|clear| clear);
-        let mut window = if clears { 0.0 } else { history };
-        while window >= part * 0.999 {
+        let mut window = history;
+        while !clears && window >= part * 0.999 {
             if let Some(rate) = self.envelope_ramp(config, now - window, now) {
                 let reason = Reason::SteadyRamp {
                     rate_bytes_per_s: rate,
