@@ -203,10 +203,9 @@ fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
 /// up to 30 minutes. A rate of zero is timed to its first `no-leak`, others to their first
 /// `leak`; a `no-leak` on a growing series is counted apart (it must stay 0 from 0.5 MiB/min up).
 fn min_soak_table(seeds: u64) {
-    use plimsoll_analysis::{DetectorConfig, LeakDetector, Observation};
+    use plimsoll_analysis::{DetectorConfig, Observation};
     use rand::{Rng, SeedableRng};
     const MIB: f64 = 1024.0 * 1024.0;
-    const LIMIT_S: u32 = 1800;
     println!(
         "minimum soak (steady state until the verdict), 20 MiB sawtooth of 20 s, seeds 0..{seeds}\n"
     );
@@ -226,18 +225,13 @@ fn min_soak_table(seeds: u64) {
             } else {
                 Verdict::NoLeak
             };
-            let mut times = Vec::new();
-            let (mut never, mut passed) = (0, 0);
+            let mut tally = MinSoakTally::default();
             for seed in 0..seeds {
                 let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x5eed);
                 let phase = rng.random_range(0.0..20.0);
-                let mut detector = LeakDetector::new(DetectorConfig::recommended());
-                let mut tooth = u64::MAX;
-                let mut offset = 0.0;
-                let mut found = None;
-                let mut flat_seen = false;
-                for i in 0..LIMIT_S {
-                    let t = f64::from(i);
+                let (mut tooth, mut offset) = (u64::MAX, 0.0);
+                let config = DetectorConfig::recommended();
+                let outcome = time_to_verdict(config, expected, rate, |t| {
                     let cycle = ((t + phase) / 20.0).floor() as u64;
                     if cycle != tooth {
                         tooth = cycle;
@@ -248,68 +242,92 @@ fn min_soak_table(seeds: u64) {
                         + 20.0 * MIB * ((t + phase) % 20.0) / 20.0
                         + offset
                         + rng.random_range(-0.1 * MIB..=0.1 * MIB);
-                    detector.push(&Observation {
+                    Observation {
                         t_s: t,
                         rss_bytes: value as u64,
                         heap_used_after_gc_bytes: None,
-                    });
-                    if i % 5 == 4 {
-                        let verdict = detector.steady_state_verdict().verdict;
-                        flat_seen |= rate > 0.0 && verdict == Verdict::NoLeak;
-                        if verdict == expected {
-                            found = Some(t + 1.0);
-                            break;
-                        }
                     }
-                }
-                passed += usize::from(flat_seen);
-                match found {
-                    Some(at) => times.push(at),
-                    None => never += 1,
-                }
+                });
+                tally.add(outcome);
             }
-            table.row(min_soak_row(
-                rate, noise_name, expected, times, never, passed, seeds,
-            ));
+            table.row(tally.row(rate, noise_name, expected, seeds));
         }
     }
     println!("{table}");
 }
 
-/// One row of a minimum-soak table: when the verdict came (median and max over the seeds that
-/// gave it), how many never did, and how many leaks passed as flat at some moment.
-fn min_soak_row(
-    rate: f64,
-    noise: &str,
+/// How long a minimum-soak table gives a series before saying it never got its verdict.
+const MIN_SOAK_LIMIT_S: u32 = 1800;
+
+/// Feeds a detector with `config` the observation `next(t)` every second for up to 30 minutes
+/// and looks at the soak's verdict every 5 s: when it first said `expected` (seconds), and
+/// whether it said no leak at some moment of a growing series (`rate` above 0).
+fn time_to_verdict(
+    config: plimsoll_analysis::DetectorConfig,
     expected: Verdict,
-    mut times: Vec<f64>,
+    rate: f64,
+    mut next: impl FnMut(f64) -> plimsoll_analysis::Observation,
+) -> (Option<f64>, bool) {
+    let mut detector = plimsoll_analysis::LeakDetector::new(config);
+    let mut flat_seen = false;
+    for i in 0..MIN_SOAK_LIMIT_S {
+        let t = f64::from(i);
+        detector.push(&next(t));
+        if i % 5 == 4 {
+            let verdict = detector.steady_state_verdict().verdict;
+            flat_seen |= rate > 0.0 && verdict == Verdict::NoLeak;
+            if verdict == expected {
+                return (Some(t + 1.0), flat_seen);
+            }
+        }
+    }
+    (None, flat_seen)
+}
+
+/// The outcomes of one row of a minimum-soak table, over the seeds.
+#[derive(Default)]
+struct MinSoakTally {
+    times: Vec<f64>,
     never: u64,
-    passed: usize,
-    seeds: u64,
-) -> Vec<String> {
-    times.sort_by(f64::total_cmp);
-    let minutes = |s: Option<&f64>| s.map_or("-".to_owned(), |s| format!("{:.1} min", s / 60.0));
-    vec![
-        format!("{rate}"),
-        noise.to_owned(),
-        verdict_name(expected).to_owned(),
-        minutes(times.get(times.len() / 2)),
-        minutes(times.last()),
-        format!("{never}/{seeds}"),
-        if rate > 0.0 {
-            format!("{passed}/{seeds}")
-        } else {
-            "-".to_owned()
-        },
-    ]
+    passed: u64,
+}
+
+impl MinSoakTally {
+    fn add(&mut self, (found, flat_seen): (Option<f64>, bool)) {
+        self.passed += u64::from(flat_seen);
+        match found {
+            Some(at) => self.times.push(at),
+            None => self.never += 1,
+        }
+    }
+
+    /// The row: when the verdict came (median and max over the seeds that gave it), how many
+    /// never did, and how many leaks passed as flat at some moment.
+    fn row(mut self, rate: f64, noise: &str, expected: Verdict, seeds: u64) -> Vec<String> {
+        self.times.sort_by(f64::total_cmp);
+        let minutes =
+            |s: Option<&f64>| s.map_or("-".to_owned(), |s| format!("{:.1} min", s / 60.0));
+        vec![
+            format!("{rate}"),
+            noise.to_owned(),
+            verdict_name(expected).to_owned(),
+            minutes(self.times.get(self.times.len() / 2)),
+            minutes(self.times.last()),
+            format!("{}/{seeds}", self.never),
+            if rate > 0.0 {
+                format!("{}/{seeds}", self.passed)
+            } else {
+                "-".to_owned()
+            },
+        ]
+    }
 }
 
 /// `--min-soak --forced-gc`: [`min_soak_table`] for the exact heap channel of a Node soak.
 fn min_soak_exact_table(seeds: u64) {
-    use plimsoll_analysis::{DetectorConfig, LeakDetector, Observation};
+    use plimsoll_analysis::{DetectorConfig, Observation};
     use rand::{Rng, SeedableRng};
     const MIB: f64 = 1024.0 * 1024.0;
-    const LIMIT_S: u32 = 1800;
     println!(
         "minimum soak (steady state until the verdict), heap read after a forced GC every 15 s ± 30 %, seeds 0..{seeds}\n"
     );
@@ -329,19 +347,15 @@ fn min_soak_exact_table(seeds: u64) {
             } else {
                 Verdict::NoLeak
             };
-            let mut times = Vec::new();
-            let (mut never, mut passed) = (0, 0);
+            let mut tally = MinSoakTally::default();
             for seed in 0..seeds {
                 let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed ^ 0x9c);
-                let mut detector = LeakDetector::new(DetectorConfig {
+                let config = DetectorConfig {
                     exact_heap: true,
                     ..DetectorConfig::recommended()
-                });
+                };
                 let (mut next_gc, mut high, mut until) = (0.0, false, 0.0);
-                let mut found = None;
-                let mut flat_seen = false;
-                for i in 0..LIMIT_S {
-                    let t = f64::from(i);
+                let outcome = time_to_verdict(config, expected, rate, |t| {
                     let reading = (t >= next_gc).then(|| {
                         next_gc = t + 15.0 * rng.random_range(0.7..=1.3);
                         let live = match noise {
@@ -367,29 +381,15 @@ fn min_soak_exact_table(seeds: u64) {
                             + rng.random_range(-0.3 * MIB..=0.3 * MIB))
                             as u64
                     });
-                    detector.push(&Observation {
+                    Observation {
                         t_s: t,
                         rss_bytes: (300.0 * MIB + 40.0 * MIB * (t % 20.0) / 20.0) as u64,
                         heap_used_after_gc_bytes: reading,
-                    });
-                    if i % 5 == 4 {
-                        let verdict = detector.steady_state_verdict().verdict;
-                        flat_seen |= rate > 0.0 && verdict == Verdict::NoLeak;
-                        if verdict == expected {
-                            found = Some(t + 1.0);
-                            break;
-                        }
                     }
-                }
-                passed += usize::from(flat_seen);
-                match found {
-                    Some(at) => times.push(at),
-                    None => never += 1,
-                }
+                });
+                tally.add(outcome);
             }
-            table.row(min_soak_row(
-                rate, noise, expected, times, never, passed, seeds,
-            ));
+            table.row(tally.row(rate, noise, expected, seeds));
         }
     }
     println!("{table}");
