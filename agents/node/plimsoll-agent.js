@@ -108,8 +108,15 @@
     // The pause the app sees: gc() runs on the app's own thread, start to end.
     const started = process.hrtime.bigint();
     gcFunction();
-    const pauseNs = Number(process.hrtime.bigint() - started);
     const after = v8.getHeapStatistics().used_heap_size;
+    // V8 frees the backing stores of dead ArrayBuffers and Buffers on a background sweeper
+    // after a full GC, and the next GC of any kind waits for it: a young-generation GC (about
+    // a millisecond) makes `external` exact. Without it a reading held megabytes of dead
+    // Buffers, more at some GCs than at others (bench/README.md, "Recorded soaks").
+    try {
+      gcFunction({ type: 'minor' });
+    } catch (_) {}
+    const pauseNs = Number(process.hrtime.bigint() - started);
     afterGc = after;
     // What the live ArrayBuffers and Buffers hold outside the heap, after the same GC: an
     // off-heap leak of Buffers shows here when RSS hides it (freed pages reused).
