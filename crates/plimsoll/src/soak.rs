@@ -604,8 +604,7 @@ async fn soak(
                     // Heap snapshots name what the JS heap holds: not taken while the leak is
                     // seen in RSS beside a flat live heap (native memory, which they cannot
                     // show, and whose RSS they would raise themselves).
-                    let rss_alone = state.steady_leak_signal == Some(Signal::Rss) && state.detector.live_heap_flat();
-                    if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && state.steady_leak_at_s.is_some() && !rss_alone {
+                    if plan.settings.agent.is_some() && matches!(state.investigation, Investigation::Idle) && state.steady_leak_at_s.is_some() && !(state.steady_leak_signal == Some(Signal::Rss) && state.detector.live_heap_flat()) {
                         {
                             let remaining = plan.duration.saturating_sub(elapsed);
                             // The room the snapshots need on disk and in memory goes with the
@@ -1067,8 +1066,12 @@ fn jittered(every: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let unit = f64::from(nanos % 1_000_000) / 1_000_000.0;
-    every.mul_f64(0.7 + 0.6 * unit)
+    jittered_by(every, f64::from(nanos % 1_000_000) / 1_000_000.0)
+}
+
+/// `every` scaled into 70–130 % by `unit`, a number in [0, 1).
+fn jittered_by(every: Duration, unit: f64) -> Duration {
+    every.mul_f64(0.7 + 0.6 * unit.clamp(0.0, 1.0))
 }
 
 fn stop_name(stop: Stop) -> &'static str {
@@ -1175,17 +1178,14 @@ mod tests {
     #[test]
     fn forced_gcs_are_spaced_with_jitter() {
         let every = Duration::from_secs(15);
-        let spacings: Vec<Duration> = (0..200)
-            .map(|_| {
-                std::thread::sleep(Duration::from_micros(37));
-                jittered(every)
-            })
-            .collect();
-        assert!(spacings
-            .iter()
-            .all(|d| *d >= every.mul_f64(0.7) && *d <= every.mul_f64(1.3)));
-        let distinct: std::collections::BTreeSet<_> = spacings.iter().collect();
-        assert!(distinct.len() > 100, "{} distinct spacings", distinct.len());
+        assert_eq!(jittered_by(every, 0.0), Duration::from_millis(10_500));
+        assert_eq!(jittered_by(every, 0.5), every);
+        assert!(jittered_by(every, 0.999_999) <= Duration::from_millis(19_500));
+        // Out of range: clamped, never a negative or runaway spacing.
+        assert_eq!(jittered_by(every, -3.0), Duration::from_millis(10_500));
+        assert_eq!(jittered_by(every, 7.0), Duration::from_millis(19_500));
+        let drawn = jittered(every);
+        assert!(drawn >= Duration::from_millis(10_500) && drawn <= Duration::from_millis(19_500));
     }
 
     #[test]

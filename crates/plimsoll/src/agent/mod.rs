@@ -679,6 +679,8 @@ mod tests {
                 "external {external} with {held} held: {reply}"
             );
             readings.push(external);
+            // Not a wait for a condition: the app's dead Buffers pile up between two GCs, and
+            // the spacing is what makes them many enough to show if they were counted.
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
         let spread = readings.iter().copied().fold(f64::MIN, f64::max)
