@@ -5,6 +5,7 @@
 pub mod baselines;
 pub mod corpus;
 pub mod interrupt;
+pub mod out;
 pub mod score;
 pub mod suite;
 pub mod synthetic;

@@ -619,7 +619,7 @@ fn run(args: &Args) -> Result<()> {
         .with_context(|| format!("cannot run {}", args.plimsoll.display()))?;
     let listen = has_listen(&args.plimsoll)?;
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    println!(
+    plimsoll_bench::outln!(
         "{}; node {}; {cpus} CPUs; {} connections, {} rounds of {} s per server{}",
         String::from_utf8_lossy(&plimsoll_version.stdout).trim(),
         String::from_utf8_lossy(&node_version.stdout).trim(),
@@ -642,14 +642,17 @@ fn run(args: &Args) -> Result<()> {
 
     let mut with = Server::start(Variant::WithAgent, args, &dir, &script, listen)?;
     let mut without = Server::start(Variant::WithoutAgent, args, &dir, &script, listen)?;
-    println!(
+    plimsoll_bench::outln!(
         "servers: with agent node pid {} on {}, without agent node pid {} on {}",
-        with.pid, with.addr, without.pid, without.addr
+        with.pid,
+        with.addr,
+        without.pid,
+        without.addr
     );
 
     let warmup = Duration::from_secs(args.warmup);
     if !warmup.is_zero() {
-        println!("warming up each server for {} s...", args.warmup);
+        plimsoll_bench::outln!("warming up each server for {} s...", args.warmup);
         for server in [&mut with, &mut without] {
             window(server, args, warmup)?;
         }
@@ -662,9 +665,13 @@ fn run(args: &Args) -> Result<()> {
         args.compare,
     ) {
         (true, false, Compare::Agent) => {
-            println!("agent: connected to its supervisor in the with-agent server only")
+            plimsoll_bench::outln!(
+                "agent: connected to its supervisor in the with-agent server only"
+            )
         }
-        (true, true, Compare::ForcedGc) => println!("agent: connected to its soak in both servers"),
+        (true, true, Compare::ForcedGc) => {
+            plimsoll_bench::outln!("agent: connected to its soak in both servers")
+        }
         (with_connected, without_connected, _) => bail!(
             "agent connections: {} {with_connected}, {} {without_connected}; expected true, {}",
             Variant::WithAgent.label(),
@@ -703,7 +710,7 @@ fn run(args: &Args) -> Result<()> {
                 format!("{:.1}", figures.server_cpu),
                 format!("{:.1}", measured.server_rss_mib),
             ]);
-            println!(
+            plimsoll_bench::outln!(
                 "window {} ({}): {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, node {:.0} % CPU, {:.1} MiB RSS",
                 windows.len() + 1,
                 measured.variant.label(),
@@ -868,8 +875,8 @@ fn run(args: &Args) -> Result<()> {
         (high - low) / b.per_s.max(1e-9) * 100.0
     };
 
-    println!();
-    println!(
+    plimsoll_bench::outln!();
+    plimsoll_bench::outln!(
         "== {}: {} connections, {} windows of {} s per server, alternating ==",
         match args.compare {
             Compare::Agent => "Node agent overhead".to_owned(),
@@ -880,11 +887,11 @@ fn run(args: &Args) -> Result<()> {
         args.seconds
     );
     print!("{per_window}");
-    println!();
+    plimsoll_bench::outln!();
     print!("{totals}");
-    println!();
+    plimsoll_bench::outln!();
     print!("{ratios}");
-    println!(
+    plimsoll_bench::outln!(
         "window-to-window spread of req/s: {} {:.1} %, {} {:.1} % (of the {} mean){}",
         Variant::WithAgent.label(),
         spread(Variant::WithAgent),
@@ -899,7 +906,7 @@ fn run(args: &Args) -> Result<()> {
     );
     if args.keep {
         let kept = temp.keep();
-        println!("kept {}", kept.display());
+        plimsoll_bench::outln!("kept {}", kept.display());
     }
     Ok(())
 }

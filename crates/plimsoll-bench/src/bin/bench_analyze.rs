@@ -111,7 +111,7 @@ fn run_child(child: &[String]) -> anyhow::Result<()> {
     };
     let seconds = start.elapsed().as_secs_f64();
     let peak = peak_rss_kib().map_or_else(|| "-".to_owned(), |kib| kib.to_string());
-    println!("{seconds} {peak} {note}");
+    plimsoll_bench::outln!("{seconds} {peak} {note}");
     Ok(())
 }
 
@@ -160,7 +160,7 @@ fn run_parent(args: &Args) -> anyhow::Result<()> {
     let patterns = [Pattern::Sawtooth, Pattern::LeakLinear];
     let lengths = [args.short_samples, args.samples];
     let works = [Work::Iterate, Work::Slope, Work::Plimsoll];
-    println!(
+    plimsoll_bench::outln!(
         "bench_analyze: synthetic series (seed {SEED}) at 1 Hz, each measurement in a fresh process; \
          ratios against the iterate+sum baseline of the same series and length\n"
     );
@@ -220,10 +220,11 @@ fn run_parent(args: &Args) -> anyhow::Result<()> {
         table.rule();
     }
     print!("{table}");
-    println!(
+    plimsoll_bench::outln!(
         "\nnet ns/sample = (seconds - baseline seconds) / samples: the cost of the rule itself. \
          RSS vs short = peak RSS at {} samples / at {}.",
-        args.samples, args.short_samples
+        args.samples,
+        args.short_samples
     );
     Ok(())
 }

@@ -63,7 +63,7 @@ fn run_child(command: &[String]) -> Result<()> {
         bail!("'{program}' failed: {status}");
     }
     let usage = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
-    println!("{seconds} {}", usage.max_rss());
+    plimsoll_bench::outln!("{seconds} {}", usage.max_rss());
     Ok(())
 }
 
@@ -156,11 +156,13 @@ fn run(args: &Args) -> Result<()> {
         ]);
         table.rule();
     }
-    println!("== plimsoll analyze, end to end (CSV parse + detector) ==");
+    plimsoll_bench::outln!("== plimsoll analyze, end to end (CSV parse + detector) ==");
     print!("{table}");
 
-    println!();
-    println!("== one probe sample of this process (what check and the 1 Hz loop pay) ==");
+    plimsoll_bench::outln!();
+    plimsoll_bench::outln!(
+        "== one probe sample of this process (what check and the 1 Hz loop pay) =="
+    );
     print!("{}", probe_table(args.probes)?);
     Ok(())
 }

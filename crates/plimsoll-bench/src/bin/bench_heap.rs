@@ -66,8 +66,8 @@ fn run_child(command: &[String]) -> Result<()> {
     let text = String::from_utf8_lossy(&output.stdout);
     // Only the last line of the command's output matters to the parent (plimsoll's JSON).
     let last = text.lines().last().unwrap_or("");
-    println!("{last}");
-    println!("{seconds} {}", usage.max_rss());
+    plimsoll_bench::outln!("{last}");
+    plimsoll_bench::outln!("{seconds} {}", usage.max_rss());
     Ok(())
 }
 
@@ -142,7 +142,7 @@ fn run(args: &Args) -> Result<()> {
     let mb = size as f64 / 1e6;
     let path = file.to_str().context("path is not UTF-8")?;
     let plimsoll = args.plimsoll.to_str().context("binary path is not UTF-8")?;
-    println!("snapshot {path}: {mb:.0} MB");
+    plimsoll_bench::outln!("snapshot {path}: {mb:.0} MB");
 
     let raw_s = raw_read(file, args.runs)?;
     let (ours_s, ours_kib, json) = best(
@@ -225,7 +225,7 @@ fn run(args: &Args) -> Result<()> {
         ]);
     }
     print!("{table}");
-    println!(
+    plimsoll_bench::outln!(
         "parser read rate: {:.0} MB/s = {:.0} % of the raw page-cache read rate ({:.0} MB/s)",
         mb / parse_s,
         100.0 * raw_s / parse_s,

@@ -132,13 +132,19 @@ fn run(args: &Args) -> Result<()> {
         times.sort_by(f64::total_cmp);
         rows.push((label, bytes, times));
     }
-    println!(
+    plimsoll_bench::outln!(
         "HTTP latency over loopback, {} targets, {} sequential requests per route on one keep-alive connection",
         args.targets, args.requests
     );
-    println!(
+    plimsoll_bench::outln!(
         "{:<24} {:>9} {:>11} {:>9} {:>9} {:>13} {:>6}",
-        "route", "bytes", "median ms", "p90 ms", "p99 ms", "× baseline", "bar"
+        "route",
+        "bytes",
+        "median ms",
+        "p90 ms",
+        "p99 ms",
+        "× baseline",
+        "bar"
     );
     let baseline = median(&rows[0].2);
     for (label, bytes, times) in &rows {
@@ -150,14 +156,14 @@ fn run(args: &Args) -> Result<()> {
         } else {
             "MISS"
         };
-        println!(
+        plimsoll_bench::outln!(
             "{label:<24} {bytes:>9} {m:>11.3} {:>9.3} {:>9.3} {:>13.2} {bar:>6}",
             quantile(times, 0.9),
             quantile(times, 0.99),
             m / baseline
         );
     }
-    println!("bar: median under {BAR_MEDIAN_MS} ms with 100 targets");
+    plimsoll_bench::outln!("bar: median under {BAR_MEDIAN_MS} ms with 100 targets");
     Ok(())
 }
 

@@ -778,7 +778,7 @@ fn idle(env: &Env, args: &Args, pm2: &Result<String, String>) -> Result<Idle> {
     if let Some((_, daemon, pm2_target)) = &pm2_run {
         pids.extend([*daemon, *pm2_target]);
     }
-    println!(
+    plimsoll_bench::outln!(
         "measuring idle supervision for {} s (plimsoll{} side by side)...",
         args.seconds,
         if pm2_run.is_some() { " and PM2" } else { "" }
@@ -862,18 +862,18 @@ fn idle(env: &Env, args: &Args, pm2: &Result<String, String>) -> Result<Idle> {
         );
         result.pm2 = Some(usage[5].clone());
     }
-    println!(
+    plimsoll_bench::outln!(
         "== 1. supervising one process at 1 Hz ({} s window; CPU from utime+stime, {} ticks/s) ==",
         args.seconds,
         clock_ticks_per_s()
     );
     print!("{table}");
     match (pm2, pm2_note) {
-        (Err(why), _) => println!("PM2: {why}"),
-        (Ok(_), Some(note)) => println!("PM2: could not be started: {note}"),
+        (Err(why), _) => plimsoll_bench::outln!("PM2: {why}"),
+        (Ok(_), Some(note)) => plimsoll_bench::outln!("PM2: could not be started: {note}"),
         _ => {}
     }
-    println!();
+    plimsoll_bench::outln!();
     Ok(result)
 }
 
@@ -883,7 +883,7 @@ fn idle(env: &Env, args: &Args, pm2: &Result<String, String>) -> Result<Idle> {
 fn watch(env: &Env, args: &Args) -> Result<()> {
     let count = args.watch_count;
     let lifetime = (args.seconds + 120).to_string();
-    println!("starting {count} sleep processes...");
+    plimsoll_bench::outln!("starting {count} sleep processes...");
     let mut fleet = Fleet(Vec::with_capacity(count));
     for _ in 0..count {
         check_interrupted()?;
@@ -924,7 +924,7 @@ fn watch(env: &Env, args: &Args) -> Result<()> {
     if unavailable.is_none() {
         measured.push(plimsoll.pid());
     }
-    println!(
+    plimsoll_bench::outln!(
         "measuring watch of {count} processes for {} s...",
         args.seconds
     );
@@ -975,15 +975,15 @@ fn watch(env: &Env, args: &Args) -> Result<()> {
         }
         (None, None) => {}
     }
-    println!(
+    plimsoll_bench::outln!(
         "== 2. watch of {count} processes at 1 Hz ({} s window) ==",
         args.seconds
     );
     print!("{table}");
     if let Some(note) = note {
-        println!("{note}");
+        plimsoll_bench::outln!("{note}");
     }
-    println!();
+    plimsoll_bench::outln!();
     Ok(())
 }
 
@@ -1175,7 +1175,7 @@ fn breach(env: &Env, args: &Args, pm2: &Result<String, String>) -> Result<Breach
             Err(error) => pm2_note = Some(format!("{error:#}")),
         }
     }
-    println!(
+    plimsoll_bench::outln!(
         "breach test: {} restarts each, budget {} MiB, growth {} MB/s (crossing ~{:.0} s after each start), at most {:.0} s...",
         args.restarts,
         args.budget_mib,
@@ -1251,24 +1251,24 @@ fn breach(env: &Env, args: &Args, pm2: &Result<String, String>) -> Result<Breach
         add("PM2 (baseline)", theirs, &mut table);
     }
     add("plimsoll", &ours, &mut table);
-    println!(
+    plimsoll_bench::outln!(
         "== 3. budget restarts: {} MiB budget, Python growing {} MB/s, RSS polled at {} Hz ==",
         args.budget_mib,
         args.growth_mb_s,
         1000 / POLL.as_millis()
     );
     print!("{table}");
-    println!(
+    plimsoll_bench::outln!(
         "(cross = first poll with the workload's VmRSS above the budget; killed = its pid gone; \
 new pid = the next workload process seen; it saw = Plimsoll's budget-breach rss_bytes / PM2's \
 logged current_memory; its breach after = Plimsoll's budget-breach event time after the cross)"
     );
     match (pm2, pm2_note) {
-        (Err(why), _) => println!("PM2: {why}"),
-        (Ok(_), Some(note)) => println!("PM2: could not be started: {note}"),
+        (Err(why), _) => plimsoll_bench::outln!("PM2: {why}"),
+        (Ok(_), Some(note)) => plimsoll_bench::outln!("PM2: could not be started: {note}"),
         _ => {}
     }
-    println!();
+    plimsoll_bench::outln!();
     Ok(Breach {
         plimsoll: ours,
         pm2: theirs,
@@ -1365,18 +1365,18 @@ fn side_by_side(idle: &Idle, breach: &Breach, pm2_version: &str, budget_mib: u64
         max(overs(&breach.plimsoll)),
         1,
     );
-    println!("== 3. PM2 side by side ==");
+    plimsoll_bench::outln!("== 3. PM2 side by side ==");
     print!("{table}");
     let worst = max(to_new(&breach.plimsoll));
     let bar = INTERVAL_S + GRACE_S;
-    println!(
+    plimsoll_bench::outln!(
         "bar: plimsoll acts within one sample interval plus the grace ({bar:.0} s): {}",
         match worst {
             Some(w) => format!("{} (worst {w:.2} s)", verdict(w <= bar)),
             None => "no restart observed".to_owned(),
         }
     );
-    println!();
+    plimsoll_bench::outln!();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1426,7 +1426,7 @@ fn run(args: &Args) -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     let pm2 = pm2_availability(args);
-    println!(
+    plimsoll_bench::outln!(
         "{version}; Python {}; PM2 {}; {} CPUs",
         python.1,
         match &pm2 {
@@ -1435,16 +1435,16 @@ fn run(args: &Args) -> Result<()> {
         },
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!();
+    plimsoll_bench::outln!();
 
     let idle = idle(&env, args, &pm2)?;
     if args.no_watch {
-        println!("== 2. watch: left out (--no-watch) ==\n");
+        plimsoll_bench::outln!("== 2. watch: left out (--no-watch) ==\n");
     } else {
         watch(&env, args)?;
     }
     if args.no_breach {
-        println!("== 3. breach test: left out (--no-breach) ==");
+        plimsoll_bench::outln!("== 3. breach test: left out (--no-breach) ==");
         return Ok(());
     }
     let breach = breach(&env, args, &pm2)?;
@@ -1455,7 +1455,7 @@ fn run(args: &Args) -> Result<()> {
         args.budget_mib,
     );
     if args.keep {
-        println!("logs, events and PM2_HOME kept in {}", dir.keep().display());
+        plimsoll_bench::outln!("logs, events and PM2_HOME kept in {}", dir.keep().display());
     }
     Ok(())
 }

@@ -114,7 +114,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             Scored { entry, trace }
         })
         .collect();
-    println!(
+    plimsoll_bench::outln!(
         "corpus: {} ({} entries), signal {}; times in seconds after the first sample\n",
         args.manifest.display(),
         scored.len(),
@@ -124,11 +124,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 "heap (Plimsoll: rss + heap after GC; baselines: heap after GC, else rss)",
         }
     );
-    println!("{}", per_trace(&scored));
-    println!("{}", totals(&scored));
+    plimsoll_bench::outln!("{}", per_trace(&scored));
+    plimsoll_bench::outln!("{}", totals(&scored));
     for item in &scored {
         if let Err(why) = &item.trace {
-            println!("skipped {}: {why}", item.entry.name);
+            plimsoll_bench::outln!("skipped {}: {why}", item.entry.name);
         }
     }
     Ok(())
@@ -142,7 +142,7 @@ fn soak_table(args: &Args, entries: &[Entry], soak_s: f64) -> anyhow::Result<()>
             args.warmup
         );
     }
-    println!(
+    plimsoll_bench::outln!(
         "corpus: {}, replayed as soaks of {soak_s:.0} s after a warm-up of {:.0} s, signal {}\n",
         args.manifest.display(),
         args.warmup,
@@ -198,14 +198,14 @@ fn soak_table(args: &Args, entries: &[Entry], soak_s: f64) -> anyhow::Result<()>
             verdict.reason.to_string(),
         ]);
     }
-    println!("{table}");
-    println!(
+    plimsoll_bench::outln!("{table}");
+    plimsoll_bench::outln!(
         "leaks failed (exit 1): {}   leaks passed (exit 0): {leaks_passed}   healthy passed (exit 0): {}   healthy failed (exit 1): {healthy_failed}",
         ratio(caught, leaks),
         ratio(passed, healthy)
     );
     for name in skipped {
-        println!("skipped {name}: no trace");
+        plimsoll_bench::outln!("skipped {name}: no trace");
     }
     Ok(())
 }

@@ -90,17 +90,17 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let cases = run_suite(&patterns, 0..args.seeds, args.samples);
-    println!(
+    plimsoll_bench::outln!(
         "synthetic suite: seeds 0..{} for each of {} patterns, {} samples at 1 Hz; ls-slope budget = 2 x healthy peak",
         args.seeds,
         patterns.len(),
         args.samples
     );
-    println!("alarm = Plimsoll's first confirmed leak / a baseline's first alarm; delay = median/p90 of alarm - leak start, s;");
-    println!("susp = Plimsoll suspected at some point; caught = alarm at or after the leak start (earlier: 'early')\n");
-    println!("{}", per_pattern(&patterns, &cases));
-    println!("{}", per_band(&cases));
-    println!("{}", totals(&cases));
+    plimsoll_bench::outln!("alarm = Plimsoll's first confirmed leak / a baseline's first alarm; delay = median/p90 of alarm - leak start, s;");
+    plimsoll_bench::outln!("susp = Plimsoll suspected at some point; caught = alarm at or after the leak start (earlier: 'early')\n");
+    plimsoll_bench::outln!("{}", per_pattern(&patterns, &cases));
+    plimsoll_bench::outln!("{}", per_band(&cases));
+    plimsoll_bench::outln!("{}", totals(&cases));
     let met = print_bar(&cases);
     print_failures(&cases, args.samples);
     Ok(if met {
@@ -113,7 +113,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
 /// `--soak`: per pattern, how the soak's steady-state verdict answers. A leak counts as steady
 /// load when it started within the warm-up; one that starts later is counted apart.
 fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
-    println!(
+    plimsoll_bench::outln!(
         "synthetic suite replayed as soaks of {soak_s:.0} s after a warm-up of {:.0} s, seeds 0..{}\n",
         args.warmup, args.seeds
     );
@@ -191,10 +191,10 @@ fn soak_table(patterns: &[Pattern], args: &Args, soak_s: f64) {
             late_passed.to_string(),
         ]);
         for line in misjudged {
-            println!("  {line}");
+            plimsoll_bench::outln!("  {line}");
         }
     }
-    println!("{table}");
+    plimsoll_bench::outln!("{table}");
 }
 
 /// `--min-soak`: a 20 MiB sawtooth of period 20 s (random phase) on a 100 MiB base, its troughs
@@ -206,7 +206,7 @@ fn min_soak_table(seeds: u64) {
     use plimsoll_analysis::{DetectorConfig, Observation};
     use rand::{Rng, SeedableRng};
     const MIB: f64 = 1024.0 * 1024.0;
-    println!(
+    plimsoll_bench::outln!(
         "minimum soak (steady state until the verdict), 20 MiB sawtooth of 20 s, seeds 0..{seeds}\n"
     );
     let mut table = Table::new(&[
@@ -253,7 +253,7 @@ fn min_soak_table(seeds: u64) {
             table.row(tally.row(rate, noise_name, expected, seeds));
         }
     }
-    println!("{table}");
+    plimsoll_bench::outln!("{table}");
 }
 
 /// How long a minimum-soak table gives a series before saying it never got its verdict.
@@ -328,7 +328,7 @@ fn min_soak_exact_table(seeds: u64) {
     use plimsoll_analysis::{DetectorConfig, Observation};
     use rand::{Rng, SeedableRng};
     const MIB: f64 = 1024.0 * 1024.0;
-    println!(
+    plimsoll_bench::outln!(
         "minimum soak (steady state until the verdict), heap read after a forced GC every 15 s ± 30 %, seeds 0..{seeds}\n"
     );
     let mut table = Table::new(&[
@@ -392,7 +392,7 @@ fn min_soak_exact_table(seeds: u64) {
             table.row(tally.row(rate, noise, expected, seeds));
         }
     }
-    println!("{table}");
+    plimsoll_bench::outln!("{table}");
 }
 
 fn verdict_name(verdict: Verdict) -> &'static str {
@@ -434,7 +434,7 @@ fn write_dump(dump: &[String], samples: u64) -> anyhow::Result<()> {
     }
     out.flush()
         .with_context(|| format!("cannot write '{}'", path.display()))?;
-    println!(
+    plimsoll_bench::outln!(
         "{} seed {seed} ({}): {} -> {}",
         pattern.name(),
         truth.label.name(),
@@ -584,7 +584,7 @@ fn print_bar(cases: &[SuiteCase]) -> bool {
     let recall_ok = bar.recall() >= BAR_RECALL;
     let quiet_ok = bar.false_alarms == 0;
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
-    println!(
+    plimsoll_bench::outln!(
         "bar: recall within {:.0} min for leaks >= {BAR_MIN_RATE_MB_PER_MIN} MB/min: {}/{} = {:.1}% (need >= {:.0}%) {}",
         BAR_WITHIN_S / 60.0,
         bar.caught_in_time,
@@ -593,7 +593,7 @@ fn print_bar(cases: &[SuiteCase]) -> bool {
         100.0 * BAR_RECALL,
         verdict(recall_ok)
     );
-    println!(
+    plimsoll_bench::outln!(
         "bar: confirmed alarms on healthy series: {}/{} (need 0) {}",
         bar.false_alarms,
         bar.healthy,
@@ -613,15 +613,15 @@ fn print_failures(cases: &[SuiteCase], samples: u64) {
         .filter(|case| case.truth.label == Label::Leak && !case.in_bar())
         .filter(|case| case.outcome.confirmed_s.is_none())
         .count();
-    println!("\nfailing seeds ({}):", failures.len());
+    plimsoll_bench::outln!("\nfailing seeds ({}):", failures.len());
     for (case, what) in &failures {
-        println!("  {} {}: {what}", case.pattern.name(), case.seed);
-        println!("      {}", case.truth.description);
+        plimsoll_bench::outln!("  {} {}: {what}", case.pattern.name(), case.seed);
+        plimsoll_bench::outln!("      {}", case.truth.description);
     }
     if !failures.is_empty() {
-        println!(
+        plimsoll_bench::outln!(
             "reproduce: cargo run --release -p plimsoll-bench --bin score_synthetic -- --samples {samples} --dump PATTERN SEED /tmp/series.csv && cargo run --release -p plimsoll -- analyze /tmp/series.csv"
         );
     }
-    println!("(not in the bar: {slow_missed} leaks below {BAR_MIN_RATE_MB_PER_MIN} MB/min never confirmed)");
+    plimsoll_bench::outln!("(not in the bar: {slow_missed} leaks below {BAR_MIN_RATE_MB_PER_MIN} MB/min never confirmed)");
 }
