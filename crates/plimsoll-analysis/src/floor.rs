@@ -121,9 +121,19 @@ impl FloorSeries {
     }
 
     /// The floor at time `t_s`: the least value held from the block containing `t_s` up to now.
+    /// In a gap between blocks (a sparse series: samples further apart than a block), the
+    /// floors of the blocks on either side interpolated linearly, so that a ramp sampled once
+    /// a minute reads as a ramp at any mark, not as steps of a sample each.
     pub(crate) fn floor_at(&self, t_s: f64) -> Option<f64> {
         let index = self.blocks.partition_point(|b| b.t_s + self.block_s <= t_s);
-        self.blocks.get(index).map(|b| b.floor)
+        let next = self.blocks.get(index)?;
+        match index.checked_sub(1).and_then(|i| self.blocks.get(i)) {
+            Some(previous) if t_s < next.t_s => {
+                let share = (t_s - previous.t_s) / (next.t_s - previous.t_s);
+                Some(previous.floor + (next.floor - previous.floor) * share)
+            }
+            _ => Some(next.floor),
+        }
     }
 
     /// The start of the newest block before `before_s` whose least value was at or below
@@ -166,6 +176,14 @@ impl FloorSeries {
             covered = covered.max(t_s + self.block_s);
         }
         gap.max(end_s - covered)
+    }
+
+    /// How many closed blocks start in `[start_s, end_s)`: the samples there, for a sparse
+    /// series (each sample a block of its own).
+    pub(crate) fn count_between(&self, start_s: f64, end_s: f64) -> usize {
+        let first = self.blocks.partition_point(|b| b.t_s < start_s);
+        let end = self.blocks.partition_point(|b| b.t_s < end_s);
+        end.saturating_sub(first)
     }
 
     /// Least value of the closed blocks that start in `[start_s, end_s)`; `None` when none does.
@@ -434,6 +452,23 @@ mod tests {
         assert_eq!(floor.floor_at(3.0), Some(8.0));
         assert_eq!(floor.floor_at(4.0), Some(10.0));
         assert_eq!(floor.newest_end_s(), Some(5.0));
+    }
+
+    #[test]
+    fn between_sparse_samples_the_floor_is_interpolated() {
+        let mut floor = FloorSeries::new(5.0, 3600.0);
+        for (t, v) in [(0.0, 100.0), (60.0, 160.0), (120.0, 220.0)] {
+            floor.push(t, v);
+            floor.seal();
+        }
+        // Inside a block, its floor; in the gap after it, the way to the next block's floor.
+        assert_eq!(floor.floor_at(2.0), Some(100.0));
+        assert_eq!(floor.floor_at(30.0), Some(130.0));
+        assert_eq!(floor.floor_at(90.0), Some(190.0));
+        assert_eq!(floor.floor_at(121.0), Some(220.0));
+        assert_eq!(floor.count_between(0.0, 120.0), 2);
+        assert_eq!(floor.count_between(0.0, 121.0), 3);
+        assert_eq!(floor.count_between(130.0, 200.0), 0);
     }
 
     #[test]

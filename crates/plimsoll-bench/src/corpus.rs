@@ -151,9 +151,45 @@ pub fn read_trace(path: &Path) -> Result<Vec<Observation>, CorpusError> {
     Ok(observations)
 }
 
+/// The trace as a sparser sampler would have read it: the first sample at or after
+/// `offset_s` seconds past the first, then each sample at least `every_s` seconds after the
+/// last one kept (a scraper once a minute, `watch --interval 1m`). The heap column goes with
+/// its row.
+pub fn resample(observations: &[Observation], every_s: f64, offset_s: f64) -> Vec<Observation> {
+    let Some(first) = observations.first().map(|o| o.t_s) else {
+        return Vec::new();
+    };
+    let mut next = first + offset_s;
+    let mut kept = Vec::new();
+    for observation in observations {
+        if observation.t_s >= next {
+            kept.push(*observation);
+            next = observation.t_s + every_s;
+        }
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resampling_keeps_a_sample_every_interval_from_the_offset() {
+        let trace: Vec<Observation> = (0..10)
+            .map(|i| Observation {
+                t_s: f64::from(i) + 0.01 * f64::from(i % 3),
+                rss_bytes: u64::try_from(i).expect("small"),
+                heap_used_after_gc_bytes: None,
+            })
+            .collect();
+        let kept: Vec<u64> = resample(&trace, 3.0, 1.0)
+            .iter()
+            .map(|o| o.rss_bytes)
+            .collect();
+        assert_eq!(kept, vec![1, 4, 7]);
+        assert!(resample(&[], 3.0, 0.0).is_empty());
+    }
 
     fn temp_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> PathBuf {
         let path = dir.path().join(name);

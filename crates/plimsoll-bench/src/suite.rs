@@ -85,6 +85,17 @@ impl SuiteCase {
 /// Generates and scores `patterns` × `seeds`, `samples` seconds each, on all cores. The result
 /// is ordered by pattern, then seed.
 pub fn run_suite(patterns: &[Pattern], seeds: Range<u64>, samples: u64) -> Vec<SuiteCase> {
+    run_suite_every(patterns, seeds, samples, None)
+}
+
+/// [`run_suite`] with each series read once every `every_s` seconds (all of it when `None`),
+/// from an offset that the seed sets (`seed` mod `every_s`): what a sparser sampler sees.
+pub fn run_suite_every(
+    patterns: &[Pattern],
+    seeds: Range<u64>,
+    samples: u64,
+    every_s: Option<f64>,
+) -> Vec<SuiteCase> {
     let jobs: Vec<(Pattern, u64)> = patterns
         .iter()
         .flat_map(|&pattern| seeds.clone().map(move |seed| (pattern, seed)))
@@ -100,7 +111,7 @@ pub fn run_suite(patterns: &[Pattern], seeds: Range<u64>, samples: u64) -> Vec<S
                 scope.spawn(move || {
                     slice
                         .iter()
-                        .map(|&(p, s)| run_case(p, s, samples))
+                        .map(|&(p, s)| run_case(p, s, samples, every_s))
                         .collect::<Vec<_>>()
                 })
             })
@@ -117,15 +128,15 @@ pub fn run_suite(patterns: &[Pattern], seeds: Range<u64>, samples: u64) -> Vec<S
     })
 }
 
-/// Generates and scores one series.
-pub fn run_case(pattern: Pattern, seed: u64, samples: u64) -> SuiteCase {
+/// Generates and scores one series (read every `every_s` seconds: see [`run_suite_every`]).
+pub fn run_case(pattern: Pattern, seed: u64, samples: u64, every_s: Option<f64>) -> SuiteCase {
     let series = Series::generate(pattern, seed, samples);
     let budget_bytes = series.budget_bytes();
-    let outcome = evaluate(
-        series.observations.iter().copied(),
-        budget_bytes,
-        BaselineInput::Rss,
-    );
+    let observations = match every_s {
+        Some(every) => crate::corpus::resample(&series.observations, every, (seed as f64) % every),
+        None => series.observations,
+    };
+    let outcome = evaluate(observations, budget_bytes, BaselineInput::Rss);
     SuiteCase {
         pattern,
         seed,

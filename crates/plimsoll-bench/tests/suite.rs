@@ -185,3 +185,86 @@ fn the_soak_verdict_on_recorded_soaks_gives_the_labels() {
         assert!(passed >= 5, "{run}: {passed} of 9 healthy soaks passed");
     }
 }
+
+/// The recorded corpus read as a sparser sampler would (a scraper every 15 s to 10 min, from
+/// four offsets each; `score_corpus --every`): no healthy trace is ever confirmed as a leak,
+/// on RSS alone or with the heap after GC. Read once a minute, a Map LRU's RSS (sawing
+/// 180–210 MB each minute) climbed 181 → 191 MB over 17 minutes of samples and a one-time
+/// load's RSS 341 → 348 MB: both were confirmed before the sparse-series rules. Read every 10
+/// or 15 s with the heap after GC, every leak is still confirmed.
+#[test]
+fn sparse_samples_never_confirm_a_healthy_trace() {
+    use plimsoll_bench::corpus::{read_manifest, read_trace, resample};
+    use plimsoll_bench::score::{evaluate, BaselineInput};
+
+    let bench = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench");
+    let entries = read_manifest(&bench.join("corpus.json")).expect("manifest");
+    let traces: Vec<_> = entries
+        .iter()
+        .map(|entry| {
+            let path = bench.join("traces").join(format!("{}.csv", entry.name));
+            (entry, read_trace(&path).expect("trace"))
+        })
+        .collect();
+    let mut alarms = Vec::new();
+    for every in [10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0] {
+        for quarter in 0..4 {
+            let offset = every * f64::from(quarter) / 4.0;
+            for heap in [false, true] {
+                for (entry, observations) in &traces {
+                    let sparse = resample(observations, every, offset);
+                    let sparse: Vec<_> = sparse
+                        .into_iter()
+                        .map(|o| plimsoll_analysis::Observation {
+                            heap_used_after_gc_bytes: o.heap_used_after_gc_bytes.filter(|_| heap),
+                            ..o
+                        })
+                        .collect();
+                    let outcome = evaluate(sparse, entry.budget_bytes, BaselineInput::Rss);
+                    let confirmed = outcome.confirmed_s.is_some();
+                    let wrong = match entry.label {
+                        Label::NoLeak => confirmed,
+                        Label::Leak => heap && every <= 15.0 && !confirmed,
+                    };
+                    if wrong {
+                        alarms.push(format!(
+                            "{} every {every} s from {offset} s (heap {heap}): {:?}, {}",
+                            entry.name, outcome.verdict, outcome.reason
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(alarms.is_empty(), "{alarms:#?}");
+}
+
+/// The synthetic suite read every 15 s: no healthy series confirmed; its steps read every 60
+/// s neither (a step between two samples once read, interpolated, as a fast ramp: `step` seed
+/// 65). Read every 60 s or more, saws as tall as half the floor can beat into a ramp that is
+/// confirmed: 5 of 800 healthy series every 60 s (bench/README.md, "Sparse samples").
+#[test]
+fn sparse_synthetic_series_never_confirm_a_healthy_one() {
+    use plimsoll_bench::suite::run_suite_every;
+
+    let healthy: Vec<Pattern> = Pattern::ALL
+        .into_iter()
+        .filter(|p| p.label() == Label::NoLeak)
+        .collect();
+    let mut cases = run_suite_every(&healthy, 0..SEEDS, DEFAULT_SAMPLES, Some(15.0));
+    cases.extend(run_suite_every(
+        &[Pattern::Step],
+        0..100,
+        DEFAULT_SAMPLES,
+        Some(60.0),
+    ));
+    let alarms: Vec<&SuiteCase> = cases
+        .iter()
+        .filter(|case| case.outcome.confirmed_s.is_some())
+        .collect();
+    assert!(
+        alarms.is_empty(),
+        "confirmed alarms on sparse healthy series:{}",
+        describe(&alarms)
+    );
+}

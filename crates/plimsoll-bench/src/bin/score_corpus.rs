@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use plimsoll_analysis::{Observation, Verdict};
-use plimsoll_bench::corpus::{read_manifest, read_trace, Entry};
+use plimsoll_bench::corpus::{read_manifest, read_trace, resample, Entry};
 use plimsoll_bench::score::{
     evaluate, judge, ratio, seconds, soak_replay, BaselineInput, Detector, Outcome, Totals,
 };
@@ -54,6 +54,21 @@ struct Args {
     /// real soaks by `soak_corpus.sh --record`): the replay reads it as exact, as the soak does.
     #[arg(long, requires = "soak")]
     forced_gc: bool,
+    /// Score each trace as a sparser sampler would have read it: a sample every this long
+    /// (e.g. `60s`: a scraper once a minute), from `--offset` on.
+    #[arg(long, value_parser = parse_span, conflicts_with = "soak")]
+    every: Option<f64>,
+    /// With `--every`: where the sparser sampling starts, after the first sample.
+    #[arg(long, value_parser = parse_offset, default_value = "0", requires = "every")]
+    offset: f64,
+}
+
+/// `--offset`: a duration like `parse_span`, or zero.
+fn parse_offset(text: &str) -> Result<f64, String> {
+    if text.trim_end_matches(['s', 'm']).parse::<f64>() == Ok(0.0) {
+        return Ok(0.0);
+    }
+    parse_span(text)
 }
 
 /// A duration as seconds (`900`, `900s`) or minutes (`15m`), in seconds.
@@ -115,13 +130,20 @@ fn run(args: &Args) -> anyhow::Result<()> {
         })
         .collect();
     plimsoll_bench::outln!(
-        "corpus: {} ({} entries), signal {}; times in seconds after the first sample\n",
+        "corpus: {} ({} entries), signal {}{}; times in seconds after the first sample\n",
         args.manifest.display(),
         scored.len(),
         match args.signal {
             SignalArg::Rss => "rss",
             SignalArg::Heap =>
                 "heap (Plimsoll: rss + heap after GC; baselines: heap after GC, else rss)",
+        },
+        match args.every {
+            Some(every) => format!(
+                ", resampled every {every:.0} s from {:.0} s on",
+                args.offset
+            ),
+            None => String::new(),
         }
     );
     plimsoll_bench::outln!("{}", per_trace(&scored));
@@ -232,6 +254,9 @@ fn score_trace(args: &Args, entry: &Entry) -> Result<Trace, String> {
         ));
     };
     let mut observations = read(&path).map_err(|error| format!("{error:#}"))?;
+    if let Some(every) = args.every {
+        observations = resample(&observations, every, args.offset);
+    }
     if let (Some(prefix), Some(first)) = (args.prefix, observations.first().map(|o| o.t_s)) {
         observations.retain(|o| o.t_s - first <= prefix);
     }

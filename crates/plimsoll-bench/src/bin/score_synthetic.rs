@@ -11,7 +11,8 @@ use clap::Parser;
 use plimsoll_analysis::Verdict;
 use plimsoll_bench::score::{ratio, seconds, soak_replay, Detector, Judgement, Totals};
 use plimsoll_bench::suite::{
-    run_suite, BarFigures, SuiteCase, BAR_MIN_RATE_MB_PER_MIN, BAR_RECALL, BAR_WITHIN_S, RATE_BANDS,
+    run_suite_every, BarFigures, SuiteCase, BAR_MIN_RATE_MB_PER_MIN, BAR_RECALL, BAR_WITHIN_S,
+    RATE_BANDS,
 };
 use plimsoll_bench::synthetic::{Generator, Label, Pattern, Series, DEFAULT_SAMPLES};
 use plimsoll_bench::table::{Align, Table};
@@ -52,6 +53,20 @@ struct Args {
     /// 30–120 s), or a spike of 50–200 MiB at one reading in ten; RSS a flat sawtooth.
     #[arg(long, requires = "min_soak")]
     forced_gc: bool,
+    /// Read each series once every this many seconds (from an offset of seed mod SECONDS), as
+    /// a scraper or `watch --interval` would: what sparse sampling does to the verdicts.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_every, conflicts_with_all = ["soak", "min_soak"])]
+    every: Option<f64>,
+}
+
+/// `--every`: a whole number of seconds, at least 1 and at most 600 (`--interval`'s range).
+fn parse_every(text: &str) -> Result<f64, String> {
+    match text.parse::<u32>() {
+        Ok(seconds) if (1..=600).contains(&seconds) => Ok(f64::from(seconds)),
+        _ => Err(format!(
+            "invalid --every '{text}' (expected whole seconds from 1 to 600)"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -89,12 +104,16 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         min_soak_table(args.seeds);
         return Ok(ExitCode::SUCCESS);
     }
-    let cases = run_suite(&patterns, 0..args.seeds, args.samples);
+    let cases = run_suite_every(&patterns, 0..args.seeds, args.samples, args.every);
     plimsoll_bench::outln!(
-        "synthetic suite: seeds 0..{} for each of {} patterns, {} samples at 1 Hz; ls-slope budget = 2 x healthy peak",
+        "synthetic suite: seeds 0..{} for each of {} patterns, {} samples at 1 Hz{}; ls-slope budget = 2 x healthy peak",
         args.seeds,
         patterns.len(),
-        args.samples
+        args.samples,
+        match args.every {
+            Some(every) => format!(", read every {every:.0} s"),
+            None => String::new(),
+        }
     );
     plimsoll_bench::outln!("alarm = Plimsoll's first confirmed leak / a baseline's first alarm; delay = median/p90 of alarm - leak start, s;");
     plimsoll_bench::outln!("susp = Plimsoll suspected at some point; caught = alarm at or after the leak start (earlier: 'early')\n");
