@@ -198,6 +198,15 @@ pub enum Reason {
     Confirmed { rate_bytes_per_s: f64 },
     /// A ramp is in progress that may still level off; its rate, bytes per second.
     Suspected { rate_bytes_per_s: f64 },
+    /// A ramp of RSS long enough to confirm, but read from samples `interval_s` apart: a
+    /// sawtooth the samples cannot see beats into such a ramp, so it confirms only once it
+    /// grew by `needed_bytes` (half its floor); `growth_bytes` so far.
+    SparseSuspected {
+        rate_bytes_per_s: f64,
+        interval_s: f64,
+        growth_bytes: f64,
+        needed_bytes: f64,
+    },
     /// Observed `observed_s` seconds; a verdict needs at least `needed_s`.
     TooShort { observed_s: f64, needed_s: f64 },
     /// The samples of the final stretch are too far apart: its largest gap, seconds.
@@ -270,6 +279,22 @@ impl std::fmt::Display for Reason {
                 f,
                 "leak suspected: floor rising {} (a warm-up may still level off)",
                 rate_text(rate_bytes_per_s)
+            ),
+            Reason::SparseSuspected {
+                rate_bytes_per_s,
+                interval_s,
+                growth_bytes,
+                needed_bytes,
+            } => write!(
+                f,
+                "leak suspected: floor rising {} ({:.0} MB so far), but samples {} apart cannot \
+                 tell it from a sawtooth's beat until it grows {:.0} MB (half its floor): \
+                 sample every 10 s or less (the heap after GC, which does not saw, has no \
+                 such limit)",
+                rate_text(rate_bytes_per_s),
+                growth_bytes / MB,
+                span_text(interval_s),
+                needed_bytes / MB
             ),
             Reason::TooShort {
                 observed_s,
@@ -426,6 +451,20 @@ struct Evaluation {
     rate: f64,
     /// Evidence from 0 to 1: how far the window went towards confirming.
     evidence: f64,
+    /// A ramp the 12-minute rule would confirm, held at a suspicion because the samples are
+    /// sparse: see [`SPARSE_GROWTH_RATIO`].
+    held: Option<SparseHold>,
+}
+
+/// Why a sparse series' ramp is only suspected, and what would confirm it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SparseHold {
+    /// The median interval between the newest samples, seconds.
+    interval_s: f64,
+    /// The growth over the window so far, bytes.
+    growth_bytes: f64,
+    /// The growth that confirms (half the floor at the window's start), bytes.
+    needed_bytes: f64,
 }
 
 /// The detector for one series (RSS, or heap after GC).
@@ -490,12 +529,13 @@ impl Channel {
         }
     }
 
-    /// Are the newest values sparse (their median interval over [`SPARSE_BLOCKS`] blocks)?
-    fn sparse(&self, config: &DetectorConfig) -> bool {
+    /// The median interval between the newest values when it is over [`SPARSE_BLOCKS`]
+    /// blocks (a sparse series), seconds.
+    fn sparse_interval(&self, config: &DetectorConfig) -> Option<f64> {
         let filled = (self.values.saturating_sub(1)).min(INTERVALS);
         let mut intervals = self.intervals[..filled].to_vec();
         crate::robust::median(&mut intervals)
-            .is_some_and(|median| median > SPARSE_BLOCKS * config.block_s)
+            .filter(|&median| median > SPARSE_BLOCKS * config.block_s)
     }
 
     fn push(&mut self, config: &DetectorConfig, windows: &[f64], t_s: f64, value: f64) {
@@ -581,7 +621,9 @@ impl Channel {
         let end = self.settled_end(config)?;
         let oldest = self.floor.oldest_s()?;
         let allowance = self.allowance(config);
-        let sparse = self.signal == Signal::Rss && self.sparse(config);
+        let sparse = self
+            .sparse_interval(config)
+            .filter(|_| self.signal == Signal::Rss);
         let mut best: Option<Evaluation> = None;
         // The ladder, plus all the history there is while it is shorter than the longest rung.
         let history = end - oldest;
@@ -603,13 +645,21 @@ impl Channel {
                 continue;
             };
             let mut state = shape.classify(config, window, &allowance);
-            let early = window < config.confirm_window_s * 0.999;
-            if state == LeakState::Confirmed
-                && ((sparse && shape.growth < SPARSE_GROWTH_RATIO * shape.base)
-                    || (early && samples < SEGMENTS))
-            {
+            let mut held = None;
+            if state == LeakState::Confirmed {
+                let needed_bytes = SPARSE_GROWTH_RATIO * shape.base;
+                if let Some(interval_s) = sparse.filter(|_| shape.growth < needed_bytes) {
+                    state = LeakState::Suspected;
+                    held = Some(SparseHold {
+                        interval_s,
+                        growth_bytes: shape.growth,
+                        needed_bytes,
+                    });
+                }
                 // Early confirmation reads the pace of six segments: a sample in each.
-                state = LeakState::Suspected;
+                if window < config.confirm_window_s * 0.999 && samples < SEGMENTS {
+                    state = LeakState::Suspected;
+                }
             }
             let evidence = (window / config.confirm_window_s)
                 .max(shape.growth / shape.early_growth(config))
@@ -619,6 +669,7 @@ impl Channel {
                 window_s: window,
                 rate: shape.growth / window,
                 evidence,
+                held,
             };
             best = match best {
                 Some(b) if b.state > candidate.state => Some(b),
@@ -1562,13 +1613,29 @@ impl LeakDetector {
             (Verdict::Leak, Reason::Confirmed { rate_bytes_per_s }, None)
         } else if self.state == LeakState::Suspected {
             let window = evaluation.map_or(0.0, |e| e.window_s);
-            (
-                Verdict::Inconclusive,
-                Reason::Suspected {
-                    rate_bytes_per_s: growth_bytes_per_s,
-                },
-                Some((self.config.confirm_window_s - window).max(self.config.block_s)),
-            )
+            match evaluation.and_then(|e| e.held) {
+                Some(hold) => (
+                    Verdict::Inconclusive,
+                    Reason::SparseSuspected {
+                        rate_bytes_per_s: growth_bytes_per_s,
+                        interval_s: hold.interval_s,
+                        growth_bytes: hold.growth_bytes,
+                        needed_bytes: hold.needed_bytes,
+                    },
+                    Some(
+                        ((hold.needed_bytes - hold.growth_bytes)
+                            / growth_bytes_per_s.max(f64::MIN_POSITIVE))
+                        .clamp(self.config.block_s, self.config.horizon_s),
+                    ),
+                ),
+                None => (
+                    Verdict::Inconclusive,
+                    Reason::Suspected {
+                        rate_bytes_per_s: growth_bytes_per_s,
+                    },
+                    Some((self.config.confirm_window_s - window).max(self.config.block_s)),
+                ),
+            }
         } else {
             match (self.judge_end(), observed_s < needed) {
                 (Ok(_), true) => (
@@ -1990,6 +2057,12 @@ mod tests {
         let status = detector.status();
         assert_eq!(status.detected_after_s, None, "{status:?}");
         assert_ne!(status.verdict, Verdict::NoLeak, "{status:?}");
+        let reason = status.reason.to_string();
+        assert!(
+            reason.contains("samples 60 s apart") && reason.contains("half its floor"),
+            "{reason}"
+        );
+        assert!(status.needs_more_s.is_some_and(|s| s > 0.0), "{status:?}");
         // The same climb read once a second is seen for the sawtooth it is.
         let dense = series(2400, |t| 200.0 * MB + tooth(t, 60.0 * MB, 59.0));
         assert_eq!(feed(&dense).0.status().detected_after_s, None);
