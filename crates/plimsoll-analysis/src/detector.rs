@@ -626,7 +626,7 @@ impl Channel {
             .filter(|_| self.signal == Signal::Rss);
         let mut best: Option<Evaluation> = None;
         // The ladder, plus all the history there is while it is shorter than the longest rung.
-        let history = end - oldest;
+        let history = (end - oldest).max(0.0);
         let whole = (history < config.confirm_window_s).then_some(history);
         for window in windows
             .iter()
@@ -748,10 +748,10 @@ impl Channel {
         if end - oldest < stretch {
             return Err((
                 Reason::TooShort {
-                    observed_s: end - oldest,
+                    observed_s: (end - oldest).max(0.0),
                     needed_s: stretch,
                 },
-                stretch - (end - oldest),
+                stretch - (end - oldest).max(0.0),
             ));
         }
         let (Some(first), Some(last)) =
@@ -759,7 +759,7 @@ impl Channel {
         else {
             return Err((
                 Reason::TooShort {
-                    observed_s: end - oldest,
+                    observed_s: (end - oldest).max(0.0),
                     needed_s: stretch,
                 },
                 stretch,
@@ -809,7 +809,7 @@ impl Channel {
             };
             return (Verdict::Inconclusive, reason, needed_s);
         };
-        let history = end - oldest;
+        let history = (end - oldest).max(0.0);
         let noise = self.noise_since(oldest);
         let flat_allowance = config
             .min_growth_bytes
@@ -2101,6 +2101,24 @@ mod tests {
         let status = feed(&heap).0.status();
         assert_eq!(status.verdict, Verdict::Leak, "{status:?}");
         assert_eq!(status.signal, Signal::HeapAfterGc);
+    }
+
+    #[test]
+    fn a_single_sample_is_too_short_not_negative() {
+        let (detector, _) = feed(&at(&[(0.0, 50.0)]));
+        for reason in [
+            detector.status().reason,
+            detector.steady_state_verdict().reason,
+        ] {
+            match reason {
+                Reason::TooShort { observed_s, .. } => {
+                    assert!(observed_s >= 0.0, "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let needs = detector.steady_state_verdict().needs_more_s;
+        assert!(needs.is_some_and(|s| s <= 240.0), "{needs:?}");
     }
 
     #[test]

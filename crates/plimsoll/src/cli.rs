@@ -139,7 +139,7 @@ pub(crate) struct SoakArgs {
     pub(crate) fail_fast: bool,
     /// Compress the detector's windows by this factor for short CI runs on fast synthetic
     /// workloads (0.05 makes a 14-minute verdict take 42 s); 1 is the real detector
-    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_time_scale)]
     pub(crate) time_scale: f64,
     /// Where samples and events are kept; default: $XDG_STATE_HOME/plimsoll or
     /// ~/.local/state/plimsoll
@@ -184,7 +184,7 @@ pub(crate) struct ReportArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_window)]
     pub(crate) last: Option<Duration>,
     /// The detector's time scale the run used (`soak --time-scale`), for the verdict
-    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_time_scale)]
     pub(crate) time_scale: f64,
 }
 

@@ -249,6 +249,15 @@ fn bad_usage_exits_2_naming_the_value() {
         .arg("true")
         .expect_exit(2);
     assert!(out.stderr.contains("'0'"), "{}", out.stderr);
+    // Quoted as given, not as the number it parses to (1e308 once printed 309 digits).
+    let out = Cmd::new("soak")
+        .arg("--time-scale")
+        .arg("1e308")
+        .arg("--")
+        .arg("true")
+        .expect_exit(2);
+    assert!(out.stderr.contains("'1e308'"), "{}", out.stderr);
+    assert!(out.stderr.len() < 300, "{}", out.stderr);
     let out = Cmd::new("report")
         .arg(dir.path().join("nothing-here"))
         .arg("--out")
