@@ -232,6 +232,12 @@ pub enum Reason {
     /// off), at this rate over the last part, bytes per second.
     SteadyUnsettled {
         rate_bytes_per_s: f64,
+        /// Over how many seconds `rate_bytes_per_s` was measured.
+        over_s: f64,
+        /// The rate over the last `end_s` seconds only: a warm-up that is levelling off
+        /// shows it slowing down here.
+        end_rate_bytes_per_s: f64,
+        end_s: f64,
         signal: Signal,
     },
     /// The series is handed back in cycles up to `period_s` seconds long (a periodic clear):
@@ -348,12 +354,19 @@ impl std::fmt::Display for Reason {
             ),
             Reason::SteadyUnsettled {
                 rate_bytes_per_s,
+                over_s,
+                end_rate_bytes_per_s,
+                end_s,
                 signal,
             } => write!(
                 f,
-                "{} still rising {} at the end, not as a steady ramp",
+                "{} still rising at the end, not as a steady ramp: {} over the last {}, {} over \
+                 the last {}",
                 floor(signal),
-                rate_text(rate_bytes_per_s)
+                rate_text(rate_bytes_per_s),
+                span_text(over_s),
+                rate_text(end_rate_bytes_per_s),
+                span_text(end_s)
             ),
             Reason::Cycling {
                 period_s,
@@ -868,10 +881,7 @@ impl Channel {
                 let rate = self
                     .robust_rate(end - part, end)
                     .unwrap_or((last - first) / part);
-                let reason = Reason::SteadyUnsettled {
-                    rate_bytes_per_s: rate,
-                    signal,
-                };
+                let reason = self.unsettled(config, rate, part, end);
                 return (Verdict::Inconclusive, reason, needs);
             }
             return (Verdict::Inconclusive, reason, needs);
@@ -897,11 +907,26 @@ impl Channel {
             };
             return (Verdict::NoLeak, reason, 0.0);
         }
-        let reason = Reason::SteadyUnsettled {
-            rate_bytes_per_s: rate,
-            signal,
-        };
+        let reason = self.unsettled(config, rate, part, now);
         (Verdict::Inconclusive, reason, part)
+    }
+
+    /// `SteadyUnsettled` for a floor rising at `rate` over the `over_s` seconds before `end`,
+    /// with its average rate over the early window before `end` (a difference, not a
+    /// Theil–Sen slope: a step at the very end has a nil slope).
+    fn unsettled(&self, config: &DetectorConfig, rate: f64, over_s: f64, end: f64) -> Reason {
+        let end_s = config.early_window_s.min(over_s);
+        let end_rate = match (self.floor.floor_at(end - end_s), self.floor.floor_at(end)) {
+            (Some(first), Some(last)) => (last - first) / end_s,
+            _ => rate,
+        };
+        Reason::SteadyUnsettled {
+            rate_bytes_per_s: rate,
+            over_s,
+            end_rate_bytes_per_s: end_rate,
+            end_s,
+            signal: self.signal,
+        }
     }
 
     /// The last part of a steady state of `history` seconds ending at `end`: its newer half,
@@ -953,7 +978,7 @@ impl Channel {
             };
             return (Verdict::Inconclusive, reason, needed_s);
         };
-        let history = now - oldest;
+        let history = (now - oldest).max(0.0);
         // A ramp can show over the early window; flatness takes longer (`flat_envelope`).
         let flat_s = TROUGH_MARGIN * EXACT_FLAT_FLOOR / config.soak_flat_rate_bytes_per_s;
         let part = match self.last_part(config, history, now, last_t_s, flat_s) {
@@ -1019,10 +1044,7 @@ impl Channel {
         if last - first >= allowance {
             // The average over the last part: a step at its end has a nil Theil–Sen rate, and
             // "still rising 0.0 KB/s" says nothing.
-            let reason = Reason::SteadyUnsettled {
-                rate_bytes_per_s: (last - first) / part,
-                signal,
-            };
+            let reason = self.unsettled(config, (last - first) / part, part, now);
             return (Verdict::Inconclusive, reason, part);
         }
         let reason = Reason::TooShort {
@@ -2180,6 +2202,20 @@ mod tests {
         });
         assert_eq!(warm.verdict, Verdict::Inconclusive, "{warm:?}");
         assert!(warm.needs_more_s.is_some_and(|s| s > 0.0), "{warm:?}");
+        // The reason shows it slowing down: its last two minutes rise slower than the part.
+        match warm.reason {
+            Reason::SteadyUnsettled {
+                rate_bytes_per_s,
+                end_rate_bytes_per_s,
+                end_s,
+                ..
+            } => {
+                assert!(end_rate_bytes_per_s > 0.0, "{warm:?}");
+                assert!(end_rate_bytes_per_s < 0.8 * rate_bytes_per_s, "{warm:?}");
+                assert_eq!(end_s, 120.0);
+            }
+            _ => panic!("{warm:?}"),
+        }
 
         // Two minutes of steady state cannot vouch for a flat floor.
         let short = steady(120, |_| 100.0 * MB);

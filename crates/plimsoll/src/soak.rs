@@ -1148,6 +1148,9 @@ mod tests {
             verdict: Verdict::Inconclusive,
             reason: Reason::SteadyUnsettled {
                 rate_bytes_per_s: 70_000.0,
+                over_s: 270.0,
+                end_rate_bytes_per_s: 20_000.0,
+                end_s: 120.0,
                 signal: Signal::Rss,
             },
             needs_more_s: Some(270.0),
