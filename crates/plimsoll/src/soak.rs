@@ -800,14 +800,31 @@ fn running_verdict(state: &SoakState, plan: &Plan, elapsed_s: f64) -> String {
         return "warming up".to_owned();
     }
     let status = state.detector.status();
-    let rate = || format!("{}/min", human_bytes(status.growth_bytes_per_s * 60.0));
-    match (status.verdict, status.state) {
-        (Verdict::Leak, _) => format!("LEAK confirmed ({})", rate()),
-        (_, LeakState::Suspected) => format!("leak suspected ({})", rate()),
-        (Verdict::NoLeak, _) => "no leak so far".to_owned(),
+    let rate = |bytes_per_s: f64| format!("{}/min", human_bytes(bytes_per_s * 60.0));
+    if status.verdict == Verdict::Leak {
+        return format!("LEAK confirmed ({})", rate(status.growth_bytes_per_s));
+    }
+    // The soak's own verdict so far (the steady state after the warm-up), not production's
+    // 12-minute rule: its "needs" is what this soak is waiting for.
+    let steady = state.detector.steady_state_verdict();
+    match (steady.verdict, steady.reason, status.state) {
+        (
+            Verdict::Leak,
+            Reason::SteadyRamp {
+                rate_bytes_per_s, ..
+            },
+            _,
+        ) => {
+            format!("LEAK: rising {} since the warm-up", rate(rate_bytes_per_s))
+        }
+        (Verdict::Leak, _, _) => "LEAK".to_owned(),
+        (Verdict::NoLeak, _, _) => "no leak so far".to_owned(),
+        (_, _, LeakState::Suspected) => {
+            format!("leak suspected ({})", rate(status.growth_bytes_per_s))
+        }
         _ => format!(
-            "no leak seen yet (a verdict needs {} more)",
-            human_seconds(status.needs_more_s.unwrap_or(0.0))
+            "no verdict yet (it needs about {} more)",
+            human_seconds(steady.needs_more_s.unwrap_or(0.0))
         ),
     }
 }
