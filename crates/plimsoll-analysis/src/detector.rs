@@ -194,8 +194,12 @@ impl Signal {
 /// the verdict JSON.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Reason {
-    /// A leak was confirmed: the retained floor grew at this rate, bytes per second.
-    Confirmed { rate_bytes_per_s: f64 },
+    /// A leak was confirmed: the retained floor grew at this rate, bytes per second (the rate
+    /// at the confirmation once it has `stopped` growing since: handed back, or levelled off).
+    Confirmed {
+        rate_bytes_per_s: f64,
+        stopped: bool,
+    },
     /// A ramp is in progress that may still level off; its rate, bytes per second.
     Suspected { rate_bytes_per_s: f64 },
     /// A ramp of RSS long enough to confirm, but read from samples `interval_s` apart: a
@@ -276,9 +280,20 @@ impl std::fmt::Display for Reason {
             Signal::HeapAfterGc => "heap floor",
         };
         match *self {
-            Reason::Confirmed { rate_bytes_per_s } => write!(
+            Reason::Confirmed {
+                rate_bytes_per_s,
+                stopped: false,
+            } => write!(
                 f,
                 "retained floor grows {} for longer than a warm-up",
+                rate_text(rate_bytes_per_s)
+            ),
+            Reason::Confirmed {
+                rate_bytes_per_s,
+                stopped: true,
+            } => write!(
+                f,
+                "retained floor grew {} for longer than a warm-up, and has stopped growing since",
                 rate_text(rate_bytes_per_s)
             ),
             Reason::Suspected { rate_bytes_per_s } => write!(
@@ -694,9 +709,14 @@ impl Channel {
             };
         }
         let mut best = best?;
-        best.rate = self
-            .robust_rate(end - best.window_s, end)
-            .unwrap_or(best.rate);
+        let robust = self.robust_rate(end - best.window_s, end);
+        best.rate = match robust {
+            // A ramp's rate is what it gained over its window at least: a floor that climbs in
+            // steps has a nil Theil–Sen slope.
+            Some(robust) if best.state >= LeakState::Suspected => robust.max(best.rate),
+            Some(robust) => robust,
+            None => best.rate,
+        };
         Some(best)
     }
 
@@ -782,9 +802,9 @@ impl Channel {
             ));
         };
         let growth = last - first;
-        let rate = self
-            .robust_rate(end - stretch, end)
-            .unwrap_or(growth / stretch);
+        // The average over the stretch, not a Theil–Sen slope: a floor that climbs in steps
+        // (50 MiB every 6 minutes) has a nil median slope while it grows.
+        let rate = growth / stretch;
         // Flat within the noise, or slower than anything a 1 Hz series can tell from
         // allocator drift (the detector's own limit).
         if growth < allowance || rate < config.min_rate_bytes_per_s {
@@ -812,7 +832,11 @@ impl Channel {
         let signal = self.signal;
         if self.state == LeakState::Confirmed {
             let rate_bytes_per_s = self.last_eval.map_or(0.0, |e| e.rate);
-            return (Verdict::Leak, Reason::Confirmed { rate_bytes_per_s }, 0.0);
+            let reason = Reason::Confirmed {
+                rate_bytes_per_s,
+                stopped: false,
+            };
+            return (Verdict::Leak, reason, 0.0);
         }
         if self.exact {
             return self.judge_steady_exact(config, last_t_s);
@@ -1322,16 +1346,19 @@ impl Channel {
     /// After a confirmation: has the floor stopped growing (or dropped)? True when the growth
     /// over the last half confirm window is under a quarter of what the confirmed rate predicts.
     fn growth_stopped(&self, config: &DetectorConfig) -> bool {
-        let Some(end) = self.settled_end(config) else {
-            return false;
-        };
+        self.recent_rate(config)
+            .is_some_and(|rate| rate < 0.25 * self.confirmed_rate)
+    }
+
+    /// The floor's average growth over the last half confirm window of the settled floor,
+    /// bytes per second: how fast a confirmed leak grows now (a floor climbing in steps
+    /// included, which the newest window's Theil–Sen slope reads as nil).
+    fn recent_rate(&self, config: &DetectorConfig) -> Option<f64> {
+        let end = self.settled_end(config)?;
         let window = config.confirm_window_s / 2.0;
-        let start = (end - window).max(self.floor.oldest_s().unwrap_or(end));
-        let (Some(first), Some(last)) = (self.floor.floor_at(start), self.floor.floor_at(end))
-        else {
-            return false;
-        };
-        last - first < 0.25 * self.confirmed_rate * (end - start)
+        let start = (end - window).max(self.floor.oldest_s()?);
+        let (first, last) = (self.floor.floor_at(start)?, self.floor.floor_at(end)?);
+        (end > start).then(|| (last - first) / (end - start))
     }
 }
 
@@ -1524,6 +1551,8 @@ pub struct LeakDetector {
     state: LeakState,
     suspected_at: Option<f64>,
     confirmed_at: Option<f64>,
+    /// The growth rate when the leak was first confirmed, bytes per second.
+    confirmed_rate: f64,
     /// See [`LeakDetector::rss_disturbed`].
     rss_disturbed: bool,
 }
@@ -1543,6 +1572,7 @@ impl LeakDetector {
             state: LeakState::Clear,
             suspected_at: None,
             confirmed_at: None,
+            confirmed_rate: 0.0,
             rss_disturbed: false,
         }
     }
@@ -1598,7 +1628,10 @@ impl LeakDetector {
         let since_start = t_s - self.first_t_s.unwrap_or(t_s);
         let kind = match state {
             LeakState::Confirmed => {
-                self.confirmed_at.get_or_insert(since_start);
+                if self.confirmed_at.is_none() {
+                    self.confirmed_at = Some(since_start);
+                    self.confirmed_rate = evaluation.map_or(0.0, |e| e.rate);
+                }
                 self.suspected_at.get_or_insert(since_start);
                 LeakEventKind::Confirmed
             }
@@ -1631,11 +1664,26 @@ impl LeakDetector {
         let lead = self.lead();
         let observed_s = self.first_t_s.map_or(0.0, |first| self.last_t_s - first);
         let evaluation = lead.last_eval;
-        let growth_bytes_per_s = evaluation.map_or(0.0, |e| e.rate);
+        let mut growth_bytes_per_s = evaluation.map_or(0.0, |e| e.rate);
+        if lead.state == LeakState::Confirmed {
+            growth_bytes_per_s =
+                growth_bytes_per_s.max(lead.recent_rate(&self.config).unwrap_or(0.0));
+        }
         let needed = self.config.confirm_window_s + self.config.early_window_s;
         let (verdict, reason, needs_more_s) = if self.confirmed_at.is_some() {
-            let rate_bytes_per_s = growth_bytes_per_s;
-            (Verdict::Leak, Reason::Confirmed { rate_bytes_per_s }, None)
+            // A confirmed leak stays the verdict; once it stopped growing (the channel's state
+            // cleared), the rate it was confirmed at is the one to give.
+            let stopped = self.state != LeakState::Confirmed;
+            let rate_bytes_per_s = if stopped {
+                self.confirmed_rate
+            } else {
+                growth_bytes_per_s
+            };
+            let reason = Reason::Confirmed {
+                rate_bytes_per_s,
+                stopped,
+            };
+            (Verdict::Leak, reason, None)
         } else if self.state == LeakState::Suspected {
             let window = evaluation.map_or(0.0, |e| e.window_s);
             match evaluation.and_then(|e| e.held) {
@@ -2048,6 +2096,11 @@ mod tests {
                 "slow ramp that never confirms",
                 series(900, |t| 100.0 * MB + 0.6 * MB * t / 60.0),
             ),
+            (
+                // Its floor's Theil–Sen slope is nil: "flat within 52.4 MB", exit 0, before.
+                "50 MiB every 6 minutes for an hour",
+                series(3600, |t| 200.0 * MB + 50.0 * MB * (t / 360.0).floor()),
+            ),
         ];
         for (name, observations) in cases {
             let (detector, _) = feed(&observations);
@@ -2144,6 +2197,53 @@ mod tests {
         }
         let needs = detector.steady_state_verdict().needs_more_s;
         assert!(needs.is_some_and(|s| s <= 240.0), "{needs:?}");
+    }
+
+    #[test]
+    fn a_clear_every_eleven_minutes_is_not_confirmed() {
+        // Each tooth climbs 20 MB for 10.7–11 minutes and falls back to the same floor. The
+        // clear was forgotten 600 s after it (before the next one), and the next tooth's
+        // climb from its trough read as a 12-minute ramp: confirmed after 21 minutes.
+        for period in [640.0, 660.0, 700.0] {
+            let clear = series(3600, |t| {
+                200.0 * MB + 20.0 * MB * (t % period) / period + tooth(t, 8.0 * MB, 17.0)
+            });
+            let status = feed(&clear).0.status();
+            assert_eq!(status.detected_after_s, None, "{period}: {status:?}");
+        }
+    }
+
+    #[test]
+    fn a_confirmed_leak_that_climbs_in_steps_names_its_rate() {
+        // 5 MiB every 3 minutes: the newest window's Theil–Sen slope is nil between steps.
+        let (detector, _) = feed(&series(1800, |t| {
+            200.0 * MB + 5.0 * MB * (t / 180.0).floor()
+        }));
+        let status = detector.status();
+        assert_eq!(status.verdict, Verdict::Leak, "{status:?}");
+        let per_min = status.growth_bytes_per_s * 60.0 / MB;
+        assert!(
+            (1.0..3.0).contains(&per_min),
+            "{per_min} MiB/min: {status:?}"
+        );
+        assert!(
+            detector.time_to_budget_s(300 * 1024 * 1024).is_some(),
+            "{status:?}"
+        );
+        // A confirmed leak that then stops stays the verdict, with the rate it was confirmed
+        // at ("grows 0.0 KB/s" before) and saying it stopped.
+        let (detector, _) = feed(&series(2400, |t| {
+            100.0 * MB + 2.0 * MB * t.min(960.0) / 60.0
+        }));
+        let status = detector.status();
+        assert_eq!(status.verdict, Verdict::Leak, "{status:?}");
+        match status.reason {
+            Reason::Confirmed {
+                rate_bytes_per_s,
+                stopped: true,
+            } => assert!(rate_bytes_per_s * 60.0 / MB > 1.0, "{status:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -403,15 +403,18 @@ impl CycleTracker {
     }
 
     /// How much of the recent past is still an unfinished tooth, seconds: one and a half of the
-    /// longest cycle among those that ended within the last `2 × max_s`, clamped to
+    /// longest cycle among those that ended within the last `2 × max_s` (or three of their own
+    /// periods, for cycles longer than that), clamped to
     /// `[min_s, max_s]`. When the process has not cycled for three of its cycle lengths, only
     /// `min_s`.
     pub(crate) fn unsettled_s(&self, now_s: f64, min_s: f64, max_s: f64) -> f64 {
+        // A cycle is recent for three of its own periods, and for at least `2 × max_s`: a clear
+        // every 640 s, forgotten after 600 s, let the next tooth's 10.7-minute climb (from the
+        // last clear's trough) read as a 12-minute ramp.
         let recent = self
             .cycles
             .iter()
-            .rev()
-            .take_while(|c| now_s - c.trough_t_s <= 2.0 * max_s);
+            .filter(|c| now_s - c.trough_t_s <= (2.0 * max_s).max(3.0 * c.period_s));
         let Some(longest) = recent.map(|c| c.period_s).reduce(f64::max) else {
             return min_s;
         };

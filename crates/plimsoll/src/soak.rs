@@ -596,7 +596,7 @@ async fn soak(
                             state.steady_leak_at_s.get_or_insert(elapsed.as_secs_f64());
                             state.steady_leak_signal = steady.signal;
                             state.steady_leak_rate = match steady.reason {
-                                Reason::SteadyRamp { rate_bytes_per_s, .. } | Reason::Confirmed { rate_bytes_per_s } => rate_bytes_per_s,
+                                Reason::SteadyRamp { rate_bytes_per_s, .. } | Reason::Confirmed { rate_bytes_per_s, .. } => rate_bytes_per_s,
                                 _ => 0.0,
                             };
                         }
