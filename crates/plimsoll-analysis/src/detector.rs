@@ -210,6 +210,9 @@ pub enum Reason {
         interval_s: f64,
         growth_bytes: f64,
         needed_bytes: f64,
+        /// At this rate, the longest window held at this interval cannot gather
+        /// `needed_bytes`: only denser samples can confirm it.
+        out_of_reach: bool,
     },
     /// Observed `observed_s` seconds; a verdict needs at least `needed_s`.
     TooShort { observed_s: f64, needed_s: f64 },
@@ -306,16 +309,22 @@ impl std::fmt::Display for Reason {
                 interval_s,
                 growth_bytes,
                 needed_bytes,
+                out_of_reach,
             } => write!(
                 f,
                 "leak suspected: floor rising {} ({:.0} MB so far), but samples {} apart cannot \
-                 tell it from a sawtooth's beat until it grows {:.0} MB (half its floor): \
+                 tell it from a sawtooth's beat until it grows {:.0} MB (half its floor){}: \
                  sample every 5 s or less (the heap after GC, which does not saw, has no \
                  such limit)",
                 rate_text(rate_bytes_per_s),
                 growth_bytes / MB,
                 span_text(interval_s),
-                needed_bytes / MB
+                needed_bytes / MB,
+                if out_of_reach {
+                    ", which at this rate no window these samples fill can show"
+                } else {
+                    ""
+                }
             ),
             Reason::TooShort {
                 observed_s,
@@ -493,6 +502,9 @@ struct SparseHold {
     growth_bytes: f64,
     /// The growth that confirms (half the floor at the window's start), bytes.
     needed_bytes: f64,
+    /// The longest window the floor can hold at this interval, seconds: a rate that cannot
+    /// gather `needed_bytes` over it is never confirmed.
+    longest_s: f64,
 }
 
 /// The detector for one series (RSS, or heap after GC).
@@ -534,10 +546,17 @@ const SPARSE_BLOCKS: f64 = 1.2;
 /// of the floor at the ramp's start: what the phase of an unseen cycle can drift through is
 /// its amplitude, and RSS saws of a third of the floor are common (node-gc-sawtooth: 215–285
 /// MB). Less stays a suspicion (inconclusive, never `no-leak`). The heap after GC does not
-/// saw, so its channel is exempt. Measured (bench/README.md, "Sparse samples"): at 0.1 the
+/// saw, so its channel is exempt. Measured (ARCHITECTURE.md, "Sparse samples"): at 0.1 the
 /// synthetic suite read every 60 s had 28 confirmed alarms in 800 healthy series, at 0.25
 /// 11, at 0.5 5 (its saws reach twice the floor); the recorded corpus none at any of them.
 const SPARSE_GROWTH_RATIO: f64 = 0.5;
+
+/// A sparse RSS series sampled at most this many blocks apart (a minute, with room for a
+/// timer's drift, at the defaults) is judged over windows beyond the ladder too, up to all
+/// the history held: a slow leak gains half its floor over hours (5 MiB/min read once a
+/// minute for 4 hours was never confirmed within 20-minute windows). Sparser ones are not:
+/// read every 5 minutes, the synthetic suite's tall saws lined up into such windows.
+const LONG_WINDOW_BLOCKS: f64 = 13.0;
 
 /// A window of the ladder is judged only with at least this many samples in it (blocks, for
 /// a dense series: always): fewer cannot show a ramp from a step or a sawtooth's beat.
@@ -659,17 +678,36 @@ impl Channel {
         // The ladder, plus all the history there is while it is shorter than the longest rung.
         let history = (end - oldest).max(0.0);
         let whole = (history < config.confirm_window_s).then_some(history);
+        // A sparse RSS ramp confirms on half its floor, which a slow leak gains over hours: the
+        // ladder goes on over all the history held (a block per sample: 360 samples, 6 hours
+        // at one a minute), or it never could.
+        let longest = windows.last().copied().unwrap_or(history);
+        let extend = sparse.is_some_and(|interval| interval <= LONG_WINDOW_BLOCKS * config.block_s);
+        let longer = std::iter::successors(Some(longest * 1.3), |w| Some(w * 1.3))
+            .take_while(move |&w| extend && w <= history);
         for window in windows
             .iter()
             .copied()
             .filter(|&w| w <= history)
             .chain(whole)
+            .chain(longer)
         {
             let start = end - window;
             // A shape is read from the floor interpolated between samples: with too few of
             // them a sparse series' step reads as a steady ramp between two samples.
             let samples = self.floor.count_between(start, end);
-            if samples < MIN_WINDOW_SAMPLES {
+            // Beyond the ladder (a sparse series only), two samples a segment: a handful of
+            // samples minutes apart read a tall saw at random phases, and some line up.
+            // Within it, a sample a segment on sparse RSS (four random phases of a saw taller
+            // than half the floor line up too often, read every 5 minutes).
+            let least = if window > longest * 1.01 {
+                2 * SEGMENTS
+            } else if sparse.is_some() {
+                SEGMENTS
+            } else {
+                MIN_WINDOW_SAMPLES
+            };
+            if samples < least {
                 continue;
             }
             let Some(shape) = Shape::of(&self.floor, start, end) else {
@@ -685,6 +723,7 @@ impl Channel {
                         interval_s,
                         growth_bytes: shape.growth,
                         needed_bytes,
+                        longest_s: self.floor.capacity() as f64 * interval_s,
                     });
                 }
                 // Early confirmation reads the pace of six segments: a sample in each.
@@ -1687,20 +1726,26 @@ impl LeakDetector {
         } else if self.state == LeakState::Suspected {
             let window = evaluation.map_or(0.0, |e| e.window_s);
             match evaluation.and_then(|e| e.held) {
-                Some(hold) => (
-                    Verdict::Inconclusive,
-                    Reason::SparseSuspected {
-                        rate_bytes_per_s: growth_bytes_per_s,
-                        interval_s: hold.interval_s,
-                        growth_bytes: hold.growth_bytes,
-                        needed_bytes: hold.needed_bytes,
-                    },
-                    Some(
-                        ((hold.needed_bytes - hold.growth_bytes)
-                            / growth_bytes_per_s.max(f64::MIN_POSITIVE))
-                        .clamp(self.config.block_s, self.config.horizon_s),
-                    ),
-                ),
+                Some(hold) => {
+                    // Until the growth reaches what confirms, at this rate; none when the
+                    // longest window these samples fill cannot gather it (only denser samples
+                    // can tell, not a longer wait).
+                    let rate = growth_bytes_per_s.max(f64::MIN_POSITIVE);
+                    let out_of_reach = rate * hold.longest_s < hold.needed_bytes;
+                    let more =
+                        ((hold.needed_bytes - hold.growth_bytes) / rate).max(self.config.block_s);
+                    (
+                        Verdict::Inconclusive,
+                        Reason::SparseSuspected {
+                            rate_bytes_per_s: growth_bytes_per_s,
+                            interval_s: hold.interval_s,
+                            growth_bytes: hold.growth_bytes,
+                            needed_bytes: hold.needed_bytes,
+                            out_of_reach,
+                        },
+                        (!out_of_reach).then_some(more),
+                    )
+                }
                 None => (
                     Verdict::Inconclusive,
                     Reason::Suspected {
@@ -2164,6 +2209,25 @@ mod tests {
         let fast = every(120.0, 840.0, |t| 18.0 + t);
         let status = feed(&fast).0.status();
         assert_eq!(status.detected_after_s, Some(840.0), "{status:?}");
+        // 1 MiB/min on a 200 MiB floor read once a minute: half its floor takes 100 minutes,
+        // longer than the ladder's 20-minute windows, which a sparse series goes beyond.
+        let slow = every(60.0, 4.0 * 3600.0, |t| 200.0 + t / 60.0);
+        let at = feed(&slow).0.status().detected_after_s;
+        assert!(at.is_some_and(|at| at <= 3.0 * 3600.0), "{at:?}");
+        // Read every 10 s, the 360 samples held span an hour: 60 MiB, never half the floor.
+        // No wait can settle that, so no `needs_more_s`; the reason says so.
+        let status = feed(&every(10.0, 4.0 * 3600.0, |t| 200.0 + t / 60.0))
+            .0
+            .status();
+        assert_eq!(status.verdict, Verdict::Inconclusive, "{status:?}");
+        assert_eq!(status.needs_more_s, None, "{status:?}");
+        assert!(
+            status
+                .reason
+                .to_string()
+                .contains("no window these samples fill"),
+            "{status:?}"
+        );
         // The heap after GC does not saw: a 2 MB/min heap leak read once a minute is
         // confirmed although it is far less than half the floor.
         let heap: Vec<Observation> = (0..=25)

@@ -104,6 +104,11 @@ impl FloorSeries {
         });
     }
 
+    /// How many blocks it holds at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Number of closed blocks held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

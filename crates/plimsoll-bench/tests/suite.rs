@@ -242,7 +242,7 @@ fn sparse_samples_never_confirm_a_healthy_trace() {
 /// The synthetic suite read every 15 s: no healthy series confirmed; its steps read every 60
 /// s neither (a step between two samples once read, interpolated, as a fast ramp: `step` seed
 /// 65). Read every 60 s or more, saws as tall as half the floor can beat into a ramp that is
-/// confirmed: 5 of 800 healthy series every 60 s (bench/README.md, "Sparse samples").
+/// confirmed: 3 of 800 healthy series every 60 s (ARCHITECTURE.md, "Sparse samples").
 #[test]
 fn sparse_synthetic_series_never_confirm_a_healthy_one() {
     use plimsoll_bench::suite::run_suite_every;
