@@ -11,7 +11,7 @@ use plimsoll_http::verdict_json;
 use crate::cli::AnalyzeArgs;
 use crate::exit;
 use crate::series::SeriesReader;
-use crate::stdout::outln;
+use crate::stdout::{outln, StdoutError};
 use crate::units::{human_bytes, human_seconds};
 
 pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
@@ -29,6 +29,7 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
     let warmup_s = args.warmup.map_or(0.0, |d| d.as_secs_f64());
     let budget = args.budget.map(|b| b.0);
     let mut first_t_s = None;
+    let mut last_t_s = 0.0;
     // The first sample at or over the budget (seconds after the first sample) and the peak.
     let mut over_budget: Option<(f64, u64)> = None;
     while let Some(observation) = reader
@@ -36,24 +37,51 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
         .with_context(|| format!("bad series file '{name}'"))?
     {
         let first = *first_t_s.get_or_insert(observation.t_s);
+        last_t_s = observation.t_s;
+        // The warm-up counts neither for the verdict nor as a budget breach (as in `soak`).
+        if observation.t_s - first < warmup_s {
+            continue;
+        }
         if budget.is_some_and(|b| observation.rss_bytes >= b) {
             let (_, peak) = over_budget.get_or_insert((observation.t_s - first, 0));
             *peak = (*peak).max(observation.rss_bytes);
         }
-        if observation.t_s - first >= warmup_s {
-            detector.push(&observation);
-        }
+        detector.push(&observation);
     }
     let status = detector.status();
     if first_t_s.is_none() {
         bail!("bad series file '{name}': no samples (the file has a header only)");
     }
     if status.samples == 0 {
-        bail!("series file '{name}': every sample falls within the warm-up");
+        bail!(
+            "series file '{name}': every sample falls within --warmup {} (the series spans {})",
+            human_seconds(warmup_s),
+            human_seconds(last_t_s - first_t_s.unwrap_or(last_t_s))
+        );
     }
     let time_to_budget_s = budget.and_then(|b| detector.time_to_budget_s(b));
+    // Over the budget is a failure whatever the trend.
+    let code = match status.verdict {
+        _ if over_budget.is_some() => exit::LEAK,
+        Verdict::Leak => exit::LEAK,
+        Verdict::NoLeak => exit::OK,
+        Verdict::Inconclusive => exit::INCONCLUSIVE,
+    };
+    let printed = print(args, &name, &status, time_to_budget_s, over_budget);
+    Ok(crate::stdout::verdict_code(code, printed)?)
+}
+
+/// The verdict, as JSON or for people.
+fn print(
+    args: &AnalyzeArgs,
+    name: &str,
+    status: &LeakStatus,
+    time_to_budget_s: Option<f64>,
+    over_budget: Option<(f64, u64)>,
+) -> Result<(), StdoutError> {
+    let budget = args.budget.map(|b| b.0);
     if args.json {
-        let mut json = verdict_json(&status, budget, time_to_budget_s);
+        let mut json = verdict_json(status, budget, time_to_budget_s);
         if let Some(object) = json.as_object_mut() {
             object.insert(
                 "budget_exceeded".to_owned(),
@@ -64,19 +92,10 @@ pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
                 serde_json::json!(over_budget.map(|(at, _)| at)),
             );
         }
-        outln!("{json}")?;
+        outln!("{json}")
     } else {
-        print_human(&name, &status, budget, time_to_budget_s, over_budget)?;
+        print_human(name, status, budget, time_to_budget_s, over_budget)
     }
-    // Over the budget is a failure whatever the trend.
-    if over_budget.is_some() {
-        return Ok(exit::LEAK);
-    }
-    Ok(match status.verdict {
-        Verdict::Leak => exit::LEAK,
-        Verdict::NoLeak => exit::OK,
-        Verdict::Inconclusive => exit::INCONCLUSIVE,
-    })
 }
 
 fn print_human(
@@ -85,7 +104,7 @@ fn print_human(
     budget: Option<u64>,
     time_to_budget_s: Option<f64>,
     over_budget: Option<(f64, u64)>,
-) -> Result<()> {
+) -> Result<(), StdoutError> {
     let headline = match status.verdict {
         _ if over_budget.is_some() => "FAILED: over budget",
         Verdict::Leak => "LEAK",

@@ -9,9 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
 
 use crate::name::parse_name;
-use crate::units::{
-    parse_duration, parse_grace, parse_interval, parse_soak_duration, parse_window, ByteSize,
-};
+use crate::units::{parse_grace, parse_interval, parse_soak_duration, parse_window, ByteSize};
 
 /// Keeps a service under its memory budget: tells a real leak from a GC sawtooth, restarts
 /// before the OOM killer does, and proves in CI that a change does not leak.
@@ -248,8 +246,9 @@ pub(crate) struct AnalyzeArgs {
     /// Memory budget, for the projected time until it is reached (e.g. 512MiB, 2G)
     #[arg(long, value_name = "SIZE")]
     pub(crate) budget: Option<ByteSize>,
-    /// Leave out samples from the first DURATION of the series (start-up), e.g. 2m
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Leave out the samples of the first DURATION of the series (start-up), e.g. 2m: they
+    /// count neither for the verdict nor as budget breaches; at most 24h
+    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
     pub(crate) warmup: Option<Duration>,
 }
 

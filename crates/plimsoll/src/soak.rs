@@ -133,12 +133,12 @@ pub(crate) fn run(args: &SoakArgs) -> Result<u8> {
         report::write(path, &input)?;
         errln!("plimsoll soak: report written to {}", path.display());
     }
-    if args.json {
-        outln!("{}", verdict.json)?;
+    let printed = if args.json {
+        outln!("{}", verdict.json)
     } else {
-        verdict.print_human(&plan)?;
-    }
-    Ok(verdict.exit_code)
+        verdict.print_human(&plan)
+    };
+    Ok(crate::stdout::verdict_code(verdict.exit_code, printed)?)
 }
 
 /// The soak's settings, resolved from the command line.
@@ -968,7 +968,7 @@ impl Finding {
         }
     }
 
-    fn print_human(&self, plan: &Plan) -> Result<()> {
+    fn print_human(&self, plan: &Plan) -> Result<(), crate::stdout::StdoutError> {
         let status = &self.status;
         let headline = match (self.exit_code, self.steady.verdict) {
             (exit::OK, _) => "PASSED: no leak",

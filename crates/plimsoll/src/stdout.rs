@@ -38,6 +38,18 @@ pub(crate) fn write(text: fmt::Arguments<'_>) -> Result<(), StdoutError> {
         .map_err(StdoutError)
 }
 
+/// The exit code of a command whose code is a verdict (`analyze`, `soak`), once it printed
+/// it: a reader that went away keeps the verdict's code, not 0, so that `plimsoll analyze
+/// leak.csv | head -1` under `set -o pipefail` fails as the leak does (0 or 1 by the race
+/// between the write and the reader's exit, before). Any other write error stays an error.
+pub(crate) fn verdict_code(code: u8, printed: Result<(), StdoutError>) -> Result<u8, StdoutError> {
+    match printed {
+        Err(error) if error.is_closed_pipe() => Ok(code),
+        Err(error) => Err(error),
+        Ok(()) => Ok(code),
+    }
+}
+
 /// `println!` that returns a [`StdoutError`] instead of panicking.
 macro_rules! outln {
     ($($arg:tt)*) => {
@@ -68,6 +80,15 @@ pub(crate) use {errln, out, outln};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_verdict_keeps_its_code_through_a_closed_pipe() {
+        let pipe = || Err(StdoutError(io::Error::from(io::ErrorKind::BrokenPipe)));
+        assert_eq!(verdict_code(1, pipe()).ok(), Some(1));
+        assert_eq!(verdict_code(3, Ok(())).ok(), Some(3));
+        let full = Err(StdoutError(io::Error::from_raw_os_error(28)));
+        assert!(verdict_code(0, full).is_err());
+    }
 
     #[test]
     fn a_closed_pipe_is_told_apart_from_a_full_disk() {

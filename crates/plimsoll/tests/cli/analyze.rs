@@ -162,6 +162,45 @@ fn warmup_leaves_the_start_up_out() {
         .arg("x.csv")
         .expect_exit(2);
     assert!(out.stderr.contains("'soon'"), "{}", out.stderr);
+    // Warm-ups are at most 24h, as everywhere else.
+    let out = Cmd::new("analyze")
+        .arg("--warmup")
+        .arg("48h")
+        .arg("x.csv")
+        .expect_exit(2);
+    assert!(out.stderr.contains("'48h'"), "{}", out.stderr);
+    // The warm-up is no budget breach either (as in `soak`): 900 MB for the first minute,
+    // then 200 MB, under a 500 MB budget.
+    let spike = series_csv(1200, |t| if t < 60.0 { 900e6 } else { 200e6 });
+    let json = Cmd::new("analyze")
+        .arg("--json")
+        .arg("--budget")
+        .arg("500M")
+        .arg("--warmup")
+        .arg("2m")
+        .arg("-")
+        .stdin(spike.clone())
+        .expect_exit(0)
+        .json();
+    assert_eq!(json["budget_exceeded"], false, "{json}");
+    Cmd::new("analyze")
+        .arg("--budget")
+        .arg("500M")
+        .arg("-")
+        .stdin(spike)
+        .expect_exit(1);
+    // A warm-up as long as the series names both.
+    let out = Cmd::new("analyze")
+        .arg("--warmup")
+        .arg("23h")
+        .arg("-")
+        .stdin(series_csv(600, |_| 50.0 * MB))
+        .expect_exit(2);
+    assert!(
+        out.stderr.contains("--warmup 23h") && out.stderr.contains("spans 9m 59s"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
