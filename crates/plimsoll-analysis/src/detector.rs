@@ -217,7 +217,13 @@ pub enum Reason {
     /// Observed `observed_s` seconds; a verdict needs at least `needed_s`.
     TooShort { observed_s: f64, needed_s: f64 },
     /// The samples of the final stretch are too far apart: its largest gap, seconds.
-    Sparse { gap_s: f64, signal: Signal },
+    /// The samples of the final `within_s` seconds are too far apart: its largest gap,
+    /// seconds (the whole of it when no sample fell there).
+    Sparse {
+        gap_s: f64,
+        within_s: f64,
+        signal: Signal,
+    },
     /// A leak was suspected `quiet_s` seconds ago: too recently to call the floor flat.
     RecentSuspicion { quiet_s: f64, signal: Signal },
     /// The settled floor still rises at the end, at this rate, bytes per second.
@@ -335,11 +341,16 @@ impl std::fmt::Display for Reason {
                 span_text(observed_s),
                 span_text(needed_s)
             ),
-            Reason::Sparse { gap_s, signal } => write!(
+            Reason::Sparse {
+                gap_s,
+                within_s,
+                signal,
+            } => write!(
                 f,
-                "too sparse: a {} gap between samples ({}) at the end",
+                "too sparse: a gap of {} between samples ({}) in the last {}",
                 span_text(gap_s),
-                signal.as_str()
+                signal.as_str(),
+                span_text(within_s)
             ),
             Reason::RecentSuspicion { quiet_s, signal } => write!(
                 f,
@@ -798,7 +809,12 @@ impl Channel {
             .floor
             .largest_gap((last_t_s - stretch).max(oldest), last_t_s);
         if gap > stretch / SEGMENTS as f64 {
-            return Err((Reason::Sparse { gap_s: gap, signal }, stretch));
+            let reason = Reason::Sparse {
+                gap_s: gap,
+                within_s: stretch,
+                signal,
+            };
+            return Err((reason, stretch));
         }
         let quiet = last_t_s - self.last_support_s;
         let quiet_needed = config.confirm_window_s / 2.0;
@@ -1018,7 +1034,11 @@ impl Channel {
         let gap = self.floor.largest_gap(end - part, last_t_s);
         if gap > part / SEGMENTS as f64 {
             let signal = self.signal;
-            let reason = Reason::Sparse { gap_s: gap, signal };
+            let reason = Reason::Sparse {
+                gap_s: gap,
+                within_s: part,
+                signal,
+            };
             return Err((Verdict::Inconclusive, reason, part));
         }
         Ok(part)

@@ -15,7 +15,8 @@ use crate::stdout::{outln, StdoutError};
 use crate::units::{human_bytes, human_seconds};
 
 pub(crate) fn run(args: &AnalyzeArgs) -> Result<u8> {
-    let name = args.file.display().to_string();
+    // Quoted short and escaped: a file name can be 4 KiB long or hold escape sequences.
+    let name = crate::bounded::excerpt(&args.file.display().to_string());
     let input: Box<dyn Read> = if name == "-" {
         Box::new(io::stdin().lock())
     } else {

@@ -103,8 +103,9 @@ impl<R: Read> SeriesReader<R> {
             .map_err(|v| anyhow!("line {line}: invalid t_s '{v}' (expected seconds, e.g. 12.5)"))?;
         if t_s < self.last_t_s {
             bail!(
-                "line {line}: t_s '{t_s}' goes back in time (previous line had {})",
-                self.last_t_s
+                "line {line}: t_s '{}' goes back in time (previous line had {})",
+                crate::bounded::excerpt_bytes(cell(columns.t_s)),
+                seconds_text(self.last_t_s)
             );
         }
         let rss_bytes = parse_bytes(cell(columns.rss_bytes))
@@ -163,6 +164,16 @@ fn parse_bytes(cell: &[u8]) -> Result<Option<u64>, String> {
     text.parse::<u64>().map(Some).map_err(|_| excerpt(text))
 }
 
+/// A time from the file for a message: as written for everyday values, in scientific notation
+/// past 1e15 s (`1e300` is 301 digits otherwise).
+fn seconds_text(t_s: f64) -> String {
+    if t_s.abs() < 1e15 {
+        format!("{t_s}")
+    } else {
+        format!("{t_s:e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +229,10 @@ mod tests {
             (
                 "t_s,rss_bytes\n5,100\n4,100\n",
                 "line 3: t_s '4' goes back in time",
+            ),
+            (
+                "t_s,rss_bytes\n1e300,100\n1e299,100\n",
+                "line 3: t_s '1e299' goes back in time (previous line had 1e300)",
             ),
             (
                 "t_s,rss_bytes\n0,100\n1\n",
