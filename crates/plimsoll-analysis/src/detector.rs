@@ -277,8 +277,11 @@ fn rate_text(bytes_per_s: f64) -> String {
 fn span_text(seconds: f64) -> String {
     if seconds < 120.0 {
         format!("{seconds:.0} s")
-    } else {
+    } else if seconds < 1e7 {
         format!("{:.1} min", seconds / 60.0)
+    } else {
+        // Times a file can hold but no clock can (t_s of 1e308): short, not 300 digits.
+        format!("{seconds:.1e} s")
     }
 }
 
@@ -1790,6 +1793,15 @@ impl LeakDetector {
                     } else {
                         more
                     };
+                    // Too short for the flat stretch and for the series as a whole: one need,
+                    // the one `needs_more_s` gives ("needs 8.0 min" beside 13m 59s more, before).
+                    let reason = match reason {
+                        Reason::TooShort { .. } if short => Reason::TooShort {
+                            observed_s,
+                            needed_s: observed_s + more,
+                        },
+                        other => other,
+                    };
                     (Verdict::Inconclusive, reason, Some(more))
                 }
                 (Ok(flat), false) => (Verdict::NoLeak, flat, None),
@@ -2263,6 +2275,28 @@ mod tests {
         let status = feed(&heap).0.status();
         assert_eq!(status.verdict, Verdict::Leak, "{status:?}");
         assert_eq!(status.signal, Signal::HeapAfterGc);
+    }
+
+    #[test]
+    fn a_short_series_gives_one_need() {
+        let status = feed(&at(&[(0.0, 50.0), (1.0, 50.0)])).0.status();
+        match (status.reason, status.needs_more_s) {
+            (
+                Reason::TooShort {
+                    observed_s,
+                    needed_s,
+                },
+                Some(more),
+            ) => assert!((needed_s - observed_s - more).abs() < 1e-9, "{status:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn absurd_spans_read_short() {
+        assert_eq!(span_text(90.0), "90 s");
+        assert_eq!(span_text(600.0), "10.0 min");
+        assert_eq!(span_text(1.7e308), "1.7e308 s");
     }
 
     #[test]

@@ -112,8 +112,8 @@ fn the_soak_verdict_on_recorded_traces_never_passes_a_leak() {
 
 /// What real soaks' detectors were fed (`bench/soak_traces/run*`, recorded by
 /// `soak_corpus.sh --record` from `plimsoll soak --duration 10m --warmup 1m` on every workload,
-/// Node ones with a forced GC every 15 s; seven runs, the last four with the GCs jittered and the
-/// last with `external` exact), replayed: every leak fails, no healthy
+/// Node ones with a forced GC every 15 s; eight runs, the last five with the GCs jittered and the
+/// last two with `external` exact), replayed: every leak fails, no healthy
 /// workload fails, and at least five of the nine healthy ones pass. Those that do not must
 /// say why in words that hold: a cache still filling, a clear every 3.5 min, a heap still
 /// rising (not as a ramp) at the end.
@@ -137,7 +137,9 @@ fn the_soak_verdict_on_recorded_soaks_gives_the_labels() {
         "c-steady-trim",
         "c-steady-fragmented",
     ];
-    for run in ["run1", "run2", "run3", "run4", "run5", "run6", "run7"] {
+    for run in [
+        "run1", "run2", "run3", "run4", "run5", "run6", "run7", "run8",
+    ] {
         for name in steady {
             let path = bench
                 .join("soak_traces")
@@ -155,7 +157,9 @@ fn the_soak_verdict_on_recorded_soaks_gives_the_labels() {
             }
         }
     }
-    for run in ["run1", "run2", "run3", "run4", "run5", "run6", "run7"] {
+    for run in [
+        "run1", "run2", "run3", "run4", "run5", "run6", "run7", "run8",
+    ] {
         let mut wrong = Vec::new();
         let mut passed = 0;
         for entry in &entries {
