@@ -866,6 +866,13 @@ impl Channel {
         // Flat within the noise, or slower than anything a 1 Hz series can tell from
         // allocator drift (the detector's own limit).
         if growth < allowance || rate < config.min_rate_bytes_per_s {
+            // Flat at the end, but a floor that climbs in steps further apart than the stretch
+            // (50 MiB every 10 minutes: "flat within 0.0 MB over the last 8.0 min", exit 0,
+            // for 4 hours) gains in both halves of the longest window; a one-time step, or a
+            // warm-up that levelled off, in one of them only.
+            if let Some(staircase) = self.staircase(config, end, oldest, allowance) {
+                return Err(staircase);
+            }
             return Ok(Reason::Flat {
                 growth_bytes: growth,
                 stretch_s: stretch,
@@ -882,6 +889,39 @@ impl Channel {
             },
             (stretch - flat_for).max(config.block_s),
         ))
+    }
+
+    /// A floor that gained more than `allowance` (and the flat rate) in both halves of the
+    /// longest window of the ladder that the history holds (and is longer than the flat
+    /// stretch): `Rising` at its average rate, and half that window more to wait.
+    fn staircase(
+        &self,
+        config: &DetectorConfig,
+        end: f64,
+        oldest: f64,
+        allowance: f64,
+    ) -> Option<(Reason, f64)> {
+        let window = config.longest_window_s().min(end - oldest);
+        if window <= config.flat_window_s {
+            return None;
+        }
+        let (start, middle) = (end - window, end - window / 2.0);
+        let (first, mid, last) = (
+            self.floor.floor_at(start)?,
+            self.floor.floor_at(middle)?,
+            self.floor.floor_at(end)?,
+        );
+        // More than the noise and than `flat_rate_bytes_per_s` allows over each half: the
+        // allocator's own settling (py-periodic-clear's RSS: +2.9, then +2.2 MB in 10 minutes)
+        // is slower than that.
+        let least = allowance.max(config.flat_rate_bytes_per_s * window / 2.0);
+        (mid - first >= least && last - mid >= least).then(|| {
+            let reason = Reason::Rising {
+                rate_bytes_per_s: (last - first) / window,
+                signal: self.signal,
+            };
+            (reason, window / 2.0)
+        })
     }
 
     /// The soak's judgement of this channel, fed only the steady state (after the declared
@@ -2177,6 +2217,15 @@ mod tests {
                 // Its floor's Theil–Sen slope is nil: "flat within 52.4 MB", exit 0, before.
                 "50 MiB every 6 minutes for an hour",
                 series(3600, |t| 200.0 * MB + 50.0 * MB * (t / 360.0).floor()),
+            ),
+            (
+                // Flat for 8 minutes after each step: "flat within 0.0 MB", exit 0, before.
+                "50 MiB every 10 minutes for 4 hours",
+                series(14_400, |t| 200.0 * MB + 50.0 * MB * (t / 600.0).floor()),
+            ),
+            (
+                "3 MiB every 10 minutes for an hour",
+                series(3600, |t| 200.0 * MB + 3.0 * MB * (t / 600.0).floor()),
             ),
         ];
         for (name, observations) in cases {
