@@ -92,6 +92,12 @@ fn print(
                 "budget_exceeded_after_s".to_owned(),
                 serde_json::json!(over_budget.map(|(at, _)| at)),
             );
+            // `verdict` is the leak verdict; `passed` is the whole answer (exit 0), as in
+            // `soak --json`: a flat series over its budget is `no-leak` and not passed.
+            object.insert(
+                "passed".to_owned(),
+                serde_json::Value::Bool(over_budget.is_none() && status.verdict == Verdict::NoLeak),
+            );
         }
         outln!("{json}")
     } else {

@@ -260,4 +260,14 @@ fn a_series_over_its_budget_fails_whatever_the_trend() {
         .json();
     assert_eq!(json["budget_exceeded"], true, "{json}");
     assert_eq!(json["budget_exceeded_after_s"], 0.0, "{json}");
+    // The leak verdict alone would read as a pass: `passed` is the whole answer.
+    assert_eq!(json["verdict"], "no-leak", "{json}");
+    assert_eq!(json["passed"], false, "{json}");
+    let json = Cmd::new("analyze")
+        .arg("--json")
+        .arg("-")
+        .stdin(series_csv(1500, |_| 300.0 * MB))
+        .expect_exit(0)
+        .json();
+    assert_eq!(json["passed"], true, "{json}");
 }
