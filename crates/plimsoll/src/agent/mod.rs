@@ -679,9 +679,16 @@ mod tests {
                 "external {external} with {held} held: {reply}"
             );
             readings.push(external);
-            // Not a wait for a condition: the app's dead Buffers pile up between two GCs, and
-            // the spacing is what makes them many enough to show if they were counted.
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            // Before the next forced GC, the app's dead Buffers pile up again: wait for an
+            // agent report, newer than the GC, with a quarter of a megabyte of them more than
+            // the reading, so that each reading had dead Buffers to leave out.
+            let stale = hub.figures().map(|f| f.external_bytes);
+            until("dead Buffers to pile up", || {
+                hub.figures()
+                    .map(|f| f.external_bytes)
+                    .filter(|&e| Some(e) != stale && e as f64 > external + 256.0 * 1024.0)
+            })
+            .await;
         }
         let spread = readings.iter().copied().fold(f64::MIN, f64::max)
             - readings.iter().copied().fold(f64::MAX, f64::min);
